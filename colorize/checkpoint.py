@@ -1,0 +1,78 @@
+"""Orbax checkpoints of a run: generator, discriminator and data position as separate items.
+
+The generator is its own item so inference can restore it alone. The data position holds one
+(epoch, index) row per process, since each process reads and filters its own shard.
+"""
+
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+from colorize.input_pipeline import DataPosition
+
+ITEMS = ("generator", "discriminator", "data")
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def create_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=ITEMS)
+
+
+def save(manager: ocp.CheckpointManager, state, position: DataPosition) -> None:
+  """Starts an asynchronous save of `state` at its step; collective over processes."""
+  rows = multihost_utils.process_allgather(np.array([position.epoch, position.index], np.int64))
+  step = int(state.step)
+  manager.save(
+    step,
+    args=ocp.args.Composite(
+      generator=ocp.args.StandardSave(state.generator),
+      discriminator=ocp.args.StandardSave(state.discriminator),
+      data=ocp.args.JsonSave({"step": step, "positions": np.asarray(rows).reshape(-1, 2).tolist()}),
+    ),
+  )
+
+
+def _abstract(tree):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def restore(manager: ocp.CheckpointManager, state, step: int | None = None):
+  """Restores checkpoint `step` (default: the newest) into the structure and shardings of `state`.
+
+  Returns (state, data position of this process).
+  """
+  step = manager.latest_step() if step is None else step
+  restored = manager.restore(
+    step,
+    args=ocp.args.Composite(
+      generator=ocp.args.StandardRestore(_abstract(state.generator)),
+      discriminator=ocp.args.StandardRestore(_abstract(state.discriminator)),
+      data=ocp.args.JsonRestore(),
+    ),
+  )
+  epoch, index = restored.data["positions"][jax.process_index()]
+  state = state.replace(
+    step=jax.device_put(np.int32(step), state.step.sharding),
+    generator=restored.generator,
+    discriminator=restored.discriminator,
+  )
+  return state, DataPosition(int(epoch), int(index))
+
+
+def restore_generator(workdir: str, generator_state, step: int | None = None):
+  """The generator alone (for evaluation and colorizing), newest checkpoint by default."""
+  manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=ITEMS)
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}: train the run first.")
+  restored = manager.restore(
+    step, args=ocp.args.Composite(generator=ocp.args.StandardRestore(_abstract(generator_state)))
+  )
+  return restored.generator, step

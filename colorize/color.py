@@ -1,0 +1,79 @@
+"""sRGB <-> CIE L*a*b* (D65, 2 degree observer) as pure jax.numpy functions.
+
+The constants follow scikit-image (`skimage.color.rgb2lab` / `lab2rgb`), which the tests use as
+the reference. Everything is elementwise plus a 3x3 matrix, so it fuses into the train step.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+
+_XYZ_FROM_RGB = np.array(
+  [
+    [0.412453, 0.357580, 0.180423],
+    [0.212671, 0.715160, 0.072169],
+    [0.019334, 0.119193, 0.950227],
+  ]
+)
+_RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+# The paper's normalisation of Lab into [-1, 1]: L/50 - 1, a/110, b/110.
+_LAB_SCALE = np.array([50.0, 110.0, 110.0])
+_LAB_SHIFT = np.array([50.0, 0.0, 0.0])
+
+
+def _srgb_to_linear(c):
+  # Clamping before the power keeps the unused branch (and its gradient) finite.
+  return jnp.where(c > 0.04045, ((jnp.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4, c / 12.92)
+
+
+def _linear_to_srgb(c):
+  safe = jnp.maximum(c, 0.0031308)
+  return jnp.where(c > 0.0031308, 1.055 * safe ** (1 / 2.4) - 0.055, 12.92 * c)
+
+
+def _lab_f(t):
+  return jnp.where(t > 0.008856, jnp.cbrt(jnp.maximum(t, 0.008856)), 7.787 * t + 16.0 / 116.0)
+
+
+def _lab_f_inverse(t):
+  return jnp.where(t > 0.2068966, t**3, (t - 16.0 / 116.0) / 7.787)
+
+
+def rgb_to_lab(rgb):
+  """sRGB in [0, 1], shape [..., 3] -> Lab with L in [0, 100], a and b roughly in [-128, 128]."""
+  rgb = jnp.asarray(rgb, jnp.float32)
+  xyz = _srgb_to_linear(rgb) @ jnp.asarray(_XYZ_FROM_RGB.T, rgb.dtype)
+  fx, fy, fz = jnp.moveaxis(_lab_f(xyz / jnp.asarray(_D65_WHITE, rgb.dtype)), -1, 0)
+  return jnp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+
+
+def lab_to_rgb(lab):
+  """Lab -> sRGB in [0, 1] (out-of-gamut colours are clipped, as scikit-image does)."""
+  lab = jnp.asarray(lab, jnp.float32)
+  lightness, a, b = jnp.moveaxis(lab, -1, 0)
+  fy = (lightness + 16.0) / 116.0
+  fx = fy + a / 500.0
+  fz = jnp.maximum(fy - b / 200.0, 0.0)  # scikit-image clips negative z to 0 as well
+  xyz = _lab_f_inverse(jnp.stack([fx, fy, fz], axis=-1)) * jnp.asarray(_D65_WHITE, lab.dtype)
+  rgb = _linear_to_srgb(xyz @ jnp.asarray(_RGB_FROM_XYZ.T, lab.dtype))
+  return jnp.clip(rgb, 0.0, 1.0)
+
+
+def normalize_lab(lab):
+  """Lab -> the network's space: every channel in about [-1, 1]."""
+  return (lab - _LAB_SHIFT) / _LAB_SCALE
+
+
+def denormalize_lab(lab_normalized):
+  return lab_normalized * _LAB_SCALE + _LAB_SHIFT
+
+
+def uint8_rgb_to_normalized_lab(images):
+  """uint8 RGB [..., 3] (as the input pipeline delivers it) -> normalised Lab float32."""
+  return normalize_lab(rgb_to_lab(images.astype(jnp.float32) / 255.0)).astype(jnp.float32)
+
+
+def normalized_lab_to_uint8_rgb(lab_normalized):
+  rgb = lab_to_rgb(denormalize_lab(lab_normalized.astype(jnp.float32)))
+  return jnp.round(rgb * 255.0).astype(jnp.uint8)

@@ -1,0 +1,181 @@
+"""The paper's networks (Nazeri et al. 2018, DESIGN section 2) as flax.linen Modules.
+
+Layout is NHWC. Every module takes `axis_name`: inside the data-parallel step it is the mesh
+axis, so BatchNorm statistics are averaged over the whole global batch and dropout masks depend
+on the global example index. Both make a step on N devices compute what one device would.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+
+def _check_divisible(shape, factor: int, what: str):
+  height, width = shape[1], shape[2]
+  if height % factor or width % factor:
+    raise ValueError(
+      f"{what}: input size {height}x{width} is not a multiple of {factor}; "
+      f"resize or pad the image to a multiple of {factor} (e.g. config.image_size)."
+    )
+
+
+class PerExampleDropout(nn.Module):
+  """Dropout whose mask for an example depends only on (rng, global example index).
+
+  Plain nn.Dropout draws one mask for the local batch, so the masks change with the device
+  count; this one makes 1 device and N devices drop exactly the same units.
+  """
+
+  rate: float
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    if deterministic or self.rate == 0.0:
+      return x
+    rng = self.make_rng("dropout")
+    local_batch = x.shape[0]
+    offset = jax.lax.axis_index(self.axis_name) * local_batch if self.axis_name else 0
+    example_rngs = jax.vmap(jax.random.fold_in, (None, 0))(rng, offset + jnp.arange(local_batch))
+    keep = jax.vmap(lambda r: jax.random.bernoulli(r, 1.0 - self.rate, x.shape[1:]))(example_rngs)
+    return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
+
+
+class ConvNormAct(nn.Module):
+  """3x3 conv + BatchNorm + activation; `normalize=False` gives the BN-free first layer."""
+
+  features: int
+  activation: str  # "leaky_relu" | "relu"
+  normalize: bool = True
+  bn_momentum: float = 0.9
+  axis_name: str | None = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=not self.normalize, dtype=self.dtype)(x)
+    if self.normalize:
+      x = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.bn_momentum,
+        epsilon=1e-5,
+        axis_name=self.axis_name if train else None,
+        dtype=self.dtype,
+      )(x)
+    return nn.leaky_relu(x, 0.2) if self.activation == "leaky_relu" else nn.relu(x)
+
+
+def upsample_nearest(x):
+  batch, height, width, channels = x.shape
+  return jax.image.resize(x, (batch, 2 * height, 2 * width, channels), "nearest")
+
+
+class DecoderUnit(nn.Module):
+  """2x upsampling + 2x2 conv (halving channels), concat the skip, two 3x3 conv+BN+ReLU."""
+
+  features: int
+  upsample: str = "nearest"  # "nearest": resize + 2x2 conv; "transpose": 2x2 stride-2 transposed conv
+  bn_momentum: float = 0.9
+  axis_name: str | None = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, skip, train: bool):
+    if self.upsample == "nearest":
+      # XLA's 'SAME' for an even kernel pads bottom/right, as the PyTorch reference does.
+      x = nn.Conv(self.features, (2, 2), padding="SAME", dtype=self.dtype)(upsample_nearest(x))
+    elif self.upsample == "transpose":
+      x = nn.ConvTranspose(self.features, (2, 2), strides=(2, 2), dtype=self.dtype)(x)
+    else:
+      raise ValueError(f"model.upsample={self.upsample!r} is unknown; use 'nearest' or 'transpose'.")
+    x = jnp.concatenate([x, skip.astype(x.dtype)], axis=-1)
+    for _ in range(2):
+      x = ConvNormAct(self.features, "relu", True, self.bn_momentum, self.axis_name, self.dtype)(x, train)
+    return x
+
+
+class Generator(nn.Module):
+  """U-Net: L (normalised, [B, H, W, 1]) -> normalised Lab [B, H, W, 3] in [-1, 1].
+
+  `output="lab"` predicts all three channels (the paper); `output="ab"` predicts a and b and
+  passes the input L through unchanged.
+  """
+
+  base_width: int = 64
+  depth: int = 5
+  output: str = "lab"
+  upsample: str = "nearest"
+  bn_momentum: float = 0.9
+  axis_name: str | None = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, gray, train: bool = True):
+    _check_divisible(gray.shape, 2**self.depth, f"Generator (model.depth={self.depth})")
+    if self.output not in ("lab", "ab"):
+      raise ValueError(f"model.output={self.output!r} is unknown; use 'lab' or 'ab'.")
+    x = gray.astype(self.dtype)
+    widths = [self.base_width * 2**i for i in range(self.depth)]
+    skips = []
+    for i, width in enumerate(widths):
+      x = ConvNormAct(width, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(x, train)
+      skips.append(x)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    for width, skip in zip(reversed(widths), reversed(skips), strict=True):
+      x = DecoderUnit(width // 2, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
+    channels = 3 if self.output == "lab" else 2
+    x = jnp.tanh(nn.Conv(channels, (1, 1), dtype=self.dtype)(x).astype(jnp.float32))
+    if self.output == "ab":
+      x = jnp.concatenate([gray.astype(jnp.float32), x], axis=-1)
+    return x
+
+
+class Discriminator(nn.Module):
+  """(L, Lab) pair -> one real/fake logit per image.
+
+  Units of 3x3 conv + BN + LeakyReLU(0.2) + dropout + 2x2 max-pool, widths doubling from
+  `base_width`, then a dense layer to one logit.
+  """
+
+  base_width: int = 64
+  num_units: int = 4
+  dropout_rate: float = 0.2
+  bn_momentum: float = 0.9
+  axis_name: str | None = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, gray, lab, train: bool = True):
+    _check_divisible(gray.shape, 2**self.num_units, f"Discriminator (model.disc_units={self.num_units})")
+    x = jnp.concatenate([gray, lab], axis=-1).astype(self.dtype)
+    for i in range(self.num_units):
+      x = ConvNormAct(self.base_width * 2**i, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(
+        x, train
+      )
+      x = PerExampleDropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = x.reshape(x.shape[0], -1)
+    return nn.Dense(1, dtype=self.dtype)(x).astype(jnp.float32)[:, 0]
+
+
+def create_models(model_config, dtype: str = "float32", axis_name: str | None = None):
+  """Generator and discriminator from `config.model`; `axis_name` for the data-parallel step."""
+  common = dict(bn_momentum=model_config.bn_momentum, axis_name=axis_name, dtype=jnp.dtype(dtype))
+  generator = Generator(
+    base_width=model_config.base_width,
+    depth=model_config.depth,
+    output=model_config.output,
+    upsample=model_config.upsample,
+    **common,
+  )
+  discriminator = Discriminator(
+    base_width=model_config.disc_base_width,
+    num_units=model_config.disc_units,
+    dropout_rate=model_config.disc_dropout,
+    **common,
+  )
+  return generator, discriminator

@@ -1,0 +1,185 @@
+"""What a run writes into its workdir: config.json, metrics.jsonl, TensorBoard, sample grids.
+
+Only process 0 writes; the other processes get the same calls and do nothing.
+"""
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import time
+
+import jax
+import numpy as np
+from absl import logging
+from clu import metric_writers
+from PIL import Image
+
+_PACKAGES = (
+  "jax",
+  "jaxlib",
+  "flax",
+  "optax",
+  "orbax-checkpoint",
+  "ml-collections",
+  "tensorflow-cpu",
+  "tensorflow",
+  "tensorflow-datasets",
+  "clu",
+  "numpy",
+)
+
+
+def package_versions() -> dict:
+  versions = {}
+  for name in _PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return versions
+
+
+def git_commit() -> str:
+  try:
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    return out.stdout.strip() or "unknown"
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+
+
+def run_description(config, mesh) -> dict:
+  return {
+    "config": config.to_dict(),
+    "versions": package_versions(),
+    "git_commit": git_commit(),
+    "devices": [str(d) for d in mesh.devices.flat],
+    "process_count": jax.process_count(),
+  }
+
+
+def image_grid(columns: list, groups_per_row: int = 4) -> np.ndarray:
+  """Columns of equally sized uint8 images [N, H, W, 3] -> one picture.
+
+  Image i of every column forms a group (e.g. gray | real | generated), and the groups are
+  laid out `groups_per_row` to a row, separated by a white gap.
+  """
+  count, height = len(columns[0]), columns[0].shape[1]
+  gap = max(2, height // 16)
+  groups = [np.concatenate([column[i] for column in columns], axis=1) for i in range(count)]
+  groups += [np.zeros_like(groups[0])] * (-count % groups_per_row)
+  padded = [np.pad(g, ((0, gap), (0, gap), (0, 0)), constant_values=255) for g in groups]
+  rows = [np.concatenate(padded[i : i + groups_per_row], axis=1) for i in range(0, len(padded), groups_per_row)]
+  return np.concatenate(rows, axis=0)
+
+
+def gray_version(images: np.ndarray) -> np.ndarray:
+  """What the generator sees, shown as RGB: the CIE lightness of `images`."""
+  from colorize import color  # Local import: keeps this module free of jax.numpy at import time.
+
+  lab = np.array(color.rgb_to_lab(images / 255.0))
+  lab[..., 1:] = 0.0
+  return np.round(np.asarray(color.lab_to_rgb(lab)) * 255.0).astype(np.uint8)
+
+
+def first_images(eval_dataset, count: int) -> np.ndarray:
+  """The first `count` real (unpadded) images of an eval dataset, as uint8 [N, S, S, 3]."""
+  images = []
+  for batch in eval_dataset.as_numpy_iterator():
+    images += list(batch["image"][batch["mask"] > 0])
+    if len(images) >= count:
+      break
+  return np.stack(images[:count])
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(seconds)
+  hours, rest = divmod(seconds, 3600)
+  return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class Progress:
+  """Images per second and the estimated time left, measured between log points."""
+
+  def __init__(self, start_step: int, total_steps: int, batch_size: int):
+    self.total_steps, self.batch_size = total_steps, batch_size
+    self.last_step, self.last_time = start_step, time.perf_counter()
+
+  def update(self, step: int) -> dict:
+    now = time.perf_counter()
+    seconds_per_step = (now - self.last_time) / max(step - self.last_step, 1)
+    self.last_step, self.last_time = step, now
+    return {
+      "images_per_second": self.batch_size / seconds_per_step,
+      "eta_seconds": seconds_per_step * (self.total_steps - step),
+    }
+
+
+def console_line(step: int, total: int, scalars: dict) -> str:
+  parts = [f"step {step}/{total}"]
+  for key, label in (
+    ("train/d_loss", "D"),
+    ("train/g_loss", "G"),
+    ("train/g_loss_adv", "G_adv"),
+    ("train/g_loss_l1", "L1"),
+    ("eval/l1", "val L1"),
+    ("eval/d_loss", "val D"),
+  ):
+    if key in scalars:
+      parts.append(f"{label} {scalars[key]:.4f}")
+  for key, label in (("train/accuracy", "acc@2"), ("eval/accuracy", "val acc@2")):
+    if key in scalars:
+      parts.append(f"{label} {100 * scalars[key]:.1f}%")
+  if "images_per_second" in scalars:
+    parts.append(f"{scalars['images_per_second']:.1f} img/s")
+    parts.append(f"ETA {_format_duration(scalars['eta_seconds'])}")
+  return " | ".join(parts)
+
+
+class RunFolder:
+  """The workdir of one run, written by process 0 only."""
+
+  def __init__(self, workdir: str, config, mesh):
+    self.workdir = workdir
+    self.total_steps = config.num_train_steps
+    self.is_writer = jax.process_index() == 0
+    self.metrics_path = os.path.join(workdir, "metrics.jsonl")
+    self.samples_dir = os.path.join(workdir, "samples")
+    if self.is_writer:
+      os.makedirs(self.samples_dir, exist_ok=True)
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(run_description(config, mesh), f, indent=2)
+    # TensorBoard only: the console line above is the human-readable log.
+    self.writer = metric_writers.SummaryWriter(workdir) if self.is_writer else metric_writers.MultiWriter([])
+
+  def forget_metrics_after(self, step: int) -> None:
+    """Drops metrics.jsonl lines past `step`: a resumed run logs those steps again, once."""
+    if not self.is_writer or not os.path.exists(self.metrics_path):
+      return
+    with open(self.metrics_path) as f:
+      lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(self.metrics_path + ".tmp", "w") as f:
+      f.writelines(lines)
+    os.replace(self.metrics_path + ".tmp", self.metrics_path)
+
+  def write_scalars(self, step: int, scalars: dict) -> None:
+    logging.info("%s", console_line(step, self.total_steps, scalars))
+    if not self.is_writer:
+      return
+    self.writer.write_scalars(step, scalars)
+    with open(self.metrics_path, "a") as f:
+      f.write(json.dumps({"step": step, **scalars}) + "\n")
+
+  def write_samples(self, step: int, real: np.ndarray, generated: np.ndarray) -> str:
+    """Saves the grid gray | real | generated as samples/step_XXXXXXX.png; returns its path."""
+    path = os.path.join(self.samples_dir, f"step_{step:07d}.png")
+    if self.is_writer:
+      grid = image_grid([gray_version(real), real, generated])
+      Image.fromarray(grid).save(path)
+      self.writer.write_images(step, {"samples": grid[None]})
+    return path
+
+  def close(self) -> None:
+    self.writer.flush()
+    self.writer.close()

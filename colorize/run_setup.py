@@ -1,0 +1,40 @@
+"""Resolves the command line into (config, workdir) before any mode runs."""
+
+import json
+import os
+
+import ml_collections
+
+
+def default_workdir(config_path: str) -> str:
+  return os.path.join("runs", os.path.splitext(os.path.basename(config_path))[0])
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config recorded in `workdir/config.json` by an earlier run."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError(f"--config is missing and {path} does not exist: pass --config=configs/<name>.py.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f)["config"])
+
+
+def resolve(config: ml_collections.ConfigDict | None, config_path: str | None, workdir: str | None):
+  if config is None and workdir is None:
+    raise ValueError("pass --config=configs/<name>.py, or --workdir=RUN for a run that exists.")
+  workdir = workdir or default_workdir(config_path)
+  if config is None:
+    config = saved_config(workdir)
+  config.lock()
+  os.makedirs(workdir, exist_ok=True)
+  if not os.access(workdir, os.W_OK):
+    raise PermissionError(f"--workdir={workdir} is not writable: choose a folder you can write to.")
+  _keep_tensorflow_off_accelerators()
+  return config, workdir
+
+
+def _keep_tensorflow_off_accelerators() -> None:
+  """tf.data is the only TensorFlow here; it must not take GPU memory from JAX."""
+  import tensorflow as tf
+
+  tf.config.set_visible_devices([], "GPU")

@@ -1,0 +1,69 @@
+"""Default hyperparameters: the paper's GAN (Nazeri et al. 2018) on CIFAR-10 at 32x32.
+
+Every field the program reads lives here with a comment; the other configs import this one and
+override only what differs. Any field can be set on the command line: --config.batch_size=64.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  config.seed = 0  # Drives parameter init, dropout and the order of the training data.
+
+  # --- Data -------------------------------------------------------------------------------
+  config.dataset = "cifar10"  # 'cifar10' | 'places365_small' | 'folder' | 'demo' (bundled photos).
+  config.data_dir = ""  # tfds data_dir ('' = tfds default), or the photo root for 'folder'.
+  config.download = False  # Let tfds download and prepare a missing dataset (needs internet).
+  config.train_split = "train"  # tfds split used for training.
+  config.eval_split = "test"  # tfds split used for validation and evaluation.
+  config.folder_val_fraction = 0.1  # 'folder' without train/ and val/ subfolders: seeded share for val.
+  config.image_size = 32  # Training side length in pixels; a multiple of 2**model.depth.
+  config.min_crop_fraction = 1.0  # Random square crops span [this, 1] of the short side (1.0: largest square).
+  config.gray_tolerance = 3  # Images whose channels never differ by more are pure gray: skipped.
+  config.shuffle_buffer_size = 10_000  # Examples in the shuffle buffer (per process).
+  config.batch_size = 128  # Global batch size, over all devices and hosts.
+  config.num_eval_images = 1_000  # Size of the fixed validation subset.
+
+  # --- Schedule ---------------------------------------------------------------------------
+  config.num_train_steps = 78_200  # Batches to train on (paper: 200 epochs of 50k at batch 128).
+  config.log_every_steps = 100  # Console line, metrics.jsonl and TensorBoard scalars.
+  config.eval_every_steps = 2_000  # Validation losses and accuracy on the fixed subset.
+  config.sample_every_steps = 2_000  # PNG grid gray | real | generated in workdir/samples.
+  config.checkpoint_every_steps = 2_000  # Orbax checkpoint (one is also written at the end).
+  config.keep_checkpoints = 3  # How many recent checkpoints to keep.
+  config.num_sample_images = 8  # Validation images in each sample grid.
+
+  # --- Objective --------------------------------------------------------------------------
+  config.adversarial = True  # False: the same U-Net trained by regression only (the paper's baseline).
+  config.generator_steps_per_batch = 2  # Generator updates after each discriminator update (ref. code: 2).
+  config.dtype = "float32"  # Compute dtype of the networks: 'float32' | 'bfloat16'.
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.l1_weight = 100.0  # lambda: weight of the L1 term next to the adversarial loss.
+  config.loss.label_smoothing = 0.0  # One-sided: real labels become 1 - this (0.1 gives 0.9).
+  config.loss.regression = "l1"  # Loss of the non-adversarial baseline: 'l1' | 'l2'.
+
+  # --- Networks ---------------------------------------------------------------------------
+  config.model = ml_collections.ConfigDict()
+  config.model.base_width = 64  # Generator channels of the first level; doubles with depth.
+  config.model.depth = 5  # Encoder/decoder levels; inputs must be multiples of 2**depth.
+  config.model.output = "lab"  # 'lab': predict L, a, b (paper); 'ab': predict a, b and keep the input L.
+  config.model.upsample = "nearest"  # Decoder upsampling: 'nearest' (resize + 2x2 conv) | 'transpose'.
+  config.model.bn_momentum = 0.9  # BatchNorm running-average momentum (PyTorch's 0.1).
+  config.model.disc_base_width = 64  # Discriminator channels of the first unit.
+  config.model.disc_units = 4  # Discriminator conv units (4 at 32 px, 5 at 256 px).
+  config.model.disc_dropout = 0.2  # Dropout after every discriminator unit.
+
+  # --- Optimiser (Adam) -------------------------------------------------------------------
+  config.optim = ml_collections.ConfigDict()
+  config.optim.g_learning_rate = 2e-4  # Paper: 2e-4 (reference code: 3e-4).
+  config.optim.d_learning_rate = 2e-4  # Paper: 2e-4 (reference code: 3e-5, a tenth of G's).
+  config.optim.beta1 = 0.5  # Paper: 0.5 (reference code: 0).
+  config.optim.beta2 = 0.999
+  config.optim.decay_rate = 1.0  # Exponential decay factor per decay_steps; 1.0 = constant (ref. code: 0.1).
+  config.optim.decay_steps = 500_000  # Batches per decay_rate factor.
+  config.optim.min_learning_rate = 0.0  # Floor of the decayed learning rates.
+
+  return config
