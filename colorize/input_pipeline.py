@@ -127,14 +127,12 @@ def _tfds_source(config, split: str) -> tf.data.Dataset:
   read = dict(split=process_split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
   try:
     return builder.as_dataset(**read).map(lambda example: example["image"])
-  except (AssertionError, FileNotFoundError, ValueError) as error:
-    missing = error
+  except (AssertionError, FileNotFoundError, ValueError):
+    pass  # Not prepared: explained below, without tfds' minutes of download retries.
   where = builder.data_dir
   how = f"run `tfds build {name} --data_dir={os.path.dirname(os.path.dirname(where))}` on a machine with internet"
   if not config.download:
-    raise DatasetUnavailableError(
-      f"dataset {name!r} is not prepared in {where} ({missing}); {how}, or set --config.download=True."
-    )
+    raise DatasetUnavailableError(f"dataset {name!r} is not prepared in {where}; {how}, or set --config.download=True.")
   if not _network_reachable():
     raise DatasetUnavailableError(
       f"dataset {name!r} is not prepared in {where} and the network is unreachable; {how} "

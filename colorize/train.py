@@ -231,8 +231,10 @@ def eval_step(state: TrainState, batch, *, config, generator, discriminator):
   return jax.lax.psum(sums, AXIS)
 
 
-def make_mesh() -> jax.sharding.Mesh:
-  return jax.make_mesh((jax.device_count(),), (AXIS,))
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D mesh named `data` over `devices` (default: every device of every process)."""
+  devices = jax.devices() if devices is None else devices
+  return jax.make_mesh((len(devices),), (AXIS,), devices=devices)
 
 
 def compile_steps(config, mesh, tx_g, tx_d, schedules):

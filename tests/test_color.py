@@ -1,0 +1,47 @@
+import itertools
+
+import numpy as np
+import pytest
+from skimage import color as skcolor
+
+from colorize import color
+
+
+def all_corner_colours():
+  return np.array(list(itertools.product([0, 255], repeat=3)), np.uint8).reshape(1, 8, 3)
+
+
+def random_image(seed=0, shape=(32, 48, 3)):
+  return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("image", [all_corner_colours(), random_image()], ids=["corners", "random"])
+def test_rgb_to_lab_matches_scikit_image(image):
+  expected = skcolor.rgb2lab(image)
+  np.testing.assert_allclose(color.rgb_to_lab(image / 255.0), expected, atol=0.05)
+
+
+@pytest.mark.parametrize("image", [all_corner_colours(), random_image(1)], ids=["corners", "random"])
+def test_lab_to_rgb_matches_scikit_image(image):
+  lab = skcolor.rgb2lab(image)
+  np.testing.assert_allclose(color.lab_to_rgb(lab), skcolor.lab2rgb(lab), atol=1e-4)
+
+
+def test_every_8bit_colour_round_trips_exactly():
+  cube = np.stack(np.meshgrid(*[np.arange(256, dtype=np.uint8)] * 3, indexing="ij"), -1).reshape(4096, 4096, 3)
+  back = np.asarray(color.normalized_lab_to_uint8_rgb(color.uint8_rgb_to_normalized_lab(cube)))
+  np.testing.assert_array_equal(back, cube)
+
+
+def test_normalised_lab_spans_minus_one_to_one():
+  lab = np.asarray(color.uint8_rgb_to_normalized_lab(all_corner_colours()))
+  assert lab.min() >= -1.0 and lab.max() <= 1.0
+  np.testing.assert_allclose(lab[0, 0], [-1, 0, 0], atol=1e-6)  # black
+  np.testing.assert_allclose(lab[0, -1], [1, 0, 0], atol=1e-3)  # white
+
+
+def test_gradients_are_finite_at_black():
+  import jax
+
+  grad = jax.grad(lambda rgb: color.rgb_to_lab(rgb).sum())(np.zeros(3, np.float32))
+  assert np.isfinite(np.asarray(grad)).all()

@@ -1,0 +1,158 @@
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from colorize import checkpoint
+from colorize import models
+from colorize import train
+from tests.conftest import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fresh_state(config, mesh):
+  tx_g, tx_d, schedules = train.create_optimizers(config)
+  generator, discriminator = models.create_models(config.model, config.dtype)
+  init = functools.partial(train.create_train_state, config, generator, discriminator, tx_g, tx_d)
+  state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
+  return state, train.compile_steps(config, mesh, tx_g, tx_d, schedules)
+
+
+def smooth_colour_images(count, size):
+  """Colour gradients: learnable from lightness, unlike noise."""
+  y, x = np.mgrid[0:size, 0:size] / size
+  images = [np.stack([x, y, 1 - x * y], -1) * (0.5 + 0.5 * i / count) for i in range(count)]
+  return (np.stack(images) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("adversarial", [True, False])
+def test_a_few_steps_lower_the_l1_loss_on_a_fixed_batch(adversarial):
+  config = tiny_config(adversarial=adversarial)
+  config.optim.g_learning_rate = 2e-3
+  mesh = train.make_mesh()
+  state, (step_fn, _) = fresh_state(config, mesh)
+  images = train.global_batch(mesh, smooth_colour_images(4, 16))
+  l1 = []
+  for _ in range(15):
+    state, metrics = step_fn(state, images)
+    l1.append(float(metrics["g_loss_l1"]))
+  assert l1[-1] < 0.8 * l1[0], l1
+  assert int(state.step) == 15
+  assert ("d_loss" in metrics) == adversarial
+
+
+def test_one_and_eight_devices_give_the_same_losses():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONPATH=REPO)
+  out = subprocess.run(
+    [sys.executable, "-m", "tests.multidevice_losses"],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout)
+  one, eight = result["1"], result["8"]
+  assert len(one) == len(eight) == 4
+  for step_one, step_eight in zip(one, eight, strict=True):
+    assert step_one.keys() == step_eight.keys()
+    for key in step_one:
+      assert step_eight[key] == pytest.approx(step_one[key], abs=1e-4), key
+
+
+def params_of(workdir):
+  manager = ocp.CheckpointManager(checkpoint.checkpoint_dir(workdir), item_names=checkpoint.ITEMS)
+  step = manager.latest_step()
+  restored = manager.restore(
+    step, args=ocp.args.Composite(generator=ocp.args.StandardRestore(), discriminator=ocp.args.StandardRestore())
+  )
+  return step, restored
+
+
+def train_losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  return {row["step"]: row["train/g_loss"] for row in rows if "train/g_loss" in row}
+
+
+def assert_trees_equal(a, b):
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_same_seed_is_bitwise_reproducible_and_resume_matches_an_uninterrupted_run(tmp_path):
+  config = tiny_config(num_train_steps=4)
+  first, second, resumed = (str(tmp_path / name) for name in ("first", "second", "resumed"))
+  train.train_and_evaluate(config, first)
+  train.train_and_evaluate(config, second)
+  train.train_and_evaluate(tiny_config(num_train_steps=2), resumed)
+  train.train_and_evaluate(config, resumed)  # picks up at step 2
+
+  step, reference = params_of(first)
+  assert step == 4
+  for other in (second, resumed):
+    other_step, restored = params_of(other)
+    assert other_step == 4
+    assert_trees_equal(restored.generator, reference.generator)
+    assert_trees_equal(restored.discriminator, reference.discriminator)
+  assert train_losses(resumed) == train_losses(first)  # same batches, each step logged once
+
+  for name in ("config.json", "metrics.jsonl", "samples/step_0000004.png"):
+    assert os.path.exists(os.path.join(first, name)), name
+  with open(os.path.join(first, "config.json")) as f:
+    description = json.load(f)
+  assert description["config"]["image_size"] == 16 and "jax" in description["versions"]
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(first))
+
+
+def test_another_seed_gives_other_parameters(tmp_path):
+  mesh = train.make_mesh()
+  a, _ = fresh_state(tiny_config(seed=0), mesh)
+  b, _ = fresh_state(tiny_config(seed=1), mesh)
+  assert not np.array_equal(a.generator.params["Conv_0"]["kernel"], b.generator.params["Conv_0"]["kernel"])
+
+
+@pytest.mark.parametrize(
+  "overrides,message",
+  [
+    ({"batch_size": 6}, r"config.batch_size=6 is not divisible by the 4 devices"),
+    ({"image_size": 18}, r"config.image_size=18 is not a multiple of 2\*\*model.depth=4"),
+    ({"dtype": "float16"}, r"config.dtype='float16' is unknown"),
+  ],
+)
+def test_bad_settings_fail_at_start_with_the_field_and_the_fix(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    train.check_config(tiny_config(**overrides), num_devices=4)
+
+
+def run_main(*args, cwd=REPO):
+  env = dict(os.environ, PYTHONPATH=REPO)
+  return subprocess.run(
+    [sys.executable, os.path.join(REPO, "main.py"), *args],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+
+
+def test_unknown_config_key_is_named(tmp_path):
+  out = run_main("--config=configs/demo.py", f"--workdir={tmp_path}", "--config.batch_szie=8")
+  assert out.returncode != 0
+  assert "batch_szie" in out.stderr
+
+
+def test_missing_config_and_run_is_a_clear_error(tmp_path):
+  out = run_main(f"--workdir={tmp_path}")
+  assert out.returncode != 0
+  assert "--config is missing" in out.stderr
