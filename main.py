@@ -4,6 +4,7 @@ python main.py --config=configs/demo.py                          # train (resume
 python main.py --config=configs/places365.py --workdir=runs/p365
 """
 
+import logging as python_logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,13 +35,15 @@ def main(argv):
     train.train_and_evaluate(config, workdir)
 
 
-def _quiet_libraries(record) -> bool:
-  """Drops INFO chatter from Orbax and friends; their warnings and errors still show."""
-  noisy = ("/orbax/", "/etils/", "/tensorflow_datasets/")
-  return record.levelno >= logging.WARNING or not any(n in record.pathname for n in noisy)
+_OURS = (os.path.join(os.path.dirname(os.path.abspath(__file__)), "colorize"), os.path.abspath(__file__))
+
+
+def _only_our_info(record) -> bool:
+  """Keeps our INFO lines and every library's warnings; drops Orbax's and JAX's INFO chatter."""
+  return record.levelno >= python_logging.WARNING or record.pathname.startswith(_OURS)
 
 
 if __name__ == "__main__":
   logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(_quiet_libraries)
+  logging.get_absl_handler().python_handler.addFilter(_only_our_info)
   app.run(main)

@@ -106,9 +106,17 @@ class Progress:
     self.total_steps, self.batch_size = total_steps, batch_size
     self.last_step, self.last_time = start_step, time.perf_counter()
 
-  def update(self, step: int) -> dict:
+  def restart(self, step: int) -> float:
+    """Measures from `step` on; returns the seconds since the last (re)start."""
     now = time.perf_counter()
-    seconds_per_step = (now - self.last_time) / max(step - self.last_step, 1)
+    elapsed, self.last_step, self.last_time = now - self.last_time, step, now
+    return elapsed
+
+  def update(self, step: int) -> dict:
+    if step <= self.last_step:  # Nothing timed since the last (re)start.
+      return {}
+    now = time.perf_counter()
+    seconds_per_step = (now - self.last_time) / (step - self.last_step)
     self.last_step, self.last_time = step, now
     return {
       "images_per_second": self.batch_size / seconds_per_step,

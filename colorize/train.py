@@ -306,6 +306,16 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     logging.info("Resuming from the checkpoint of step %d in %s.", int(state.step), manager.directory)
     run.forget_metrics_after(int(state.step))
   start_step = int(state.step)
+  logging.info(
+    "Training %s to step %d: %d %s device(s) in %d process(es), global batch %d, workdir %s.",
+    config.dataset,
+    config.num_train_steps,
+    jax.device_count(),
+    jax.devices()[0].platform,
+    jax.process_count(),
+    config.batch_size,
+    workdir,
+  )
 
   # ---- Input.
   train_batches = input_pipeline.train_dataset(config, local_batch, position).as_numpy_iterator()
@@ -314,12 +324,15 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
 
   # ---- Loop.
   progress = reporting.Progress(start_step, config.num_train_steps, config.batch_size)
-  pending = []
+  pending, sample_path = [], None
   for step in range(start_step + 1, config.num_train_steps + 1):
     batch = next(train_batches)
     state, step_metrics = train_fn(state, global_batch(mesh, batch["image"]))
     position = input_pipeline.position_after(batch)
     pending.append(step_metrics)
+    if step == start_step + 1:  # Time from here on: the first step includes compilation.
+      jax.block_until_ready(state)
+      logging.info("Compiled and ran the first step in %.1f s.", progress.restart(step))
     last = step == config.num_train_steps
     if step % config.log_every_steps == 0 or last:
       averaged = jax.tree.map(lambda *xs: float(np.mean(xs)), *jax.device_get(pending))
@@ -330,10 +343,14 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
       run.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
     if step % config.sample_every_steps == 0 or last:
       generated = colorize_images(plain_generator, state.generator.variables(), sample_images)
-      run.write_samples(step, sample_images, np.asarray(generated))
+      sample_path = run.write_samples(step, sample_images, np.asarray(generated))
     if step % config.checkpoint_every_steps == 0 or last:
       checkpoint.save(manager, state, position)
   manager.wait_until_finished()
   manager.close()
   run.close()
+  if sample_path:
+    logging.info("Trained to step %d. Validation images colorized: %s", config.num_train_steps, sample_path)
+  else:
+    logging.info("Nothing to do: the run in %s is at step %d already.", workdir, start_step)
   return state

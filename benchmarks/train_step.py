@@ -1,0 +1,132 @@
+"""Times the project's real jitted train step (1 D + N G updates) on random uint8 images.
+
+    python -m benchmarks.train_step                      # the CPU-sized cases
+    python -m benchmarks.train_step --quick              # one small case, a few steps (CI smoke run)
+    python -m benchmarks.train_step --case=cifar10:32:128 --case=places365:256:16
+
+Prints one JSON line per case (compile seconds, median step seconds, images/s, XLA FLOPs per
+step, achieved FLOP/s, peak RSS) and then a Markdown table.
+"""
+
+import functools
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from jax.sharding import NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+from colorize import models  # noqa: E402
+from colorize import train  # noqa: E402
+from configs import cifar10  # noqa: E402
+from configs import demo  # noqa: E402
+from configs import places365  # noqa: E402
+
+CONFIGS = {"cifar10": cifar10, "places365": places365, "demo": demo}
+# config:size:batch. CPU-sized cases: the paper's networks at 32 and 64 px, batch 16.
+DEFAULT_CASES = ("cifar10:32:16", "cifar10:64:16")
+QUICK_CASES = ("demo:32:8",)
+
+flags.DEFINE_multi_string("case", None, "config:size:batch; repeatable.")
+flags.DEFINE_bool("quick", False, "One small case, 1 warm-up and 3 timed steps.")
+flags.DEFINE_integer("steps", 5, "Timed steps per case.")
+flags.DEFINE_integer("warmup", 1, "Untimed steps after compiling.")
+flags.DEFINE_string("dtype", "float32", "Compute dtype.")
+FLAGS = flags.FLAGS
+
+
+def case_config(name: str, size: int, batch: int):
+  config = CONFIGS[name].get_config()
+  config.image_size, config.batch_size, config.dtype = size, batch, FLAGS.dtype
+  if size < 2**config.model.disc_units * 2:
+    config.model.disc_units = max(1, int(np.log2(size)) - 2)
+  return config
+
+
+def compiled_flops(compiled):
+  analysis = compiled.cost_analysis()
+  analysis = analysis[0] if isinstance(analysis, list | tuple) else analysis
+  flops = (analysis or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_case(spec: str, steps: int, warmup: int) -> dict:
+  name, size, batch = spec.split(":")
+  config = case_config(name, int(size), int(batch))
+  mesh = train.make_mesh()
+  tx_g, tx_d, schedules = train.create_optimizers(config)
+  generator, discriminator = models.create_models(config.model, config.dtype)
+  init = functools.partial(train.create_train_state, config, generator, discriminator, tx_g, tx_d)
+  state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
+  step_fn, _ = train.compile_steps(config, mesh, tx_g, tx_d, schedules)
+  images = np.random.default_rng(0).integers(0, 256, (config.batch_size, *(2 * [config.image_size]), 3), np.uint8)
+  batch_array = train.global_batch(mesh, images)
+
+  start = time.perf_counter()
+  compiled = step_fn.lower(state, batch_array).compile()
+  compile_s = time.perf_counter() - start
+  for _ in range(warmup):
+    state, metrics = compiled(state, batch_array)
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    state, metrics = compiled(state, batch_array)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - start)
+  median = statistics.median(times)
+  flops = compiled_flops(compiled)
+  device = jax.devices()[0]
+  return {
+    "benchmark": "train_step",
+    "case": spec,
+    "device": f"{jax.device_count()} x {device.device_kind}",
+    "dtype": config.dtype,
+    "base_width": config.model.base_width,
+    "disc_units": config.model.disc_units,
+    "compile_s": round(compile_s, 2),
+    "median_step_s": round(median, 4),
+    "min_step_s": round(min(times), 4),
+    "steps_per_s": round(1 / median, 3),
+    "images_per_s": round(config.batch_size / median, 2),
+    "flops_per_step": flops,
+    "achieved_gflops": round(flops / median / 1e9, 1) if flops else None,
+    "peak_rss_mb": round(peak_rss_mb()),
+    "loss_finite": bool(np.isfinite(float(metrics["g_loss"]))),
+  }
+
+
+def main(argv):
+  del argv
+  cases = FLAGS.case or (QUICK_CASES if FLAGS.quick else DEFAULT_CASES)
+  steps, warmup = (3, 1) if FLAGS.quick else (FLAGS.steps, FLAGS.warmup)
+  rows = []
+  for spec in cases:
+    row = time_case(spec, steps, warmup)
+    print(json.dumps(row), flush=True)
+    rows.append(row)
+  print("\n| case | device | compile s | step s | steps/s | images/s | GFLOP/s |", file=sys.stderr)
+  print("|---|---|---:|---:|---:|---:|---:|", file=sys.stderr)
+  for r in rows:
+    print(
+      f"| {r['case']} | {r['device']} | {r['compile_s']} | {r['median_step_s']} | {r['steps_per_s']} | "
+      f"{r['images_per_s']} | {r['achieved_gflops']} |",
+      file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+  app.run(main)
