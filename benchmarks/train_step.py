@@ -8,6 +8,7 @@ Prints one JSON line per case (compile seconds, median step seconds, images/s, X
 step, achieved FLOP/s, peak RSS) and then a Markdown table.
 """
 
+import ast
 import functools
 import json
 import os
@@ -41,12 +42,15 @@ flags.DEFINE_bool("quick", False, "One small case, 1 warm-up and 3 timed steps."
 flags.DEFINE_integer("steps", 5, "Timed steps per case.")
 flags.DEFINE_integer("warmup", 1, "Untimed steps after compiling.")
 flags.DEFINE_string("dtype", "float32", "Compute dtype.")
+flags.DEFINE_multi_string("set", [], "Config override FIELD=VALUE (Python literal), e.g. model.disc_dropout=0.0.")
 FLAGS = flags.FLAGS
 
 
 def case_config(name: str, size: int, batch: int):
   config = CONFIGS[name].get_config()
   config.image_size, config.batch_size, config.dtype = size, batch, FLAGS.dtype
+  overrides = dict(item.split("=", 1) for item in FLAGS.set)
+  config.update_from_flattened_dict({key: ast.literal_eval(value) for key, value in overrides.items()})
   if size < 2**config.model.disc_units * 2:
     config.model.disc_units = max(1, int(np.log2(size)) - 2)
   return config

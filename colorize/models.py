@@ -70,8 +70,11 @@ class ConvNormAct(nn.Module):
 
 
 def upsample_nearest(x):
+  """2x nearest-neighbour upsampling as broadcast + reshape: XLA fuses it, and its gradient is a
+  sum over 2x2 blocks (jax.image.resize lowers to a gather whose gradient is a slow scatter)."""
   batch, height, width, channels = x.shape
-  return jax.image.resize(x, (batch, 2 * height, 2 * width, channels), "nearest")
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (batch, height, 2, width, 2, channels))
+  return x.reshape(batch, 2 * height, 2 * width, channels)
 
 
 class DecoderUnit(nn.Module):

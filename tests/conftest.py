@@ -35,12 +35,7 @@ def tiny_config(**overrides):
   config.model.depth = 2
   config.model.disc_base_width = 4
   config.model.disc_units = 2
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 
