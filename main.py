@@ -19,7 +19,15 @@ config_flags.DEFINE_config_file(
   "config", None, "Config file (configs/*.py); optional if --workdir holds a run.", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "Run folder; default runs/<config file name>.")
-flags.DEFINE_enum("mode", "train", ["train"], "What to do with the run.")
+flags.DEFINE_enum("mode", "train", ["train", "colorize"], "train: train or resume; colorize: colour photos.")
+flags.DEFINE_string("input", None, "colorize: a photo, a folder or a glob.")
+flags.DEFINE_string("output", None, "colorize: the folder for the coloured photos.")
+flags.DEFINE_bool("recursive", False, "colorize: also photos in subfolders of --input.")
+flags.DEFINE_bool("overwrite", False, "colorize: replace outputs that exist (never the inputs).")
+flags.DEFINE_enum("format", "png", ["png", "jpeg"], "colorize: output format.")
+flags.DEFINE_integer("colorize_size", 0, "colorize: short side the generator sees; 0 = config.image_size.")
+flags.DEFINE_integer("colorize_batch", 8, "colorize: photos per generator call.")
+flags.DEFINE_integer("max_pixels", 200_000_000, "colorize: larger photos are refused as too large.")
 
 
 def main(argv):
@@ -33,6 +41,24 @@ def main(argv):
     from colorize import train
 
     train.train_and_evaluate(config, workdir)
+  elif FLAGS.mode == "colorize":
+    from colorize import predict
+
+    try:
+      return predict.run(
+        config,
+        workdir,
+        input_pattern=FLAGS.input,
+        output_dir=FLAGS.output,
+        recursive=FLAGS.recursive,
+        overwrite=FLAGS.overwrite,
+        image_format=FLAGS.format,
+        size=FLAGS.colorize_size,
+        batch_size=FLAGS.colorize_batch,
+        max_pixels=FLAGS.max_pixels,
+      )
+    except predict.UsageError as error:
+      raise app.UsageError(str(error), exitcode=2) from None
 
 
 _OURS = (os.path.join(os.path.dirname(os.path.abspath(__file__)), "colorize"), os.path.abspath(__file__))

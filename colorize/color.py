@@ -2,6 +2,7 @@
 
 The constants follow scikit-image (`skimage.color.rgb2lab` / `lab2rgb`), which the tests use as
 the reference. Everything is elementwise plus a 3x3 matrix, so it fuses into the train step.
+The conversions take `xp=numpy` as well, for full-resolution photos on the host.
 """
 
 import jax.numpy as jnp
@@ -22,42 +23,42 @@ _LAB_SCALE = np.array([50.0, 110.0, 110.0])
 _LAB_SHIFT = np.array([50.0, 0.0, 0.0])
 
 
-def _srgb_to_linear(c):
+def _srgb_to_linear(c, xp):
   # Clamping before the power keeps the unused branch (and its gradient) finite.
-  return jnp.where(c > 0.04045, ((jnp.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4, c / 12.92)
+  return xp.where(c > 0.04045, ((xp.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4, c / 12.92)
 
 
-def _linear_to_srgb(c):
-  safe = jnp.maximum(c, 0.0031308)
-  return jnp.where(c > 0.0031308, 1.055 * safe ** (1 / 2.4) - 0.055, 12.92 * c)
+def _linear_to_srgb(c, xp):
+  safe = xp.maximum(c, 0.0031308)
+  return xp.where(c > 0.0031308, 1.055 * safe ** (1 / 2.4) - 0.055, 12.92 * c)
 
 
-def _lab_f(t):
-  return jnp.where(t > 0.008856, jnp.cbrt(jnp.maximum(t, 0.008856)), 7.787 * t + 16.0 / 116.0)
+def _lab_f(t, xp):
+  return xp.where(t > 0.008856, xp.cbrt(xp.maximum(t, 0.008856)), 7.787 * t + 16.0 / 116.0)
 
 
-def _lab_f_inverse(t):
-  return jnp.where(t > 0.2068966, t**3, (t - 16.0 / 116.0) / 7.787)
+def _lab_f_inverse(t, xp):
+  return xp.where(t > 0.2068966, t**3, (t - 16.0 / 116.0) / 7.787)
 
 
-def rgb_to_lab(rgb):
+def rgb_to_lab(rgb, xp=jnp):
   """sRGB in [0, 1], shape [..., 3] -> Lab with L in [0, 100], a and b roughly in [-128, 128]."""
-  rgb = jnp.asarray(rgb, jnp.float32)
-  xyz = _srgb_to_linear(rgb) @ jnp.asarray(_XYZ_FROM_RGB.T, rgb.dtype)
-  fx, fy, fz = jnp.moveaxis(_lab_f(xyz / jnp.asarray(_D65_WHITE, rgb.dtype)), -1, 0)
-  return jnp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+  rgb = xp.asarray(rgb, xp.float32)
+  xyz = _srgb_to_linear(rgb, xp) @ xp.asarray(_XYZ_FROM_RGB.T, rgb.dtype)
+  fx, fy, fz = xp.moveaxis(_lab_f(xyz / xp.asarray(_D65_WHITE, rgb.dtype), xp), -1, 0)
+  return xp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 
 
-def lab_to_rgb(lab):
+def lab_to_rgb(lab, xp=jnp):
   """Lab -> sRGB in [0, 1] (out-of-gamut colours are clipped, as scikit-image does)."""
-  lab = jnp.asarray(lab, jnp.float32)
-  lightness, a, b = jnp.moveaxis(lab, -1, 0)
+  lab = xp.asarray(lab, xp.float32)
+  lightness, a, b = xp.moveaxis(lab, -1, 0)
   fy = (lightness + 16.0) / 116.0
   fx = fy + a / 500.0
-  fz = jnp.maximum(fy - b / 200.0, 0.0)  # scikit-image clips negative z to 0 as well
-  xyz = _lab_f_inverse(jnp.stack([fx, fy, fz], axis=-1)) * jnp.asarray(_D65_WHITE, lab.dtype)
-  rgb = _linear_to_srgb(xyz @ jnp.asarray(_RGB_FROM_XYZ.T, lab.dtype))
-  return jnp.clip(rgb, 0.0, 1.0)
+  fz = xp.maximum(fy - b / 200.0, 0.0)  # scikit-image clips negative z to 0 as well
+  xyz = _lab_f_inverse(xp.stack([fx, fy, fz], axis=-1), xp) * xp.asarray(_D65_WHITE, lab.dtype)
+  rgb = _linear_to_srgb(xyz @ xp.asarray(_RGB_FROM_XYZ.T, lab.dtype), xp)
+  return xp.clip(rgb, 0.0, 1.0)
 
 
 def normalize_lab(lab):

@@ -1,0 +1,372 @@
+"""Colorize anyone's photos at full resolution with a trained run (DESIGN section 6).
+
+The generator sees the photo's lightness resized so its short side is `size` (the long side
+rounded to a multiple of 2**depth); its predicted a,b are upsampled bilinearly to the photo's
+own size and joined with the photo's ORIGINAL lightness, so detail and tones are the input's.
+"""
+
+import concurrent.futures
+import dataclasses
+import functools
+import glob
+import io
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+from PIL import ImageCms
+from PIL import ImageOps
+
+from colorize import color
+
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+FORMATS = {"png": ".png", "jpeg": ".jpg"}
+MIN_SIDE = 8  # Smaller photos hold no colour worth predicting.
+_ROWS_PER_CHUNK = 256  # Full-resolution colour maths runs in row chunks: bounded memory.
+_PIXELS_PER_GROUP = 40_000_000  # Photos decoded ahead of the generator, at most (about 0.5 GB).
+
+
+class BadPhoto(Exception):
+  """A photo that cannot be colorized; the message says why, in a few words."""
+
+
+@dataclasses.dataclass
+class Photo:
+  source: str  # Input path.
+  target: str  # Output path.
+  rgb: np.ndarray  # uint8 [H, W, 3], sRGB, upright.
+  alpha: np.ndarray | None  # uint8 [H, W] or None.
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def find_photos(pattern: str, recursive: bool = False) -> list:
+  """(path, name relative to the input root) for a file, a folder or a glob, sorted."""
+  if os.path.isfile(pattern):
+    return [(pattern, os.path.basename(pattern))]
+  if os.path.isdir(pattern):
+    root = pattern
+    paths = glob.glob(
+      os.path.join(glob.escape(root), "**", "*") if recursive else os.path.join(glob.escape(root), "*"),
+      recursive=recursive,
+    )
+  else:
+    root = os.path.dirname(pattern.split("*")[0].split("?")[0].split("[")[0]) or "."
+    paths = glob.glob(pattern, recursive=recursive)
+  photos = [p for p in paths if os.path.isfile(p) and p.lower().endswith(PHOTO_EXTENSIONS)]
+  return sorted((p, os.path.relpath(p, root)) for p in photos)
+
+
+def output_path(output_dir: str, relative_name: str, image_format: str) -> str:
+  return os.path.join(output_dir, os.path.splitext(relative_name)[0] + FORMATS[image_format])
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+  """Applies an embedded ICC profile, so the pixels are sRGB like the training data."""
+  profile = image.info.get("icc_profile")
+  if not profile or image.mode not in ("RGB", "RGBA", "CMYK", "L"):
+    return image
+  try:
+    source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    mode = "RGBA" if image.mode == "RGBA" else "RGB"
+    return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode=mode)
+  except (ImageCms.PyCMSError, OSError, ValueError):
+    return image  # A broken profile: the pixels as they are are the best guess.
+
+
+def _split_alpha(image: Image.Image):
+  """(RGB image, alpha array or None) for any Pillow mode, 16-bit and palette ones included."""
+  if image.mode == "P":
+    image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+  if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    wide = np.asarray(image).astype(np.int64)
+    top = 255 if image.mode == "I" and wide.max() <= 255 else 65535  # 'I' holds 8- or 16-bit data.
+    wide = np.clip(wide, 0, top)
+    image = Image.fromarray(np.round(wide.astype(np.float32) * (255.0 / top)).astype(np.uint8), "L")
+  alpha = None
+  if image.mode in ("RGBA", "LA", "PA"):
+    alpha = np.asarray(image.getchannel("A"))
+  return image.convert("RGB"), alpha
+
+
+def load_photo(path: str, target: str, max_pixels: int) -> Photo:
+  """Decodes the first frame, upright (EXIF), in sRGB; raises BadPhoto with the reason."""
+  try:
+    if os.path.getsize(path) == 0:
+      raise BadPhoto("empty file")
+    with Image.open(path) as image:
+      width, height = image.size
+      if width * height > max_pixels:
+        raise BadPhoto(f"image too large: {width}x{height} = {width * height:,} pixels > --max_pixels={max_pixels:,}")
+      if min(width, height) < MIN_SIDE:
+        raise BadPhoto(f"image too small: {width}x{height} pixels, at least {MIN_SIDE}x{MIN_SIDE} needed")
+      image.seek(0)
+      image.load()
+      image = ImageOps.exif_transpose(image)
+      rgb, alpha = _split_alpha(_to_srgb(image))
+      return Photo(path, target, np.asarray(rgb), alpha)
+  except BadPhoto:
+    raise
+  except PermissionError:
+    raise BadPhoto("cannot read the file: permission denied") from None
+  except Image.DecompressionBombError:
+    raise BadPhoto(f"image too large for Pillow's decompression-bomb limit (--max_pixels={max_pixels:,})") from None
+  except Image.UnidentifiedImageError:
+    raise BadPhoto("not an image Pillow can read (wrong extension or unsupported format)") from None
+  except (OSError, SyntaxError, ValueError) as error:
+    raise BadPhoto(f"truncated or corrupt image ({error})") from None
+
+
+# ----------------------------------------------------------------------------- colour maths
+
+
+_SRGB_TO_LINEAR = np.asarray(color._srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0, np), np.float32)
+_LUMINANCE = np.asarray(color._XYZ_FROM_RGB[1], np.float32)  # Y = the middle row of RGB -> XYZ.
+
+
+def lightness(rgb: np.ndarray) -> np.ndarray:
+  """CIE L* in [0, 100] of uint8 sRGB [H, W, 3], as float32 [H, W]; row chunks bound the memory."""
+  out = np.empty(rgb.shape[:2], np.float32)
+  for top in range(0, rgb.shape[0], _ROWS_PER_CHUNK):
+    linear = _SRGB_TO_LINEAR[rgb[top : top + _ROWS_PER_CHUNK]]
+    y = linear @ _LUMINANCE
+    out[top : top + _ROWS_PER_CHUNK] = 116.0 * color._lab_f(y, np) - 16.0
+  return out
+
+
+def lab_to_uint8(lightness_plane: np.ndarray, ab: np.ndarray) -> np.ndarray:
+  """Full-resolution L [H, W] and a,b [H, W, 2] -> uint8 sRGB [H, W, 3], in row chunks."""
+  out = np.empty((*lightness_plane.shape, 3), np.uint8)
+  for top in range(0, lightness_plane.shape[0], _ROWS_PER_CHUNK):
+    rows = slice(top, top + _ROWS_PER_CHUNK)
+    lab = np.concatenate([lightness_plane[rows, :, None], ab[rows]], axis=-1)
+    out[rows] = np.round(color.lab_to_rgb(lab, np) * 255.0).astype(np.uint8)
+  return out
+
+
+def resize_plane(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Bilinear resize of a float32 plane (antialiased when shrinking)."""
+  return np.asarray(Image.fromarray(plane, "F").resize((width, height), Image.BILINEAR))
+
+
+def network_shape(height: int, width: int, size: int, multiple: int, max_aspect: float = 4.0):
+  """The generator's input: short side `size`, aspect kept (at most `max_aspect`), multiples of `multiple`."""
+  scale = size / min(height, width)
+
+  def side(length):
+    return int(max(multiple, round(min(length * scale, size * max_aspect) / multiple) * multiple))
+
+  return side(height), side(width)
+
+
+# ----------------------------------------------------------------------------- the generator
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def predict_ab(generator, variables, lightness_batch):
+  """L in [0, 100], [B, h, w] -> predicted a,b in Lab units, [B, h, w, 2] (eval mode)."""
+  gray = (lightness_batch / 50.0 - 1.0)[..., None]
+  lab = generator.apply(variables, gray, train=False)
+  return color.denormalize_lab(lab)[..., 1:].astype(jnp.float32)
+
+
+def colorize_group(generator, variables, photos: list, size: int, multiple: int) -> list:
+  """Colorizes photos that share a network shape in one generator call; uint8 RGB(A) arrays."""
+  planes = [lightness(photo.rgb) for photo in photos]
+  height, width = network_shape(*planes[0].shape, size, multiple)
+  small = np.stack([resize_plane(plane, height, width) for plane in planes])
+  ab_small = np.asarray(predict_ab(generator, variables, small))
+  results = []
+  for photo, plane, ab in zip(photos, planes, ab_small, strict=True):
+    full_h, full_w = plane.shape
+    ab_full = np.stack([resize_plane(ab[..., i], full_h, full_w) for i in range(2)], axis=-1)
+    rgb = lab_to_uint8(plane, ab_full)
+    results.append(rgb if photo.alpha is None else np.concatenate([rgb, photo.alpha[..., None]], axis=-1))
+  return results
+
+
+def save_image(array: np.ndarray, path: str, image_format: str) -> None:
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  image = Image.fromarray(array)
+  if image_format == "jpeg":
+    image.convert("RGB").save(path, "JPEG", quality=95)  # JPEG holds no alpha.
+  else:
+    image.save(path, "PNG")
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+@dataclasses.dataclass
+class Summary:
+  done: int = 0
+  skipped: int = 0
+  failed: int = 0
+
+
+class ProgressLine:
+  """One status line on stderr: count, images/s, time left."""
+
+  def __init__(self, total: int):
+    self.total, self.start, self.count = total, time.perf_counter(), 0
+    self.interactive = sys.stderr.isatty()
+    self.every = 1 if self.interactive else max(1, total // 10)  # Logs get about ten lines.
+
+  def advance(self, count: int = 1) -> None:
+    self.count += count
+    if self.count % self.every and self.count < self.total:
+      return
+    rate = self.count / max(time.perf_counter() - self.start, 1e-9)
+    left = (self.total - self.count) / rate if rate else 0.0
+    end = "" if self.interactive and self.count < self.total else "\n"
+    print(f"\r[{self.count}/{self.total}] {rate:.2f} img/s, ETA {left:.0f} s", end=end, file=sys.stderr, flush=True)
+
+
+def _decoded(jobs: list, max_pixels: int, report) -> Iterator[Photo]:
+  """Photos decoded on two threads ahead of the consumer; bad ones reported and dropped."""
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    futures = [pool.submit(load_photo, source, target, max_pixels) for source, target in jobs[:4]]
+    for i, (source, _) in enumerate(jobs):
+      if i + 4 < len(jobs):
+        futures.append(pool.submit(load_photo, *jobs[i + 4], max_pixels))
+      try:
+        yield futures[i].result()
+      except BadPhoto as error:
+        report(source, str(error))
+      futures[i] = None  # Drop the decoded pixels once consumed.
+
+
+def _groups(photos: Iterator[Photo], batch_size: int, size: int, multiple: int) -> Iterator[list]:
+  """Consecutive photos batched by network shape, up to `batch_size` photos and a pixel budget."""
+  pending, pixels = {}, 0
+  for photo in photos:
+    shape = network_shape(*photo.rgb.shape[:2], size, multiple)
+    pending.setdefault(shape, []).append(photo)
+    pixels += photo.rgb.shape[0] * photo.rgb.shape[1]
+    if len(pending[shape]) >= batch_size:
+      group = pending.pop(shape)
+      pixels -= sum(p.rgb.shape[0] * p.rgb.shape[1] for p in group)
+      yield group
+    elif pixels > _PIXELS_PER_GROUP:
+      yield from pending.values()
+      pending, pixels = {}, 0
+  yield from pending.values()
+
+
+def colorize_photos(
+  generator, variables, jobs: list, *, size: int, multiple: int, batch_size: int, max_pixels: int, image_format: str
+) -> Summary:
+  """Colorizes every (source, target) job; prints one line per failed photo."""
+  summary, progress = Summary(), ProgressLine(len(jobs))
+
+  def report(source, reason):
+    summary.failed += 1
+    print(f"\nFAILED {source}: {reason}", file=sys.stderr, flush=True)
+    progress.advance()
+
+  for group in _groups(_decoded(jobs, max_pixels, report), batch_size, size, multiple):
+    for photo, result in zip(group, colorize_group(generator, variables, group, size, multiple), strict=True):
+      try:
+        save_image(result, photo.target, image_format)
+        summary.done += 1
+        progress.advance()
+      except OSError as error:
+        report(photo.source, f"cannot write {photo.target}: {error.strerror or error}")
+  return summary
+
+
+def load_generator(config, workdir: str):
+  """(generator module, its variables, step) from the newest checkpoint of `workdir`."""
+  from colorize import checkpoint  # Local imports: the checkpoint layout is the trainer's.
+  from colorize import models
+  from colorize import train
+
+  tx_g, tx_d, _ = train.create_optimizers(config)
+  generator, discriminator = models.create_models(config.model, config.dtype)
+  init = functools.partial(train.create_train_state, config, generator, discriminator, tx_g, tx_d)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), jax.eval_shape(init))
+  network, step = checkpoint.restore_generator(workdir, abstract.generator)
+  return generator, network.variables(), step
+
+
+class UsageError(ValueError):
+  """Bad flags or an unusable output folder: nothing was colorized (exit status 2)."""
+
+
+def plan_jobs(photos: list, output_dir: str, image_format: str, overwrite: bool):
+  """(jobs to run, number skipped): existing outputs are kept unless `overwrite`; inputs never."""
+  jobs, skipped = [], 0
+  for source, name in photos:
+    target = output_path(output_dir, name, image_format)
+    if os.path.exists(target) and os.path.samefile(source, target):
+      print(f"SKIPPED {source}: the output would replace the input; choose another --output", file=sys.stderr)
+      skipped += 1
+    elif os.path.exists(target) and not overwrite:
+      print(f"SKIPPED {source}: {target} exists (--overwrite replaces it)", file=sys.stderr)
+      skipped += 1
+    else:
+      jobs.append((source, target))
+  return jobs, skipped
+
+
+def check_output_dir(output_dir: str) -> None:
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+  except OSError as error:
+    raise UsageError(f"cannot create --output={output_dir}: {error.strerror or error}") from None
+  if not os.access(output_dir, os.W_OK | os.X_OK):
+    raise UsageError(f"--output={output_dir} is not writable: choose a folder you can write to.")
+
+
+def run(
+  config,
+  workdir: str,
+  *,
+  input_pattern: str,
+  output_dir: str,
+  recursive: bool = False,
+  overwrite: bool = False,
+  image_format: str = "png",
+  size: int = 0,
+  batch_size: int = 8,
+  max_pixels: int = 200_000_000,
+) -> int:
+  """The colorize mode. Returns the exit status: 0 all done, 1 some photos failed."""
+  if not input_pattern or not output_dir:
+    raise UsageError("--mode=colorize needs --input=PATH (a file, a folder or a glob) and --output=DIR.")
+  if image_format not in FORMATS:
+    raise UsageError(f"--format={image_format} is unknown; use png or jpeg.")
+  photos = find_photos(input_pattern, recursive)
+  if not photos:
+    raise UsageError(f"no photos ({', '.join(PHOTO_EXTENSIONS)}) found at --input={input_pattern}.")
+  check_output_dir(output_dir)
+  jobs, skipped = plan_jobs(photos, output_dir, image_format, overwrite)
+  generator, variables, step = load_generator(config, workdir)
+  print(f"Colorizing {len(jobs)} photo(s) with {workdir} at step {step}.", file=sys.stderr)
+  multiple = 2**config.model.depth
+  summary = colorize_photos(
+    generator,
+    variables,
+    jobs,
+    size=size or config.image_size,
+    multiple=multiple,
+    batch_size=batch_size,
+    max_pixels=max_pixels,
+    image_format=image_format,
+  )
+  summary.skipped += skipped
+  print(
+    f"Done: {summary.done} colorized, {summary.skipped} skipped, {summary.failed} failed -> {output_dir}",
+    file=sys.stderr,
+  )
+  return 1 if summary.failed else 0

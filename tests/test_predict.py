@@ -1,0 +1,218 @@
+"""Colorize mode: every input kind, every bad file, full resolution, nothing overwritten."""
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+from PIL import ImageCms
+from skimage import color as skcolor
+
+from colorize import predict
+from colorize import train
+from tests.conftest import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  """A tiny trained run (4 steps at 16 px) to colorize with."""
+  workdir = str(tmp_path_factory.mktemp("run"))
+  train.train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2), workdir)
+  return workdir
+
+
+def photo(height=60, width=90):
+  """A real 8-bit colour photo (scikit-image's astronaut), resized."""
+  return np.asarray(Image.fromarray(skimage.data.astronaut()).resize((width, height), Image.BILINEAR))
+
+
+def colorize(run_dir, input_path, output_dir, **kwargs):
+  return predict.run(tiny_config(), run_dir, input_pattern=str(input_path), output_dir=str(output_dir), **kwargs)
+
+
+def lightness_gap(a, b):
+  return np.abs(skcolor.rgb2lab(a[..., :3])[..., 0] - skcolor.rgb2lab(b[..., :3])[..., 0]).mean()
+
+
+def save(image, path, **kwargs):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  image.save(path, **kwargs)
+  return path
+
+
+def srgb_profile():
+  return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def input_kinds(folder):
+  """One file per format and mode a user may have; name -> (path, expected output size, has alpha)."""
+  rgb = Image.fromarray(photo())
+  rgba = rgb.copy()
+  rgba.putalpha(Image.fromarray(np.tile(np.arange(90, dtype=np.uint8) * 2, (60, 1))))
+  palette = rgb.convert("P", palette=Image.ADAPTIVE, colors=32)
+  palette.info["transparency"] = 0
+  sixteen = Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257)  # mode I;16
+  exif = Image.Exif()
+  exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display upright.
+  kinds = {
+    "gray.png": (rgb.convert("L"), {}, (60, 90), False),
+    "rgb.jpg": (rgb, {"quality": 95}, (60, 90), False),
+    "rgba.png": (rgba, {}, (60, 90), True),
+    "la.png": (rgba.convert("LA"), {}, (60, 90), True),
+    "palette.png": (palette, {}, (60, 90), True),
+    "cmyk.jpg": (rgb.convert("CMYK"), {}, (60, 90), False),
+    "sixteen_bit.png": (sixteen, {}, (60, 90), False),
+    "rotated_exif.jpg": (rgb, {"exif": exif.tobytes()}, (90, 60), False),
+    "icc.jpg": (rgb, {"icc_profile": srgb_profile()}, (60, 90), False),
+    "anim.gif": (rgb.convert("P"), {"save_all": True, "append_images": [rgb.rotate(90).convert("P")]}, (60, 90), False),
+    "photo.webp": (rgb, {}, (60, 90), False),
+    "photo.tiff": (rgb, {}, (60, 90), False),
+    "photo.bmp": (rgb, {}, (60, 90), False),
+    "ünïcödé 写真.png": (rgb, {}, (60, 90), False),
+  }
+  return {
+    name: (save(image, os.path.join(folder, name), **kw), size, alpha)
+    for name, (image, kw, size, alpha) in kinds.items()
+  }
+
+
+def test_every_input_kind_gives_an_output_of_its_size(run_dir, tmp_path):
+  kinds = input_kinds(str(tmp_path / "in"))
+  assert colorize(run_dir, tmp_path / "in", tmp_path / "out") == 0
+  for name, (_, size, alpha) in kinds.items():
+    result = Image.open(tmp_path / "out" / (os.path.splitext(name)[0] + ".png"))
+    assert result.size[::-1] == size, name
+    assert result.mode == ("RGBA" if alpha else "RGB"), name
+
+
+def test_output_keeps_the_input_lightness_and_alpha(run_dir, tmp_path):
+  source = photo(123, 157)  # Not a multiple of anything: the generator sees a resized copy.
+  alpha = np.tile(np.arange(157, dtype=np.uint8), (123, 1))
+  save(Image.fromarray(np.dstack([source, alpha])), str(tmp_path / "in" / "a.png"))
+  assert colorize(run_dir, tmp_path / "in" / "a.png", tmp_path / "out") == 0
+  result = np.asarray(Image.open(tmp_path / "out" / "a.png"))
+  assert result.shape == (123, 157, 4)
+  assert lightness_gap(result, source) < 1.0
+  np.testing.assert_array_equal(result[..., 3], alpha)
+
+
+def test_jpeg_output_on_request(run_dir, tmp_path):
+  save(Image.fromarray(photo()), str(tmp_path / "in" / "a.png"))
+  assert colorize(run_dir, tmp_path / "in", tmp_path / "out", image_format="jpeg") == 0
+  assert Image.open(tmp_path / "out" / "a.jpg").format == "JPEG"
+
+
+def bad_files(folder):
+  """name -> words the one-line error must contain."""
+  os.makedirs(folder, exist_ok=True)
+  good = io.BytesIO()
+  Image.fromarray(photo()).save(good, "JPEG")
+  files = {
+    "empty.jpg": (b"", "empty file"),
+    "truncated.jpg": (good.getvalue()[: len(good.getvalue()) // 2], "truncated or corrupt"),
+    "text.jpg": (b"this is not a photo\n", "not an image"),
+    "tiny.png": (None, "too small"),
+    "bomb.png": (None, "image too large"),
+  }
+  Image.new("RGB", (1, 1), (200, 10, 10)).save(os.path.join(folder, "tiny.png"))
+  Image.new("RGB", (3000, 3000), (10, 200, 10)).save(os.path.join(folder, "bomb.png"))
+  for name, (content, _) in files.items():
+    if content is not None:
+      with open(os.path.join(folder, name), "wb") as f:
+        f.write(content)
+  return {name: words for name, (_, words) in files.items()}
+
+
+def test_each_bad_file_gets_one_line_and_the_rest_are_colorized(run_dir, tmp_path, capsys, monkeypatch):
+  folder = tmp_path / "in"
+  expected = bad_files(str(folder))
+  save(Image.fromarray(photo()), str(folder / "good.png"))
+  save(Image.fromarray(photo()), str(folder / "locked.png"))
+  real_open = Image.open
+
+  def open_refusing_locked(path, *args, **kwargs):  # Tests run as root, where chmod 000 still reads.
+    if str(path).endswith("locked.png"):
+      raise PermissionError(13, "Permission denied")
+    return real_open(path, *args, **kwargs)
+
+  monkeypatch.setattr(predict.Image, "open", open_refusing_locked)
+  expected["locked.png"] = "permission denied"
+  status = colorize(run_dir, folder, tmp_path / "out", max_pixels=4_000_000)
+  err = capsys.readouterr().err
+  assert status == 1
+  assert sorted(os.listdir(tmp_path / "out")) == ["good.png"]
+  failures = [line for line in err.splitlines() if line.startswith("FAILED")]
+  assert len(failures) == len(expected)
+  for name, words in expected.items():
+    (line,) = [f for f in failures if name in f]
+    assert words in line, line
+  assert "1 colorized, 0 skipped, 6 failed" in err
+
+
+def test_existing_outputs_are_kept_unless_overwrite(run_dir, tmp_path, capsys):
+  save(Image.fromarray(photo()), str(tmp_path / "in" / "a.png"))
+  out = tmp_path / "out"
+  os.makedirs(out)
+  (out / "a.png").write_bytes(b"user's file")
+  assert colorize(run_dir, tmp_path / "in", out) == 0
+  assert (out / "a.png").read_bytes() == b"user's file"
+  assert "exists" in capsys.readouterr().err
+  assert colorize(run_dir, tmp_path / "in", out, overwrite=True) == 0
+  assert Image.open(out / "a.png").size == (90, 60)
+
+
+def test_an_input_is_never_its_own_output(run_dir, tmp_path):
+  path = save(Image.fromarray(photo()), str(tmp_path / "a.png"))
+  before = open(path, "rb").read()
+  assert colorize(run_dir, path, tmp_path, overwrite=True) == 0
+  assert open(path, "rb").read() == before
+
+
+def test_folder_glob_and_recursive_inputs(tmp_path):
+  for name in ("a.jpg", "b.png", "notes.txt", "sub/c.jpg"):
+    os.makedirs(os.path.dirname(tmp_path / name), exist_ok=True)
+    (tmp_path / name).write_bytes(b"x")
+  names = lambda found: [n for _, n in found]  # noqa: E731
+  assert names(predict.find_photos(str(tmp_path))) == ["a.jpg", "b.png"]
+  assert names(predict.find_photos(str(tmp_path), recursive=True)) == ["a.jpg", "b.png", os.path.join("sub", "c.jpg")]
+  assert names(predict.find_photos(str(tmp_path / "*.jpg"))) == ["a.jpg"]
+  assert names(predict.find_photos(str(tmp_path / "b.png"))) == ["b.png"]
+
+
+def test_usage_errors(run_dir, tmp_path):
+  save(Image.fromarray(photo()), str(tmp_path / "in" / "a.png"))
+  (tmp_path / "file").write_text("")
+  with pytest.raises(predict.UsageError, match="cannot create --output"):
+    colorize(run_dir, tmp_path / "in", tmp_path / "file" / "out")
+  with pytest.raises(predict.UsageError, match="no photos"):
+    colorize(run_dir, tmp_path / "nothing_here", tmp_path / "out")
+
+
+def test_network_shape_keeps_the_aspect_in_multiples():
+  assert predict.network_shape(600, 800, 256, 32) == (256, 352)
+  assert predict.network_shape(4000, 6000, 64, 16) == (64, 96)
+  assert predict.network_shape(100, 10_000, 64, 16) == (64, 256)  # Panoramas are capped at 4:1.
+
+
+def test_command_line_exit_statuses(run_dir, tmp_path):
+  save(Image.fromarray(photo()), str(tmp_path / "in" / "a.png"))
+  (tmp_path / "in" / "b.jpg").write_bytes(b"")
+  base = [sys.executable, os.path.join(REPO, "main.py"), f"--workdir={run_dir}", "--mode=colorize"]
+  env = dict(os.environ, PYTHONPATH=REPO)
+  mixed = subprocess.run(
+    [*base, f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}"],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert mixed.returncode == 1, mixed.stderr[-2000:]
+  assert os.listdir(tmp_path / "out") == ["a.png"]
+  usage = subprocess.run([*base, f"--input={tmp_path / 'in'}"], env=env, capture_output=True, text=True, timeout=300)
+  assert usage.returncode == 2 and "--output" in usage.stderr
