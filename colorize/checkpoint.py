@@ -76,3 +76,36 @@ def restore_generator(workdir: str, generator_state, step: int | None = None):
     step, args=ocp.args.Composite(generator=ocp.args.StandardRestore(_abstract(generator_state)))
   )
   return restored.generator, step
+
+
+def load_weights(other_workdir: str, state):
+  """`state` with the parameters and BatchNorm statistics of another run's newest checkpoint.
+
+  For fine-tuning: the step and the optimiser state stay those of `state` (a fresh run).
+  """
+  manager = ocp.CheckpointManager(checkpoint_dir(other_workdir), item_names=ITEMS)
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"config.init_from={other_workdir!r} holds no checkpoint: name a trained run's workdir.")
+  try:
+    restored = manager.restore(
+      step,
+      args=ocp.args.Composite(
+        generator=ocp.args.StandardRestore(_abstract(state.generator)),
+        discriminator=ocp.args.StandardRestore(_abstract(state.discriminator)),
+      ),
+    )
+  except (ValueError, KeyError) as error:
+    raise ValueError(
+      f"config.init_from={other_workdir!r}: its networks do not match this config's "
+      f"(model.* and image_size must agree): {error}"
+    ) from None
+
+  def weights_of(restored_net, net):
+    return net.replace(params=restored_net.params, batch_stats=restored_net.batch_stats)
+
+  state = state.replace(
+    generator=weights_of(restored.generator, state.generator),
+    discriminator=weights_of(restored.discriminator, state.discriminator),
+  )
+  return state, step

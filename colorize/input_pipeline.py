@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 # Sources smaller than this are repeated inside one epoch, so tiny datasets (the demo) do not
@@ -111,6 +112,23 @@ def folder_split(root: str, split: str, seed: int, val_fraction: float) -> list:
   return paths
 
 
+def readable_photos(paths: list) -> list:
+  """The paths whose header Pillow can read; the others are counted and named in the log."""
+  from PIL import Image
+
+  good, bad = [], []
+  for path in paths:
+    try:
+      with Image.open(path) as image:
+        image.size  # noqa: B018 (the header is parsed on open; this just names what we checked)
+      good.append(path)
+    except (OSError, ValueError, SyntaxError) as error:
+      bad.append(f"{path} ({type(error).__name__})")
+  if bad:
+    logging.warning("Skipping %d unreadable photo(s) of %d, e.g. %s", len(bad), len(paths), "; ".join(bad[:3]))
+  return good
+
+
 def _network_reachable(host: str = "storage.googleapis.com", port: int = 443) -> bool:
   try:
     socket.create_connection((host, port), timeout=3).close()
@@ -151,7 +169,7 @@ def encoded_images(config, split: str) -> tf.data.Dataset:
       items = _demo_source(split)
       dataset = tf.data.Dataset.from_tensor_slices(tf.constant(items, tf.string))
     else:
-      paths = folder_split(config.data_dir, split, config.seed, config.folder_val_fraction)
+      paths = readable_photos(folder_split(config.data_dir, split, config.seed, config.folder_val_fraction))
       dataset = tf.data.Dataset.from_tensor_slices(paths).map(tf.io.read_file)
     return dataset.shard(jax.process_count(), jax.process_index())
   tfds_split = config.train_split if split == "train" else config.eval_split
@@ -211,6 +229,12 @@ def _examples_per_epoch(source: tf.data.Dataset) -> int:
   return count if count > 0 else 0
 
 
+def _skip_broken(dataset: tf.data.Dataset, config) -> tf.data.Dataset:
+  """A user's folder may hold photos that pass the header check but fail to decode: drop them
+  (deterministically, so resuming still works) rather than crash mid-epoch."""
+  return dataset.ignore_errors(log_warning=True) if config.dataset == "folder" else dataset
+
+
 def train_dataset(config, batch_size: int, start: DataPosition = DataPosition()) -> tf.data.Dataset:
   """Endless batches {'image': uint8 [b, S, S, 3], 'epoch', 'index': int64 [b]} from `start` on.
 
@@ -222,7 +246,7 @@ def train_dataset(config, batch_size: int, start: DataPosition = DataPosition())
   size = _examples_per_epoch(source)
   decoded_early = 0 < size < _MIN_EPOCH_EXAMPLES
   if decoded_early:  # A few photos: decode once, keep them in memory, repeat them.
-    source = source.map(decode_rgb).cache().repeat(math.ceil(_MIN_EPOCH_EXAMPLES / size))
+    source = _skip_broken(source.map(decode_rgb), config).cache().repeat(math.ceil(_MIN_EPOCH_EXAMPLES / size))
 
   def one_epoch(epoch):
     seed = _epoch_seed(config.seed, epoch)
@@ -237,7 +261,7 @@ def train_dataset(config, batch_size: int, start: DataPosition = DataPosition())
     return {"image": crop, "epoch": epoch, "index": index, "gray": is_gray(image, config.gray_tolerance)}
 
   dataset = tf.data.Dataset.range(start.epoch, np.iinfo(np.int64).max).flat_map(one_epoch)
-  dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  dataset = _skip_broken(dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), config)
   dataset = dataset.filter(lambda example: tf.logical_not(example["gray"]))
   dataset = dataset.map(lambda example: {k: v for k, v in example.items() if k != "gray"})
   return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -11,6 +11,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   config.seed = 0  # Drives parameter init, dropout and the order of the training data.
+  config.init_from = ""  # Workdir of another run: start from its weights (fine-tuning), fresh optimiser.
 
   # --- Data -------------------------------------------------------------------------------
   config.dataset = "cifar10"  # 'cifar10' | 'places365_small' | 'folder' | 'demo' (bundled photos).

@@ -99,3 +99,14 @@ def test_missing_tfds_dataset_fails_fast_offline(tmp_path, monkeypatch, download
   assert time.perf_counter() - start < 20
   message = str(error.value)
   assert "'cifar10'" in message and str(tmp_path) in message and "tfds build cifar10" in message
+
+
+def test_folder_training_survives_unreadable_and_truncated_photos(tmp_path):
+  for i in range(3):
+    write_photo(str(tmp_path / f"colour{i}.png"), colourful(i))
+  (tmp_path / "text.jpg").write_bytes(b"not a photo")
+  good = (tmp_path / "colour0.png").read_bytes()
+  (tmp_path / "truncated.png").write_bytes(good[: len(good) // 2])
+  config = tiny_config(dataset="folder", data_dir=str(tmp_path), folder_val_fraction=0.0, shuffle_buffer_size=4)
+  batches = take(input_pipeline.train_dataset(config, 4), 10)
+  assert all(batch["image"].shape == (4, 16, 16, 3) for batch in batches)

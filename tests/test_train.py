@@ -156,3 +156,17 @@ def test_missing_config_and_run_is_a_clear_error(tmp_path):
   out = run_main(f"--workdir={tmp_path}")
   assert out.returncode != 0
   assert "--config is missing" in out.stderr
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
+  source, tuned = str(tmp_path / "source"), str(tmp_path / "tuned")
+  train.train_and_evaluate(tiny_config(num_train_steps=2), source)
+  frozen = tiny_config(num_train_steps=1, init_from=source)
+  frozen.optim.g_learning_rate = frozen.optim.d_learning_rate = 0.0  # Adam with lr 0 leaves params as loaded.
+  train.train_and_evaluate(frozen, tuned)
+  (source_step, source_state), (tuned_step, tuned_state) = params_of(source), params_of(tuned)
+  assert (source_step, tuned_step) == (2, 1)
+  assert_trees_equal(tuned_state.generator["params"], source_state.generator["params"])
+  assert_trees_equal(tuned_state.discriminator["params"], source_state.discriminator["params"])
+  with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+    train.train_and_evaluate(tiny_config(init_from=str(tmp_path / "nothing")), str(tmp_path / "other"))
