@@ -19,7 +19,13 @@ config_flags.DEFINE_config_file(
   "config", None, "Config file (configs/*.py); optional if --workdir holds a run.", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "Run folder; default runs/<config file name>.")
-flags.DEFINE_enum("mode", "train", ["train", "colorize"], "train: train or resume; colorize: colour photos.")
+flags.DEFINE_enum(
+  "mode",
+  "train",
+  ["train", "evaluate", "colorize"],
+  "train: train or resume; evaluate: metrics + report; colorize: colour photos.",
+)
+flags.DEFINE_integer("eval_images", -1, "evaluate: images of the eval split to use; -1 = all.")
 flags.DEFINE_string("input", None, "colorize: a photo, a folder or a glob.")
 flags.DEFINE_string("output", None, "colorize: the folder for the coloured photos.")
 flags.DEFINE_bool("recursive", False, "colorize: also photos in subfolders of --input.")
@@ -41,6 +47,10 @@ def main(argv):
     from colorize import train
 
     train.train_and_evaluate(config, workdir)
+  elif FLAGS.mode == "evaluate":
+    from colorize import evaluate
+
+    evaluate.evaluate_run(config, workdir, num_images=FLAGS.eval_images)
   elif FLAGS.mode == "colorize":
     from colorize import predict
 

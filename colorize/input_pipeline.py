@@ -273,12 +273,13 @@ def position_after(batch) -> DataPosition:
 
 
 def eval_dataset(config, batch_size: int, num_images: int | None = None) -> tf.data.Dataset:
-  """The fixed validation subset: the first non-gray images of the eval split, centre-cropped.
+  """The fixed validation subset: the first non-gray images of the eval split, centre-cropped
+  (`num_images=-1`: all of them).
 
   Batches are padded to `batch_size`; `mask` is 1 for real images and 0 for padding.
   """
   num_images = config.num_eval_images if num_images is None else num_images
-  per_process = max(1, num_images // jax.process_count())
+  per_process = -1 if num_images < 0 else max(1, num_images // jax.process_count())  # -1: the whole split
 
   def preprocess(encoded):
     image = decode_rgb(encoded)

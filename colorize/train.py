@@ -216,9 +216,11 @@ def eval_step(state: TrainState, batch, *, config, generator, discriminator):
   gray, mask = real[..., :1], batch["mask"]
   fake = generator.apply(state.generator.variables(), gray, train=False)
   channels = _predicted_channels(config)
+  gray_baseline = jnp.concatenate([gray, jnp.zeros_like(real[..., 1:])], axis=-1)  # a = b = 0
   per_image = {
     "l1": jnp.abs(fake[..., channels] - real[..., channels]).mean(axis=(1, 2, 3)),
-    "accuracy": metrics_lib.pixel_accuracy_normalized(fake, real),
+    **metrics_lib.image_metrics(fake, batch["image"]),
+    **{f"gray/{k}": v for k, v in metrics_lib.image_metrics(gray_baseline, batch["image"]).items()},
   }
   if config.adversarial:
     real_logits = discriminator.apply(state.discriminator.variables(), gray, real, train=False)
@@ -276,10 +278,13 @@ def evaluate_subset(eval_fn, state, mesh, eval_batches) -> dict:
     sums = eval_fn(state, {k: global_batch(mesh, v) for k, v in batch.items()})
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
-  count = max(float(totals.pop("count")), 1.0)
-  results = {name: float(value) / count for name, value in totals.items()}
+  count = float(totals.pop("count"))
+  results = {name: float(value) / max(count, 1.0) for name, value in totals.items()}
+  for prefix in ("", "gray/"):  # DESIGN section 5: the colourfulness gap to the real images.
+    results[f"{prefix}delta_colorfulness"] = abs(results[f"{prefix}colorfulness"] - results["real_colorfulness"])
   if "d_loss_real" in results:
     results["d_loss"] = results["d_loss_real"] + results["d_loss_fake"]
+  results["num_images"] = count
   return results
 
 

@@ -1,0 +1,120 @@
+"""The evaluate mode: the paper's metrics for a trained run, next to the gray baseline.
+
+Writes RUN/eval/metrics.json (DESIGN section 5 keys), RUN/eval/report.md and RUN/eval/grid.png,
+with the same per-image metric code that the validation pass uses during training.
+"""
+
+import functools
+import json
+import os
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from PIL import Image
+
+from colorize import checkpoint
+from colorize import input_pipeline
+from colorize import models
+from colorize import reporting
+from colorize import train
+
+METRIC_KEYS = ("accuracy", "mae_rgb", "psnr", "ssim", "colorfulness", "delta_colorfulness")
+_LABELS = {
+  "accuracy": "accuracy@2 (share of pixels, higher is better)",
+  "mae_rgb": "MAE, RGB 0..255 (lower is better)",
+  "psnr": "PSNR, dB (higher is better)",
+  "ssim": "SSIM (higher is better)",
+  "colorfulness": "colourfulness (real images: {real:.2f})",
+  "delta_colorfulness": "colourfulness gap to the real images (lower is better)",
+}
+
+
+def metrics_json(results: dict, step: int) -> dict:
+  """The evaluation averages in the layout of DESIGN section 5."""
+  count = int(results["num_images"])
+  model = {key: results[key] for key in METRIC_KEYS}
+  gray = {key: results[f"gray/{key}"] for key in METRIC_KEYS}
+  return {
+    **model,
+    "num_images": count,
+    "step": step,
+    "baselines": {"gray": {**gray, "num_images": count, "step": step}},
+    "real_colorfulness": results["real_colorfulness"],
+  }
+
+
+def split_name(config) -> str:
+  if config.dataset in ("demo", "folder"):
+    return f"{config.dataset}, held-out photos"
+  return f"{config.dataset}, split {config.eval_split}"
+
+
+def report_markdown(metrics: dict, workdir: str, data: str) -> str:
+  lines = [
+    f"# Evaluation of `{workdir}`",
+    "",
+    f"Step {metrics['step']}, {metrics['num_images']} images ({data}); gray baseline: the input's "
+    "lightness with a = b = 0.",
+    "",
+    "| metric | model | gray baseline |",
+    "|---|---:|---:|",
+  ]
+  for key in METRIC_KEYS:
+    label = _LABELS[key].format(real=metrics["real_colorfulness"])
+    lines.append(f"| {label} | {metrics[key]:.4f} | {metrics['baselines']['gray'][key]:.4f} |")
+  lines += ["", "![gray | real | generated](grid.png)", "", "*gray input | real | generated*", ""]
+  return "\n".join(lines)
+
+
+def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
+  """Evaluates the newest checkpoint of `workdir` on `config.eval_split`; returns metrics.json."""
+  mesh = train.make_mesh()
+  local_batch = config.batch_size // jax.process_count()
+  tx_g, tx_d, schedules = train.create_optimizers(config)
+  generator, discriminator = models.create_models(config.model, config.dtype)
+  init = functools.partial(train.create_train_state, config, generator, discriminator, tx_g, tx_d)
+  state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
+  manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(workdir)}: train the run first.")
+  state, _ = checkpoint.restore(manager, state)
+  step = int(state.step)
+  _, eval_fn = train.compile_steps(config, mesh, tx_g, tx_d, schedules)
+  data = input_pipeline.eval_dataset(config, local_batch, num_images=num_images)
+  logging.info("Evaluating %s at step %d on %s.", workdir, step, split_name(config))
+  results = train.evaluate_subset(eval_fn, state, mesh, _with_progress(data.as_numpy_iterator()))
+  metrics = metrics_json(results, step)
+
+  out_dir = os.path.join(workdir, "eval")
+  if jax.process_index() == 0:
+    os.makedirs(out_dir, exist_ok=True)
+    images = reporting.first_images(data, config.num_sample_images)
+    generated = np.asarray(train.colorize_images(generator, state.generator.variables(), images))
+    Image.fromarray(reporting.image_grid([reporting.gray_version(images), images, generated])).save(
+      os.path.join(out_dir, "grid.png")
+    )
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+      json.dump(metrics, f, indent=2)
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+      f.write(report_markdown(metrics, workdir, split_name(config)))
+  logging.info(
+    "accuracy@2 %.4f (gray %.4f), MAE %.2f (gray %.2f) on %d images: %s",
+    metrics["accuracy"],
+    metrics["baselines"]["gray"]["accuracy"],
+    metrics["mae_rgb"],
+    metrics["baselines"]["gray"]["mae_rgb"],
+    metrics["num_images"],
+    os.path.join(out_dir, "report.md"),
+  )
+  manager.close()
+  return metrics
+
+
+def _with_progress(batches, every: int = 20):
+  for i, batch in enumerate(batches, 1):
+    if i % every == 0:
+      logging.info("Evaluated %d batches.", i)
+    yield batch
