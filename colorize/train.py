@@ -7,6 +7,8 @@ the same axis; so N devices compute what one device computes on the whole global
 """
 
 import functools
+import signal
+import threading
 from typing import Any
 
 import flax
@@ -288,6 +290,55 @@ def evaluate_subset(eval_fn, state, mesh, eval_batches) -> dict:
   return results
 
 
+class StopSignal:
+  """Turns SIGTERM and SIGINT into a request to save and stop after the current step."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received = None
+    self.previous = {}
+    if threading.current_thread() is threading.main_thread():  # Handlers can only go on the main thread.
+      self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signal.Signals(signum).name
+
+  def restore(self):
+    for signum, handler in self.previous.items():
+      signal.signal(signum, handler)
+
+
+def average_finite_metrics(metrics_by_step: dict, last_checkpoint) -> dict:
+  """Averages per-step metrics; stops the run at the first step whose losses are not finite."""
+  for step, metrics in sorted(metrics_by_step.items()):
+    bad = {name: float(value) for name, value in metrics.items() if "loss" in name and not np.isfinite(value)}
+    if bad:
+      kept = f"the last good checkpoint is step {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
+      raise FloatingPointError(
+        f"non-finite loss at step {step}: {bad}; stopping without saving it ({kept}). Lower the learning "
+        "rates or try config.dtype='float32', then rerun to resume."
+      )
+  if not metrics_by_step:
+    return {}
+  return jax.tree.map(lambda *xs: float(np.mean(xs)), *metrics_by_step.values())
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
+
+
+def check_finite_state(state: TrainState, step: int, last_checkpoint) -> None:
+  if not bool(_all_finite((state.generator.params, state.discriminator.params))):
+    kept = f"the last good checkpoint is step {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
+    raise FloatingPointError(
+      f"non-finite parameters after step {step}; stopping without saving them ({kept}). Lower the learning "
+      "rates or try config.dtype='float32', then rerun to resume."
+    )
+
+
 def train_and_evaluate(config, workdir: str) -> TrainState:
   """Trains (or resumes) the run in `workdir`; returns the final state."""
   # ---- Devices and the run folder.
@@ -332,33 +383,41 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
 
   # ---- Loop.
   progress = reporting.Progress(start_step, config.num_train_steps, config.batch_size)
-  pending, sample_path = [], None
-  for step in range(start_step + 1, config.num_train_steps + 1):
-    batch = next(train_batches)
-    state, step_metrics = train_fn(state, global_batch(mesh, batch["image"]))
-    position = input_pipeline.position_after(batch)
-    pending.append(step_metrics)
-    if step == start_step + 1:  # Time from here on: the first step includes compilation.
-      jax.block_until_ready(state)
-      logging.info("Compiled and ran the first step in %.1f s.", progress.restart(step))
-    last = step == config.num_train_steps
-    if step % config.log_every_steps == 0 or last:
-      averaged = jax.tree.map(lambda *xs: float(np.mean(xs)), *jax.device_get(pending))
-      pending = []
-      run.write_scalars(step, {f"train/{k}": v for k, v in averaged.items()} | progress.update(step))
-    if step % config.eval_every_steps == 0 or last:
-      results = evaluate_subset(eval_fn, state, mesh, eval_data.as_numpy_iterator())
-      run.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
-    if step % config.sample_every_steps == 0 or last:
-      generated = colorize_images(plain_generator, state.generator.variables(), sample_images)
-      sample_path = run.write_samples(step, sample_images, np.asarray(generated))
-    if step % config.checkpoint_every_steps == 0 or last:
-      checkpoint.save(manager, state, position)
-  manager.wait_until_finished()
-  manager.close()
-  run.close()
+  pending, sample_path = {}, None  # Metrics of the steps since the last log line, still on device.
+  stop = StopSignal()
+  try:
+    for step in range(start_step + 1, config.num_train_steps + 1):
+      batch = next(train_batches)
+      state, pending[step] = train_fn(state, global_batch(mesh, batch["image"]))
+      position = input_pipeline.position_after(batch)
+      if step == start_step + 1:  # Time from here on: the first step includes compilation.
+        jax.block_until_ready(state)
+        logging.info("Compiled and ran the first step in %.1f s.", progress.restart(step))
+      last = step == config.num_train_steps
+      if step % config.log_every_steps == 0 or last or stop.received:
+        averaged = average_finite_metrics(jax.device_get(pending), manager.latest_step())
+        pending = {}
+        run.write_scalars(step, {f"train/{k}": v for k, v in averaged.items()} | progress.update(step))
+      if step % config.eval_every_steps == 0 or last:
+        results = evaluate_subset(eval_fn, state, mesh, eval_data.as_numpy_iterator())
+        run.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+      if step % config.sample_every_steps == 0 or last:
+        generated = colorize_images(plain_generator, state.generator.variables(), sample_images)
+        sample_path = run.write_samples(step, sample_images, np.asarray(generated))
+      if step % config.checkpoint_every_steps == 0 or last or stop.received:
+        average_finite_metrics(jax.device_get(pending), manager.latest_step())
+        check_finite_state(state, step, manager.latest_step())  # Never save a NaN state.
+        checkpoint.save(manager, state, position)
+      if stop.received:
+        logging.warning("Stopped by %s at step %d; the checkpoint of this step is saved.", stop.received, step)
+        break
+  finally:  # Also on errors: let an in-flight checkpoint finish, flush the logs.
+    stop.restore()
+    manager.wait_until_finished()
+    manager.close()
+    run.close()
   if sample_path:
-    logging.info("Trained to step %d. Validation images colorized: %s", config.num_train_steps, sample_path)
+    logging.info("Trained to step %d. Validation images colorized: %s", int(state.step), sample_path)
   else:
     logging.info("Nothing to do: the run in %s is at step %d already.", workdir, start_step)
   return state

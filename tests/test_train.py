@@ -1,8 +1,10 @@
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -170,3 +172,36 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
   assert_trees_equal(tuned_state.discriminator["params"], source_state.discriminator["params"])
   with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
     train.train_and_evaluate(tiny_config(init_from=str(tmp_path / "nothing")), str(tmp_path / "other"))
+
+
+def test_non_finite_values_stop_the_run_with_the_step_and_save_no_nan_state(tmp_path):
+  config = tiny_config(num_train_steps=4, log_every_steps=4, checkpoint_every_steps=2, generator_steps_per_batch=1)
+  config.optim.g_learning_rate = float("nan")  # Step 1's update makes the parameters and later losses NaN.
+  with pytest.raises(FloatingPointError, match=r"non-finite loss at step 2: .*g_loss.*no checkpoint yet"):
+    train.train_and_evaluate(config, str(tmp_path / "a"))
+  config.checkpoint_every_steps = 1  # Saving right after the bad update: the state itself is checked.
+  with pytest.raises(FloatingPointError, match=r"non-finite parameters after step 1"):
+    train.train_and_evaluate(config, str(tmp_path / "b"))
+  for run in ("a", "b"):
+    manager = ocp.CheckpointManager(checkpoint.checkpoint_dir(str(tmp_path / run)), item_names=checkpoint.ITEMS)
+    assert manager.latest_step() is None
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
+  script = (
+    "import sys; from tests.conftest import tiny_config; from colorize import train; "
+    f"train.train_and_evaluate(tiny_config(num_train_steps=100000, checkpoint_every_steps=100000), {str(tmp_path)!r})"
+  )
+  env = dict(os.environ, PYTHONPATH=REPO)
+  process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+  metrics = tmp_path / "metrics.jsonl"
+  deadline = time.time() + 240
+  while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+    time.sleep(0.5)
+  process.send_signal(signal.SIGTERM)
+  sent = time.time()
+  _, err = process.communicate(timeout=120)
+  assert process.returncode == 0, err[-2000:]
+  assert time.time() - sent < 30
+  step, _ = params_of(str(tmp_path))
+  assert step >= 2 and "Stopped by SIGTERM at step" in err
