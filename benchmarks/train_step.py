@@ -9,7 +9,6 @@ step, achieved FLOP/s, peak RSS) and then a Markdown table.
 """
 
 import ast
-import functools
 import json
 import os
 import resource
@@ -23,10 +22,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-from jax.sharding import NamedSharding  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from colorize import models  # noqa: E402
 from colorize import train  # noqa: E402
 from configs import cifar10  # noqa: E402
 from configs import demo  # noqa: E402
@@ -71,11 +67,7 @@ def time_case(spec: str, steps: int, warmup: int) -> dict:
   name, size, batch = spec.split(":")
   config = case_config(name, int(size), int(batch))
   mesh = train.make_mesh()
-  tx_g, tx_d, schedules = train.create_optimizers(config)
-  generator, discriminator = models.create_models(config.model, config.dtype)
-  init = functools.partial(train.create_train_state, config, generator, discriminator, tx_g, tx_d)
-  state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
-  step_fn, _ = train.compile_steps(config, mesh, tx_g, tx_d, schedules)
+  state, (step_fn, _) = train.setup(config, mesh)
   images = np.random.default_rng(0).integers(0, 256, (config.batch_size, *(2 * [config.image_size]), 3), np.uint8)
   batch_array = train.global_batch(mesh, images)
 

@@ -4,15 +4,12 @@ Writes RUN/eval/metrics.json (DESIGN section 5 keys), RUN/eval/report.md and RUN
 with the same per-image metric code that the validation pass uses during training.
 """
 
-import functools
 import json
 import os
 
 import jax
 import numpy as np
 from absl import logging
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 from PIL import Image
 
 from colorize import checkpoint
@@ -73,16 +70,13 @@ def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
   """Evaluates the newest checkpoint of `workdir` on `config.eval_split`; returns metrics.json."""
   mesh = train.make_mesh()
   local_batch = config.batch_size // jax.process_count()
-  tx_g, tx_d, schedules = train.create_optimizers(config)
-  generator, discriminator = models.create_models(config.model, config.dtype)
-  init = functools.partial(train.create_train_state, config, generator, discriminator, tx_g, tx_d)
-  state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
+  state, (_, eval_fn) = train.setup(config, mesh)
+  generator, _ = models.create_models(config.model, config.dtype)
   manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
   if manager.latest_step() is None:
     raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(workdir)}: train the run first.")
   state, _ = checkpoint.restore(manager, state)
   step = int(state.step)
-  _, eval_fn = train.compile_steps(config, mesh, tx_g, tx_d, schedules)
   data = input_pipeline.eval_dataset(config, local_batch, num_images=num_images)
   logging.info("Evaluating %s at step %d on %s.", workdir, step, split_name(config))
   results = train.evaluate_subset(eval_fn, state, mesh, _with_progress(data.as_numpy_iterator()))

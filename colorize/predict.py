@@ -290,12 +290,12 @@ def load_generator(config, workdir: str):
   from colorize import models
   from colorize import train
 
-  tx_g, tx_d, _ = train.create_optimizers(config)
-  generator, discriminator = models.create_models(config.model, config.dtype)
-  init = functools.partial(train.create_train_state, config, generator, discriminator, tx_g, tx_d)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), jax.eval_shape(init))
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), train.abstract_train_state(config)
+  )
   network, step = checkpoint.restore_generator(workdir, abstract.generator)
+  generator, _ = models.create_models(config.model, config.dtype)
   return generator, network.variables(), step
 
 

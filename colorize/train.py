@@ -235,6 +235,25 @@ def eval_step(state: TrainState, batch, *, config, generator, discriminator):
   return jax.lax.psum(sums, AXIS)
 
 
+def _init_function(config):
+  tx_g, tx_d, schedules = create_optimizers(config)
+  generator, discriminator = models.create_models(config.model, config.dtype)
+  return functools.partial(create_train_state, config, generator, discriminator, tx_g, tx_d), (tx_g, tx_d, schedules)
+
+
+def setup(config, mesh):
+  """The initial state (replicated over `mesh`) and the jitted (train step, eval step)."""
+  init, optimizers = _init_function(config)
+  state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
+  return state, compile_steps(config, mesh, *optimizers)
+
+
+def abstract_train_state(config) -> TrainState:
+  """Shapes and dtypes of the state, computing nothing: the target for restoring a checkpoint."""
+  init, _ = _init_function(config)
+  return jax.eval_shape(init)
+
+
 def make_mesh(devices=None) -> jax.sharding.Mesh:
   """A 1-D mesh named `data` over `devices` (default: every device of every process)."""
   devices = jax.devices() if devices is None else devices
@@ -348,11 +367,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
   run = reporting.RunFolder(workdir, config, mesh)
 
   # ---- Model and optimisers.
-  tx_g, tx_d, schedules = create_optimizers(config)
-  plain_generator, plain_discriminator = models.create_models(config.model, config.dtype)
-  init = functools.partial(create_train_state, config, plain_generator, plain_discriminator, tx_g, tx_d)
-  state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
-  train_fn, eval_fn = compile_steps(config, mesh, tx_g, tx_d, schedules)
+  state, (train_fn, eval_fn) = setup(config, mesh)
+  plain_generator, _ = models.create_models(config.model, config.dtype)
 
   # ---- Resume.
   manager = checkpoint.create_manager(workdir, config.keep_checkpoints)

@@ -4,27 +4,19 @@ Run in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8 (it 
 before jax is imported), by tests/test_train.py.
 """
 
-import functools
 import json
 import sys
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from colorize import models
 from colorize import train
 from tests.conftest import tiny_config
 
 
 def run(config, devices, images, steps):
   mesh = train.make_mesh(devices)
-  tx_g, tx_d, schedules = train.create_optimizers(config)
-  generator, discriminator = models.create_models(config.model, config.dtype)
-  init = functools.partial(train.create_train_state, config, generator, discriminator, tx_g, tx_d)
-  state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
-  step_fn, eval_fn = train.compile_steps(config, mesh, tx_g, tx_d, schedules)
+  state, (step_fn, eval_fn) = train.setup(config, mesh)
   history = []
   for i in range(steps):
     state, metrics = step_fn(state, train.global_batch(mesh, images[i]))

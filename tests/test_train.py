@@ -1,4 +1,3 @@
-import functools
 import json
 import os
 import signal
@@ -10,23 +9,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from colorize import checkpoint
-from colorize import models
 from colorize import train
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def fresh_state(config, mesh):
-  tx_g, tx_d, schedules = train.create_optimizers(config)
-  generator, discriminator = models.create_models(config.model, config.dtype)
-  init = functools.partial(train.create_train_state, config, generator, discriminator, tx_g, tx_d)
-  state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
-  return state, train.compile_steps(config, mesh, tx_g, tx_d, schedules)
 
 
 def smooth_colour_images(count, size):
@@ -41,7 +29,7 @@ def test_a_few_steps_lower_the_l1_loss_on_a_fixed_batch(adversarial):
   config = tiny_config(adversarial=adversarial)
   config.optim.g_learning_rate = 2e-3
   mesh = train.make_mesh()
-  state, (step_fn, _) = fresh_state(config, mesh)
+  state, (step_fn, _) = train.setup(config, mesh)
   images = train.global_batch(mesh, smooth_colour_images(4, 16))
   l1 = []
   for _ in range(15):
@@ -118,8 +106,8 @@ def test_same_seed_is_bitwise_reproducible_and_resume_matches_an_uninterrupted_r
 
 def test_another_seed_gives_other_parameters(tmp_path):
   mesh = train.make_mesh()
-  a, _ = fresh_state(tiny_config(seed=0), mesh)
-  b, _ = fresh_state(tiny_config(seed=1), mesh)
+  a, _ = train.setup(tiny_config(seed=0), mesh)
+  b, _ = train.setup(tiny_config(seed=1), mesh)
   assert not np.array_equal(a.generator.params["Conv_0"]["kernel"], b.generator.params["Conv_0"]["kernel"])
 
 
