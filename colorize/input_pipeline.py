@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 # Sources smaller than this are repeated inside one epoch, so tiny datasets (the demo) do not
 # rebuild the pipeline every few steps.
 _MIN_EPOCH_EXAMPLES = 1024
@@ -161,7 +161,8 @@ def _tfds_source(config, split: str) -> tf.data.Dataset:
 
 
 def encoded_images(config, split: str) -> tf.data.Dataset:
-  """This process's shard of `split` ('train' or 'eval') as scalar string tensors, fixed order."""
+  """This process's shard of `split` ('train' or 'eval') as scalar strings in a fixed order: encoded
+  images, or file paths for `folder` (see `decoder`)."""
   if config.dataset == "tfds":
     raise ValueError("config.dataset must name the tfds dataset itself, e.g. 'cifar10'.")
   if config.dataset in ("demo", "folder"):
@@ -170,13 +171,31 @@ def encoded_images(config, split: str) -> tf.data.Dataset:
       dataset = tf.data.Dataset.from_tensor_slices(tf.constant(items, tf.string))
     else:
       paths = readable_photos(folder_split(config.data_dir, split, config.seed, config.folder_val_fraction))
-      dataset = tf.data.Dataset.from_tensor_slices(paths).map(tf.io.read_file)
+      dataset = tf.data.Dataset.from_tensor_slices(paths)  # Decoded from the path, by Pillow.
     return dataset.shard(jax.process_count(), jax.process_index())
   tfds_split = config.train_split if split == "train" else config.eval_split
   return _tfds_source(config, tfds_split)
 
 
 # ----------------------------------------------------------------------------- preprocessing
+
+
+def _pillow_rgb(path) -> np.ndarray:
+  from colorize import predict  # The colorize mode's decoder: EXIF, ICC, every mode and format.
+
+  return predict.load_photo(path.decode(), "", max_pixels=200_000_000).rgb
+
+
+def decode_path_with_pillow(path):
+  """A user's photo of any format Pillow reads -> uint8 RGB (errors drop it, see _skip_broken)."""
+  image = tf.numpy_function(_pillow_rgb, [path], tf.uint8, stateful=False)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def decoder(config):
+  """What turns a source element into uint8 RGB: Pillow for a user's folder, tf.io otherwise."""
+  return decode_path_with_pillow if config.dataset == "folder" else decode_rgb
 
 
 def decode_rgb(encoded):
@@ -246,7 +265,7 @@ def train_dataset(config, batch_size: int, start: DataPosition = DataPosition())
   size = _examples_per_epoch(source)
   decoded_early = 0 < size < _MIN_EPOCH_EXAMPLES
   if decoded_early:  # A few photos: decode once, keep them in memory, repeat them.
-    source = _skip_broken(source.map(decode_rgb), config).cache().repeat(math.ceil(_MIN_EPOCH_EXAMPLES / size))
+    source = _skip_broken(source.map(decoder(config)), config).cache().repeat(math.ceil(_MIN_EPOCH_EXAMPLES / size))
 
   def one_epoch(epoch):
     seed = _epoch_seed(config.seed, epoch)
@@ -255,7 +274,7 @@ def train_dataset(config, batch_size: int, start: DataPosition = DataPosition())
     return examples.skip(skip).map(lambda index, encoded: (epoch, index, encoded))
 
   def preprocess(epoch, index, item):
-    image = item if decoded_early else decode_rgb(item)
+    image = item if decoded_early else decoder(config)(item)
     seed = tf.stack([_epoch_seed(config.seed, epoch), index])
     crop = random_square_crop(image, config.image_size, config.min_crop_fraction, seed)
     return {"image": crop, "epoch": epoch, "index": index, "gray": is_gray(image, config.gray_tolerance)}
@@ -282,7 +301,7 @@ def eval_dataset(config, batch_size: int, num_images: int | None = None) -> tf.d
   per_process = -1 if num_images < 0 else max(1, num_images // jax.process_count())  # -1: the whole split
 
   def preprocess(encoded):
-    image = decode_rgb(encoded)
+    image = decoder(config)(encoded)
     return {"image": center_square_crop(image, config.image_size), "gray": is_gray(image, config.gray_tolerance)}
 
   dataset = encoded_images(config, "eval").map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)

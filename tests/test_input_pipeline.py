@@ -101,12 +101,15 @@ def test_missing_tfds_dataset_fails_fast_offline(tmp_path, monkeypatch, download
   assert "'cifar10'" in message and str(tmp_path) in message and "tfds build cifar10" in message
 
 
-def test_folder_training_survives_unreadable_and_truncated_photos(tmp_path):
-  for i in range(3):
-    write_photo(str(tmp_path / f"colour{i}.png"), colourful(i))
+def test_folder_training_reads_any_format_and_survives_unreadable_and_truncated_photos(tmp_path):
+  solid = {"png": (220, 30, 30), "webp": (30, 220, 30), "tiff": (30, 30, 220)}
+  for extension, rgb in solid.items():
+    write_photo(str(tmp_path / f"colour.{extension}"), np.full((40, 40, 3), rgb, np.uint8))
   (tmp_path / "text.jpg").write_bytes(b"not a photo")
-  good = (tmp_path / "colour0.png").read_bytes()
+  good = (tmp_path / "colour.png").read_bytes()
   (tmp_path / "truncated.png").write_bytes(good[: len(good) // 2])
   config = tiny_config(dataset="folder", data_dir=str(tmp_path), folder_val_fraction=0.0, shuffle_buffer_size=4)
   batches = take(input_pipeline.train_dataset(config, 4), 10)
   assert all(batch["image"].shape == (4, 16, 16, 3) for batch in batches)
+  seen = {int(np.argmax(image.reshape(-1, 3).mean(0))) for batch in batches for image in batch["image"]}
+  assert seen == {0, 1, 2}  # PNG, WebP and TIFF all decoded; the broken files never arrive
