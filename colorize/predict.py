@@ -270,7 +270,8 @@ def colorize_photos(
 
   def report(source, reason):
     summary.failed += 1
-    print(f"\nFAILED {source}: {reason}", file=sys.stderr, flush=True)
+    line_break = "\n" if progress.interactive else ""  # End the progress line first on a terminal.
+    print(f"{line_break}FAILED {source}: {reason}", file=sys.stderr, flush=True)
     progress.advance()
 
   for group in _groups(_decoded(jobs, max_pixels, report), batch_size, size, multiple):
