@@ -254,12 +254,15 @@ def _skip_broken(dataset: tf.data.Dataset, config) -> tf.data.Dataset:
   return dataset.ignore_errors(log_warning=True) if config.dataset == "folder" else dataset
 
 
-def train_dataset(config, batch_size: int, start: DataPosition = DataPosition()) -> tf.data.Dataset:
+def train_dataset(
+  config, batch_size: int, start: DataPosition = DataPosition(), gray_skipped: tf.Variable | None = None
+) -> tf.data.Dataset:
   """Endless batches {'image': uint8 [b, S, S, 3], 'epoch', 'index': int64 [b]} from `start` on.
 
   Epoch e is the source shuffled with a seed made of (config.seed, e); example i of it is
   cropped and flipped with the seed (config.seed, e, i). `epoch` and `index` say where each
-  example came from, so the loop can checkpoint the data position after any batch.
+  example came from, so the loop can checkpoint the data position after any batch. Pure-gray
+  photos are dropped and counted in `gray_skipped` (an int64 tf.Variable), when given.
   """
   source = encoded_images(config, "train")
   size = _examples_per_epoch(source)
@@ -281,7 +284,14 @@ def train_dataset(config, batch_size: int, start: DataPosition = DataPosition())
 
   dataset = tf.data.Dataset.range(start.epoch, np.iinfo(np.int64).max).flat_map(one_epoch)
   dataset = _skip_broken(dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), config)
-  dataset = dataset.filter(lambda example: tf.logical_not(example["gray"]))
+
+  def is_colour(example):
+    if gray_skipped is None:
+      return tf.logical_not(example["gray"])
+    with tf.control_dependencies([gray_skipped.assign_add(tf.cast(example["gray"], tf.int64))]):
+      return tf.logical_not(example["gray"])
+
+  dataset = dataset.filter(is_colour)
   dataset = dataset.map(lambda example: {k: v for k, v in example.items() if k != "gray"})
   return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 

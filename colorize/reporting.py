@@ -139,6 +139,8 @@ def console_line(step: int, total: int, scalars: dict) -> str:
   for key, label in (("train/accuracy", "acc@2"), ("eval/accuracy", "val acc@2")):
     if key in scalars:
       parts.append(f"{label} {100 * scalars[key]:.1f}%")
+  if scalars.get("train/gray_images_skipped"):
+    parts.append(f"{scalars['train/gray_images_skipped']} gray photos skipped")
   if "images_per_second" in scalars:
     parts.append(f"{scalars['images_per_second']:.1f} img/s")
     parts.append(f"ETA {_format_duration(scalars['eta_seconds'])}")

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tensorflow as tf
 from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -393,7 +394,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
   )
 
   # ---- Input.
-  train_batches = input_pipeline.train_dataset(config, local_batch, position).as_numpy_iterator()
+  gray_skipped = tf.Variable(0, dtype=tf.int64, trainable=False)  # Read at each log line.
+  train_batches = input_pipeline.train_dataset(config, local_batch, position, gray_skipped).as_numpy_iterator()
   eval_data = input_pipeline.eval_dataset(config, local_batch)
   sample_images = reporting.first_images(eval_data, config.num_sample_images)
 
@@ -413,6 +415,7 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
       if step % config.log_every_steps == 0 or last or stop.received:
         averaged = average_finite_metrics(jax.device_get(pending), manager.latest_step())
         pending = {}
+        averaged["gray_images_skipped"] = int(gray_skipped.numpy())  # So far in this process, read ahead.
         run.write_scalars(step, {f"train/{k}": v for k, v in averaged.items()} | progress.update(step))
       if step % config.eval_every_steps == 0 or last:
         results = evaluate_subset(eval_fn, state, mesh, eval_data.as_numpy_iterator())

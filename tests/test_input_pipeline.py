@@ -3,6 +3,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
@@ -59,9 +60,11 @@ def test_folder_dataset_skips_gray_photos_and_splits_by_subfolder(tmp_path):
   write_photo(str(tmp_path / "train" / "gray_l.jpg"), gray[..., 0])
   write_photo(str(tmp_path / "val" / "held_out.png"), colourful(5))
   config = tiny_config(dataset="folder", data_dir=str(tmp_path), shuffle_buffer_size=4)
-  for batch in take(input_pipeline.train_dataset(config, 4), 20):
+  gray_skipped = tf.Variable(0, dtype=tf.int64)
+  for batch in take(input_pipeline.train_dataset(config, 4, gray_skipped=gray_skipped), 20):
     spread = batch["image"].max(-1).astype(int) - batch["image"].min(-1)
     assert (spread.reshape(4, -1).max(1) > config.gray_tolerance).all()
+  assert int(gray_skipped.numpy()) >= 2 * 20 * 4 // 3  # Two of every five photos are gray.
   (val,) = list(input_pipeline.eval_dataset(config, 4).as_numpy_iterator())
   np.testing.assert_array_equal(val["mask"], [1, 0, 0, 0])
 
