@@ -5,10 +5,12 @@ The generator is its own item so inference can restore it alone. The data positi
 """
 
 import os
+import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from jax.experimental import multihost_utils
 
 from colorize.input_pipeline import DataPosition
@@ -64,6 +66,52 @@ def restore(manager: ocp.CheckpointManager, state, step: int | None = None):
     discriminator=restored.discriminator,
   )
   return state, DataPosition(int(epoch), int(index))
+
+
+class NoUsableCheckpointError(RuntimeError):
+  """Checkpoints exist but none can be restored: the run stops rather than start over on top."""
+
+
+def _set_aside(manager: ocp.CheckpointManager, steps: list) -> None:
+  """Moves damaged checkpoints out of the way (not deleted), so new saves can reuse their steps."""
+  if not steps:
+    return
+  aside = os.path.join(os.path.dirname(str(manager.directory)), "damaged_checkpoints")
+  if jax.process_index() == 0:
+    os.makedirs(aside, exist_ok=True)
+    for step in steps:
+      target = os.path.join(aside, f"{step}-{int(time.time())}")
+      os.replace(os.path.join(str(manager.directory), str(step)), target)
+      logging.warning("Moved the damaged checkpoint %d to %s.", step, target)
+  multihost_utils.sync_global_devices("colorize: damaged checkpoints set aside")
+  manager.reload()
+
+
+def restore_newest_usable(manager: ocp.CheckpointManager, state):
+  """Restores the newest checkpoint that loads, warning about each damaged newer one.
+
+  Returns (state, data position). Raises NoUsableCheckpointError when none loads: starting from
+  scratch would silently replace the user's run.
+  """
+  damaged = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      restored = restore(manager, state, step)
+    except Exception as error:  # noqa: BLE001 (Orbax and TensorStore raise many kinds for damaged files)
+      logging.warning(
+        "Checkpoint %d in %s cannot be restored (%s); trying the one before.",
+        step,
+        manager.directory,
+        str(error).splitlines()[0][:200],
+      )
+      damaged.append(step)
+      continue
+    _set_aside(manager, damaged)
+    return restored
+  raise NoUsableCheckpointError(
+    f"none of the checkpoints {damaged} in {manager.directory} can be restored. Move the folder away to "
+    "start this run afresh, or repair it; nothing was overwritten."
+  )
 
 
 def restore_generator(workdir: str, generator_state, step: int | None = None):

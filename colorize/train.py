@@ -375,7 +375,7 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
   manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
   position = input_pipeline.DataPosition()
   if manager.latest_step() is not None:
-    state, position = checkpoint.restore(manager, state)
+    state, position = checkpoint.restore_newest_usable(manager, state)
     logging.info("Resuming from the checkpoint of step %d in %s.", int(state.step), manager.directory)
     run.forget_metrics_after(int(state.step))
   elif config.init_from:

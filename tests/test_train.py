@@ -193,3 +193,24 @@ def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
   assert time.time() - sent < 30
   step, _ = params_of(str(tmp_path))
   assert step >= 2 and "Stopped by SIGTERM at step" in err
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+  reference, damaged = str(tmp_path / "reference"), str(tmp_path / "damaged")
+  train.train_and_evaluate(tiny_config(num_train_steps=4), reference)
+  train.train_and_evaluate(tiny_config(num_train_steps=4), damaged)
+  newest = os.path.join(checkpoint.checkpoint_dir(damaged), "4", "generator")
+  for folder, _, files in os.walk(newest):  # Truncate every file of the newest generator.
+    for name in files:
+      open(os.path.join(folder, name), "w").close()
+  train.train_and_evaluate(tiny_config(num_train_steps=4), damaged)  # Falls back to 2, trains 3 and 4 again.
+  assert_trees_equal(params_of(damaged)[1].generator, params_of(reference)[1].generator)
+  assert train_losses(damaged) == train_losses(reference)
+  assert [n.split("-")[0] for n in os.listdir(os.path.join(damaged, "damaged_checkpoints"))] == ["4"]  # kept aside
+
+  for step in ("2", "4"):
+    for folder, _, files in os.walk(os.path.join(checkpoint.checkpoint_dir(damaged), step, "generator")):
+      for name in files:
+        open(os.path.join(folder, name), "w").close()
+  with pytest.raises(checkpoint.NoUsableCheckpointError, match="none of the checkpoints"):
+    train.train_and_evaluate(tiny_config(num_train_steps=6), damaged)
