@@ -33,6 +33,9 @@ flags.DEFINE_bool("overwrite", False, "colorize: replace outputs that exist (nev
 flags.DEFINE_enum("format", "png", ["png", "jpeg"], "colorize: output format.")
 flags.DEFINE_integer("colorize_size", 0, "colorize: short side the generator sees; 0 = config.image_size.")
 flags.DEFINE_integer("colorize_batch", 8, "colorize: photos per generator call.")
+flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (SLURM etc. need nothing).")
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes, with --coordinator_address.")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's rank, with --coordinator_address.")
 flags.DEFINE_integer("max_pixels", 200_000_000, "colorize: larger photos are refused as too large.")
 
 
@@ -41,6 +44,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from colorize import run_setup  # Imported after flag parsing: it imports jax and tensorflow.
 
+  run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   config_path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
   config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
   if FLAGS.mode == "train":

@@ -38,3 +38,19 @@ def _keep_tensorflow_off_accelerators() -> None:
   import tensorflow as tf
 
   tf.config.set_visible_devices([], "GPU")
+
+
+_CLUSTER_SIZE_VARIABLES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+
+
+def initialize_distributed(coordinator_address: str | None, num_processes: int | None, process_id: int | None):
+  """Joins a multi-host run: explicit flags, or a launcher JAX detects (SLURM, Open MPI, ...).
+
+  A single process on one machine needs nothing: every local device is used.
+  """
+  import jax
+
+  if coordinator_address:
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  elif any(int(os.environ.get(name, "1")) > 1 for name in _CLUSTER_SIZE_VARIABLES):
+    jax.distributed.initialize()  # Address, count and rank come from the launcher's environment.

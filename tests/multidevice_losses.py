@@ -1,7 +1,9 @@
-"""Prints, as JSON, the metrics of a few train steps on a 1-device and an N-device mesh.
+"""Prints, as JSON, the metrics of a few train steps on meshes of several sizes.
 
-Run in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8 (it must be set
-before jax is imported), by tests/test_train.py.
+Run by tests/test_train.py in subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N
+(it must be set before jax is imported). With `PROCESS_ID NUM_PROCESSES PORT` arguments it joins
+a multi-process CPU cluster (gloo collectives) and trains on the mesh of all processes' devices,
+each process feeding its own rows of the same global batches.
 """
 
 import json
@@ -14,30 +16,40 @@ from colorize import train
 from tests.conftest import tiny_config
 
 
+def local_rows(global_array):
+  """This process's share of a global batch (all of it in a single process)."""
+  rows = len(global_array) // jax.process_count()
+  return global_array[jax.process_index() * rows : (jax.process_index() + 1) * rows]
+
+
 def run(config, devices, images, steps):
   mesh = train.make_mesh(devices)
   state, (step_fn, eval_fn) = train.setup(config, mesh)
+
+  def batch(array):
+    return train.global_batch(mesh, local_rows(array))
+
   history = []
   for i in range(steps):
-    state, metrics = step_fn(state, train.global_batch(mesh, images[i]))
+    state, metrics = step_fn(state, batch(images[i]))
     history.append({k: float(v) for k, v in metrics.items()})
-  evaluation = eval_fn(
-    state,
-    {
-      "image": train.global_batch(mesh, images[0]),
-      "mask": train.global_batch(mesh, np.ones(len(images[0]), np.float32)),
-    },
-  )
+  evaluation = eval_fn(state, {"image": batch(images[0]), "mask": batch(np.ones(len(images[0]), np.float32))})
   history.append({k: float(v) for k, v in evaluation.items()})
   return history
 
 
-def main():
+def main(argv):
+  if len(argv) == 3:
+    process_id, num_processes, port = map(int, argv)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes, process_id)
   config = tiny_config(batch_size=8)
   images = np.random.default_rng(0).integers(0, 256, (3, 8, 16, 16, 3), dtype=np.uint8)
-  result = {n: run(config, jax.devices()[:n], images, steps=3) for n in (1, jax.device_count())}
-  json.dump(result, sys.stdout)
+  sizes = (jax.device_count(),) if jax.process_count() > 1 else (1, jax.device_count())
+  result = {n: run(config, jax.devices()[:n], images, steps=3) for n in sizes}
+  if jax.process_index() == 0:
+    json.dump(result, sys.stdout)
 
 
 if __name__ == "__main__":
-  main()
+  main(sys.argv[1:])
