@@ -19,7 +19,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+from colorize import predict
+
+IMAGE_EXTENSIONS = predict.PHOTO_EXTENSIONS  # Training reads what the colorize mode reads.
 # Sources smaller than this are repeated inside one epoch, so tiny datasets (the demo) do not
 # rebuild the pipeline every few steps.
 _MIN_EPOCH_EXAMPLES = 1024
@@ -181,8 +183,7 @@ def encoded_images(config, split: str) -> tf.data.Dataset:
 
 
 def _pillow_rgb(path) -> np.ndarray:
-  from colorize import predict  # The colorize mode's decoder: EXIF, ICC, every mode and format.
-
+  # The colorize mode's decoder: EXIF, ICC, every mode and format.
   return predict.load_photo(path.decode(), "", max_pixels=200_000_000).rgb
 
 

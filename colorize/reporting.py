@@ -15,6 +15,8 @@ from absl import logging
 from clu import metric_writers
 from PIL import Image
 
+from colorize import color
+
 _PACKAGES = (
   "jax",
   "jaxlib",
@@ -76,11 +78,9 @@ def image_grid(columns: list, groups_per_row: int = 4) -> np.ndarray:
 
 def gray_version(images: np.ndarray) -> np.ndarray:
   """What the generator sees, shown as RGB: the CIE lightness of `images`."""
-  from colorize import color  # Local import: keeps this module free of jax.numpy at import time.
-
-  lab = np.array(color.rgb_to_lab(images / 255.0))
+  lab = color.rgb_to_lab(images / 255.0, np)
   lab[..., 1:] = 0.0
-  return np.round(np.asarray(color.lab_to_rgb(lab)) * 255.0).astype(np.uint8)
+  return np.round(color.lab_to_rgb(lab, np) * 255.0).astype(np.uint8)
 
 
 def first_images(eval_dataset, count: int) -> np.ndarray:
