@@ -330,16 +330,19 @@ class StopSignal:
       signal.signal(signum, handler)
 
 
+def _non_finite_error(what: str, last_checkpoint) -> FloatingPointError:
+  kept = f"the last good checkpoint is step {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
+  return FloatingPointError(
+    f"{what} ({kept}). Lower the learning rates or try config.dtype='float32', then rerun to resume."
+  )
+
+
 def average_finite_metrics(metrics_by_step: dict, last_checkpoint) -> dict:
   """Averages per-step metrics; stops the run at the first step whose losses are not finite."""
   for step, metrics in sorted(metrics_by_step.items()):
     bad = {name: float(value) for name, value in metrics.items() if "loss" in name and not np.isfinite(value)}
     if bad:
-      kept = f"the last good checkpoint is step {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
-      raise FloatingPointError(
-        f"non-finite loss at step {step}: {bad}; stopping without saving it ({kept}). Lower the learning "
-        "rates or try config.dtype='float32', then rerun to resume."
-      )
+      raise _non_finite_error(f"non-finite loss at step {step}: {bad}; stopping without saving it", last_checkpoint)
   if not metrics_by_step:
     return {}
   return jax.tree.map(lambda *xs: float(np.mean(xs)), *metrics_by_step.values())
@@ -352,11 +355,7 @@ def _all_finite(tree) -> jax.Array:
 
 def check_finite_state(state: TrainState, step: int, last_checkpoint) -> None:
   if not bool(_all_finite((state.generator.params, state.discriminator.params))):
-    kept = f"the last good checkpoint is step {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
-    raise FloatingPointError(
-      f"non-finite parameters after step {step}; stopping without saving them ({kept}). Lower the learning "
-      "rates or try config.dtype='float32', then rerun to resume."
-    )
+    raise _non_finite_error(f"non-finite parameters after step {step}; stopping without saving them", last_checkpoint)
 
 
 def train_and_evaluate(config, workdir: str) -> TrainState:
