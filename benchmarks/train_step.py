@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from colorize import train  # noqa: E402
+from colorize import steps  # noqa: E402
 from configs import cifar10  # noqa: E402
 from configs import demo  # noqa: E402
 from configs import places365  # noqa: E402
@@ -38,6 +38,7 @@ flags.DEFINE_bool("quick", False, "One small case, 1 warm-up and 3 timed steps."
 flags.DEFINE_integer("steps", 5, "Timed steps per case.")
 flags.DEFINE_integer("warmup", 1, "Untimed steps after compiling.")
 flags.DEFINE_string("dtype", "float32", "Compute dtype.")
+flags.DEFINE_bool("flops_only", False, "Only lower each case and print its HLO FLOP count (fast, any backend).")
 flags.DEFINE_multi_string("set", [], "Config override FIELD=VALUE (Python literal), e.g. model.disc_dropout=0.0.")
 FLAGS = flags.FLAGS
 
@@ -53,24 +54,41 @@ def case_config(name: str, size: int, batch: int):
 
 
 def compiled_flops(compiled):
-  analysis = compiled.cost_analysis()
-  analysis = analysis[0] if isinstance(analysis, list | tuple) else analysis
-  flops = (analysis or {}).get("flops")
+  flops = (first_cost(compiled.cost_analysis()) or {}).get("flops")
   return float(flops) if flops and flops > 0 else None
 
 
-def peak_rss_mb() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def first_cost(analysis):
+  return analysis[0] if isinstance(analysis, list | tuple) else analysis
 
 
-def time_case(spec: str, steps: int, warmup: int) -> dict:
+def peak_memory_mb() -> tuple[str, float]:
+  """Peak device memory where the backend reports it (GPU), else this process's peak RSS (CPU)."""
+  stats = jax.devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    return "device", stats["peak_bytes_in_use"] / 2**20
+  return "rss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def lowered_case(spec: str):
+  """(config, mesh, state, jitted step, batch) for one config:size:batch case."""
   name, size, batch = spec.split(":")
   config = case_config(name, int(size), int(batch))
-  mesh = train.make_mesh()
-  state, (step_fn, _) = train.setup(config, mesh)
+  mesh = steps.make_mesh()
+  state, (step_fn, _) = steps.setup(config, mesh)
   images = np.random.default_rng(0).integers(0, 256, (config.batch_size, *(2 * [config.image_size]), 3), np.uint8)
-  batch_array = train.global_batch(mesh, images)
+  return config, mesh, state, step_fn, steps.global_batch(mesh, images)
 
+
+def hlo_flops(spec: str) -> dict:
+  """FLOPs of the unoptimised step program: convolutions included on every backend that lowers it."""
+  config, _, state, step_fn, batch_array = lowered_case(spec)
+  flops = (first_cost(step_fn.lower(state, batch_array).cost_analysis()) or {}).get("flops")
+  return {"benchmark": "train_step_flops", "case": spec, "dtype": config.dtype, "hlo_flops_per_step": flops}
+
+
+def time_case(spec: str, timed_steps: int, warmup: int) -> dict:
+  config, _, state, step_fn, batch_array = lowered_case(spec)
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch_array).compile()
   compile_s = time.perf_counter() - start
@@ -78,7 +96,7 @@ def time_case(spec: str, steps: int, warmup: int) -> dict:
     state, metrics = compiled(state, batch_array)
   jax.block_until_ready(state)
   times = []
-  for _ in range(steps):
+  for _ in range(timed_steps):
     start = time.perf_counter()
     state, metrics = compiled(state, batch_array)
     jax.block_until_ready((state, metrics))
@@ -86,6 +104,7 @@ def time_case(spec: str, steps: int, warmup: int) -> dict:
   median = statistics.median(times)
   flops = compiled_flops(compiled)
   device = jax.devices()[0]
+  memory_kind, memory_mb = peak_memory_mb()
   return {
     "benchmark": "train_step",
     "case": spec,
@@ -100,7 +119,8 @@ def time_case(spec: str, steps: int, warmup: int) -> dict:
     "images_per_s": round(config.batch_size / median, 2),
     "flops_per_step": flops,
     "achieved_gflops": round(flops / median / 1e9, 1) if flops else None,
-    "peak_rss_mb": round(peak_rss_mb()),
+    f"peak_{memory_kind}_mb": round(memory_mb),
+    "steps_run": warmup + timed_steps + 1,
     "loss_finite": bool(np.isfinite(float(metrics["g_loss"]))),
   }
 
@@ -108,10 +128,14 @@ def time_case(spec: str, steps: int, warmup: int) -> dict:
 def main(argv):
   del argv
   cases = FLAGS.case or (QUICK_CASES if FLAGS.quick else DEFAULT_CASES)
-  steps, warmup = (3, 1) if FLAGS.quick else (FLAGS.steps, FLAGS.warmup)
+  timed_steps, warmup = (3, 1) if FLAGS.quick else (FLAGS.steps, FLAGS.warmup)
+  if FLAGS.flops_only:
+    for spec in cases:
+      print(json.dumps(hlo_flops(spec)), flush=True)
+    return
   rows = []
   for spec in cases:
-    row = time_case(spec, steps, warmup)
+    row = time_case(spec, timed_steps, warmup)
     print(json.dumps(row), flush=True)
     rows.append(row)
   print("\n| case | device | compile s | step s | steps/s | images/s | GFLOP/s |", file=sys.stderr)

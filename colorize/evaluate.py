@@ -16,10 +16,11 @@ from colorize import checkpoint
 from colorize import input_pipeline
 from colorize import models
 from colorize import reporting
+from colorize import steps
 from colorize import train
 
 METRIC_KEYS = ("accuracy", "mae_rgb", "psnr", "ssim", "colorfulness", "delta_colorfulness")
-_LABELS = {
+METRIC_LABELS = {
   "accuracy": "accuracy@2 (share of pixels, higher is better)",
   "mae_rgb": "MAE, RGB 0..255 (lower is better)",
   "psnr": "PSNR, dB (higher is better)",
@@ -60,7 +61,7 @@ def report_markdown(metrics: dict, workdir: str, data: str) -> str:
     "|---|---:|---:|",
   ]
   for key in METRIC_KEYS:
-    label = _LABELS[key].format(real=metrics["real_colorfulness"])
+    label = METRIC_LABELS[key].format(real=metrics["real_colorfulness"])
     lines.append(f"| {label} | {metrics[key]:.4f} | {metrics['baselines']['gray'][key]:.4f} |")
   lines += ["", "![gray | real | generated](grid.png)", "", "*gray input | real | generated*", ""]
   return "\n".join(lines)
@@ -68,9 +69,9 @@ def report_markdown(metrics: dict, workdir: str, data: str) -> str:
 
 def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
   """Evaluates the newest checkpoint of `workdir` on `config.eval_split`; returns metrics.json."""
-  mesh = train.make_mesh()
+  mesh = steps.make_mesh()
   local_batch = config.batch_size // jax.process_count()
-  state, (_, eval_fn) = train.setup(config, mesh)
+  state, (_, eval_fn) = steps.setup(config, mesh)
   generator, _ = models.create_models(config.model, config.dtype)
   manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
   if manager.latest_step() is None:
@@ -86,7 +87,7 @@ def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
   if jax.process_index() == 0:
     os.makedirs(out_dir, exist_ok=True)
     images = reporting.first_images(data, config.num_sample_images)
-    generated = np.asarray(train.colorize_images(generator, state.generator.variables(), images))
+    generated = np.asarray(steps.colorize_images(generator, state.generator.variables(), images))
     Image.fromarray(reporting.image_grid([reporting.gray_version(images), images, generated])).save(
       os.path.join(out_dir, "grid.png")
     )

@@ -165,20 +165,122 @@ class Discriminator(nn.Module):
     return nn.Dense(1, dtype=self.dtype)(x).astype(jnp.float32)[:, 0]
 
 
+def _batch_norm(train: bool, momentum: float, axis_name, dtype):
+  return nn.BatchNorm(
+    use_running_average=not train,
+    momentum=momentum,
+    epsilon=1e-5,
+    axis_name=axis_name if train else None,
+    dtype=dtype,
+  )
+
+
+class Pix2PixGenerator(nn.Module):
+  """The pix2pix U-Net (Isola et al. 2017, `unet_256` at depth 8): 4x4 stride-2 convolutions.
+
+  Encoder: conv (no BN on the first) with LeakyReLU(0.2) before every conv but the first; decoder:
+  ReLU, 2x upsampling conv, BN, dropout 0.5 on the middle 512-wide levels, concat the skip.
+  Widths `base_width * min(2**i, 8)`. `upsample="transpose"` is pix2pix's 4x4 transposed conv;
+  "nearest" is resize + 4x4 conv, with the same parameters. Dropout is active in training only.
+  """
+
+  base_width: int = 64
+  depth: int = 8
+  output: str = "lab"
+  upsample: str = "transpose"
+  dropout_rate: float = 0.5
+  bn_momentum: float = 0.9
+  axis_name: str | None = None
+  dtype: Dtype = jnp.float32
+
+  def _upsample_conv(self, features: int, use_bias: bool):
+    if self.upsample == "transpose":
+      return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias, dtype=self.dtype)
+    if self.upsample == "nearest":
+      conv = nn.Conv(features, (4, 4), padding="SAME", use_bias=use_bias, dtype=self.dtype)
+      return lambda x: conv(upsample_nearest(x))
+    raise ValueError(f"model.upsample={self.upsample!r} is unknown; use 'nearest' or 'transpose'.")
+
+  @nn.compact
+  def __call__(self, gray, train: bool = True):
+    _check_divisible(gray.shape, 2**self.depth, f"Pix2PixGenerator (model.depth={self.depth})")
+    if self.output not in ("lab", "ab"):
+      raise ValueError(f"model.output={self.output!r} is unknown; use 'lab' or 'ab'.")
+    widths = [self.base_width * min(2**i, 8) for i in range(self.depth)]
+    x, skips = gray.astype(self.dtype), []
+    for i, width in enumerate(widths):
+      if i > 0:
+        x = nn.leaky_relu(x, 0.2)
+      x = nn.Conv(width, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=False, dtype=self.dtype)(x)
+      if 0 < i < self.depth - 1:  # pix2pix: no BN on the outermost and innermost encoder convs.
+        x = _batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
+      skips.append(x)
+    for i in reversed(range(1, self.depth)):  # Level i upsamples to the size of level i - 1.
+      x = self._upsample_conv(widths[i - 1], use_bias=False)(nn.relu(x))
+      x = _batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
+      if 4 <= i < self.depth - 1:
+        x = PerExampleDropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
+      x = jnp.concatenate([skips[i - 1], x], axis=-1)
+    channels = 3 if self.output == "lab" else 2
+    x = jnp.tanh(self._upsample_conv(channels, use_bias=True)(nn.relu(x)).astype(jnp.float32))
+    if self.output == "ab":
+      x = jnp.concatenate([gray.astype(jnp.float32), x], axis=-1)
+    return x
+
+
+class PatchDiscriminator(nn.Module):
+  """The pix2pix PatchGAN on (L, Lab) pairs: one logit per overlapping patch, [B, h, w].
+
+  `num_units` stride-2 4x4 convs (widths doubling from `base_width`, at most 8x), a stride-1 one,
+  and a 4x4 conv to one channel; BN on all but the first, LeakyReLU(0.2). `num_units=3` is the
+  70x70 PatchGAN of pix2pix (30x30 logits at 256 px).
+  """
+
+  base_width: int = 64
+  num_units: int = 3
+  bn_momentum: float = 0.9
+  axis_name: str | None = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, gray, lab, train: bool = True):
+    if min(gray.shape[1:3]) < 2**self.num_units * 4:
+      raise ValueError(
+        f"PatchDiscriminator (model.disc_units={self.num_units}) needs inputs of at least "
+        f"{2**self.num_units * 4} px; use fewer model.disc_units or larger images."
+      )
+    x = jnp.concatenate([gray, lab], axis=-1).astype(self.dtype)
+    strides = [2] * self.num_units + [1]
+    for i, stride in enumerate(strides):
+      width = self.base_width * min(2**i, 8)
+      x = nn.Conv(width, (4, 4), (stride, stride), padding=((1, 1), (1, 1)), use_bias=i == 0, dtype=self.dtype)(x)
+      if i > 0:
+        x = _batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
+      x = nn.leaky_relu(x, 0.2)
+    x = nn.Conv(1, (4, 4), padding=((1, 1), (1, 1)), dtype=self.dtype)(x)
+    return x.astype(jnp.float32)[..., 0]
+
+
 def create_models(model_config, dtype: str = "float32", axis_name: str | None = None):
   """Generator and discriminator from `config.model`; `axis_name` for the data-parallel step."""
   common = dict(bn_momentum=model_config.bn_momentum, axis_name=axis_name, dtype=jnp.dtype(dtype))
-  generator = Generator(
+  generators = {"paper": Generator, "pix2pix": Pix2PixGenerator}
+  discriminators = {"paper": Discriminator, "patchgan": PatchDiscriminator}
+  if model_config.generator not in generators:
+    raise ValueError(f"model.generator={model_config.generator!r} is unknown; use one of {sorted(generators)}.")
+  if model_config.discriminator not in discriminators:
+    raise ValueError(
+      f"model.discriminator={model_config.discriminator!r} is unknown; use one of {sorted(discriminators)}."
+    )
+  generator = generators[model_config.generator](
     base_width=model_config.base_width,
     depth=model_config.depth,
     output=model_config.output,
     upsample=model_config.upsample,
     **common,
   )
-  discriminator = Discriminator(
-    base_width=model_config.disc_base_width,
-    num_units=model_config.disc_units,
-    dropout_rate=model_config.disc_dropout,
-    **common,
-  )
+  discriminator_options = dict(base_width=model_config.disc_base_width, num_units=model_config.disc_units)
+  if model_config.discriminator == "paper":
+    discriminator_options["dropout_rate"] = model_config.disc_dropout
+  discriminator = discriminators[model_config.discriminator](**discriminator_options, **common)
   return generator, discriminator

@@ -289,11 +289,11 @@ def load_generator(config, workdir: str):
   """(generator module, its variables, step) from the newest checkpoint of `workdir`."""
   from colorize import checkpoint  # Local imports: the checkpoint layout is the trainer's.
   from colorize import models
-  from colorize import train
+  from colorize import steps
 
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), train.abstract_train_state(config)
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), steps.abstract_train_state(config)
   )
   network, step = checkpoint.restore_generator(workdir, abstract.generator)
   generator, _ = models.create_models(config.model, config.dtype)

@@ -29,11 +29,11 @@ def resolve(config: ml_collections.ConfigDict | None, config_path: str | None, w
   os.makedirs(workdir, exist_ok=True)
   if not os.access(workdir, os.W_OK):
     raise PermissionError(f"--workdir={workdir} is not writable: choose a folder you can write to.")
-  _keep_tensorflow_off_accelerators()
+  keep_tensorflow_off_accelerators()
   return config, workdir
 
 
-def _keep_tensorflow_off_accelerators() -> None:
+def keep_tensorflow_off_accelerators() -> None:
   """tf.data is the only TensorFlow here; it must not take GPU memory from JAX."""
   import tensorflow as tf
 

@@ -39,7 +39,8 @@ def get_config() -> ml_collections.ConfigDict:
   # --- Objective --------------------------------------------------------------------------
   config.adversarial = True  # False: the same U-Net trained by regression only (the paper's baseline).
   config.generator_steps_per_batch = 2  # Generator updates after each discriminator update (ref. code: 2).
-  config.dtype = "float32"  # Compute dtype of the networks: 'float32' | 'bfloat16'.
+  config.dtype = "float32"  # Compute dtype of the networks: 'float32' | 'bfloat16' (params stay float32).
+  config.skip_nonfinite = False  # True: a step with a non-finite loss keeps the old state (counted); False: stop.
 
   config.loss = ml_collections.ConfigDict()
   config.loss.l1_weight = 100.0  # lambda: weight of the L1 term next to the adversarial loss.
@@ -48,14 +49,16 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- Networks ---------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
+  config.model.generator = "paper"  # 'paper': DESIGN's U-Net (3x3 convs, max-pool) | 'pix2pix': 4x4 stride-2 U-Net.
+  config.model.discriminator = "paper"  # 'paper': one logit per image | 'patchgan': pix2pix's patch logits.
   config.model.base_width = 64  # Generator channels of the first level; doubles with depth.
   config.model.depth = 5  # Encoder/decoder levels; inputs must be multiples of 2**depth.
   config.model.output = "lab"  # 'lab': predict L, a, b (paper); 'ab': predict a, b and keep the input L.
   config.model.upsample = "nearest"  # Decoder upsampling: 'nearest' (resize + 2x2 conv) | 'transpose'.
   config.model.bn_momentum = 0.9  # BatchNorm running-average momentum (PyTorch's 0.1).
   config.model.disc_base_width = 64  # Discriminator channels of the first unit.
-  config.model.disc_units = 4  # Discriminator conv units (4 at 32 px, 5 at 256 px).
-  config.model.disc_dropout = 0.2  # Dropout after every discriminator unit.
+  config.model.disc_units = 4  # Discriminator downsampling units (paper: 4 at 32 px, 5 at 256; PatchGAN 70x70: 3).
+  config.model.disc_dropout = 0.2  # Dropout after every unit of the paper's discriminator.
 
   # --- Optimiser (Adam) -------------------------------------------------------------------
   config.optim = ml_collections.ConfigDict()

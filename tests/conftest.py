@@ -42,3 +42,13 @@ def tiny_config(**overrides):
 @pytest.fixture
 def config():
   return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+  """One tiny GAN run (2 steps at 16 px) shared by the tests that only read a trained run."""
+  from colorize import train
+
+  workdir = str(tmp_path_factory.mktemp("trained_run"))
+  train.train_and_evaluate(tiny_config(num_train_steps=2), workdir)
+  return workdir

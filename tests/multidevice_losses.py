@@ -12,7 +12,7 @@ import sys
 import jax
 import numpy as np
 
-from colorize import train
+from colorize import steps
 from tests.conftest import tiny_config
 
 
@@ -22,15 +22,15 @@ def local_rows(global_array):
   return global_array[jax.process_index() * rows : (jax.process_index() + 1) * rows]
 
 
-def run(config, devices, images, steps):
-  mesh = train.make_mesh(devices)
-  state, (step_fn, eval_fn) = train.setup(config, mesh)
+def run(config, devices, images, num_steps):
+  mesh = steps.make_mesh(devices)
+  state, (step_fn, eval_fn) = steps.setup(config, mesh)
 
   def batch(array):
-    return train.global_batch(mesh, local_rows(array))
+    return steps.global_batch(mesh, local_rows(array))
 
   history = []
-  for i in range(steps):
+  for i in range(num_steps):
     state, metrics = step_fn(state, batch(images[i]))
     history.append({k: float(v) for k, v in metrics.items()})
   evaluation = eval_fn(state, {"image": batch(images[0]), "mask": batch(np.ones(len(images[0]), np.float32))})
@@ -46,7 +46,7 @@ def main(argv):
   config = tiny_config(batch_size=8)
   images = np.random.default_rng(0).integers(0, 256, (3, 8, 16, 16, 3), dtype=np.uint8)
   sizes = (jax.device_count(),) if jax.process_count() > 1 else (1, jax.device_count())
-  result = {n: run(config, jax.devices()[:n], images, steps=3) for n in sizes}
+  result = {n: run(config, jax.devices()[:n], images, num_steps=3) for n in sizes}
   if jax.process_index() == 0:
     json.dump(result, sys.stdout)
 

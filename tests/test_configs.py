@@ -1,16 +1,18 @@
 import importlib
+import os
 
 import pytest
 
-from colorize import train
+from colorize import steps
 
-NAMES = ("default", "demo", "cifar10", "cifar10_unet", "places365", "places365_unet")
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+NAMES = sorted(name[:-3] for name in os.listdir(CONFIGS) if name.endswith(".py") and name != "__init__.py")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_config_loads_and_passes_the_start_checks(name):
   config = importlib.import_module(f"configs.{name}").get_config()
-  train.check_config(config, num_devices=1)
+  steps.check_config(config, num_devices=1)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "places365"])
@@ -18,3 +20,11 @@ def test_unet_baselines_differ_from_the_gan_only_in_the_objective(name):
   gan = importlib.import_module(f"configs.{name}").get_config().to_dict()
   unet = importlib.import_module(f"configs.{name}_unet").get_config().to_dict()
   assert {k for k in gan if gan[k] != unet[k]} == {"adversarial"}
+
+
+def test_pix2pix_variant_differs_from_the_paper_only_in_the_networks():
+  paper = importlib.import_module("configs.places365").get_config().to_dict()
+  variant = importlib.import_module("configs.places365_pix2pix").get_config().to_dict()
+  assert {k for k in paper if paper[k] != variant[k]} == {"model"}
+  changed = {k for k in paper["model"] if paper["model"][k] != variant["model"][k]}
+  assert changed == {"generator", "discriminator", "depth", "upsample", "disc_units"}

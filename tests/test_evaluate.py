@@ -4,16 +4,13 @@ import os
 import pytest
 
 from colorize import evaluate
-from colorize import train
 from tests.conftest import tiny_config
 
 KEYS = {"accuracy", "mae_rgb", "psnr", "ssim", "colorfulness", "delta_colorfulness", "num_images", "step"}
 
 
-def test_evaluate_writes_metrics_with_the_gray_baseline_a_report_and_a_grid(tmp_path):
-  workdir = str(tmp_path / "run")
-  config = tiny_config(num_train_steps=2)
-  train.train_and_evaluate(config, workdir)
+def test_evaluate_writes_metrics_with_the_gray_baseline_a_report_and_a_grid(trained_run):
+  workdir, config = trained_run, tiny_config(num_train_steps=2)
   returned = evaluate.evaluate_run(config, workdir)
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     metrics = json.load(f)

@@ -50,6 +50,45 @@ def test_discriminator_gives_one_logit_per_image():
   assert discriminator.apply(variables, gray, lab, train=False).shape == (5,)
 
 
+@pytest.mark.parametrize("upsample", ["transpose", "nearest"])
+def test_pix2pix_unet_and_patchgan_have_pix2pix_parameter_counts(upsample):
+  # pix2pix's unet_256 (ngf 64, BatchNorm) has 54,413,955 parameters and its 70x70 PatchGAN
+  # (n_layers 3) 2,768,705 for 3 + 3 channels; one gray input channel instead of three drops the
+  # 2 x 4 x 4 x 64 first-layer weights from each.
+  config = default.get_config().model
+  config.update(generator="pix2pix", discriminator="patchgan", depth=8, disc_units=3, upsample=upsample)
+  generator, discriminator = models.create_models(config)
+  gray, lab = jnp.zeros((1, 256, 256, 1)), jnp.zeros((1, 256, 256, 3))
+  assert count(init_shapes(generator, gray)["params"]) == 54_413_955 - 2 * 16 * 64
+  d_variables = init_shapes(discriminator, gray, lab)
+  assert count(d_variables["params"]) == 2_768_705 - 2 * 16 * 64
+  logits = jax.eval_shape(lambda v: discriminator.apply(v, gray, lab, train=False), d_variables)
+  assert logits.shape == (1, 30, 30)  # 70x70 patches, as pix2pix at 256 px
+
+
+def test_pix2pix_unet_output_and_its_dropout_in_training_only():
+  generator = models.Pix2PixGenerator(base_width=4, depth=6, output="ab")
+  gray = jax.random.uniform(jax.random.key(1), (2, 64, 64, 1), minval=-1, maxval=1)
+  variables = generator.init(jax.random.key(0), gray, train=False)
+  out = generator.apply(variables, gray, train=False)
+  assert out.shape == (2, 64, 64, 3) and float(jnp.abs(out).max()) <= 1.0
+  np.testing.assert_array_equal(out[..., :1], gray)
+
+  def train_output(seed):
+    rngs = {"dropout": jax.random.key(seed)}
+    return generator.apply(variables, gray, train=True, rngs=rngs, mutable=["batch_stats"])[0]
+
+  assert not np.allclose(train_output(0), train_output(1))  # Level 4 (of 0..5) has dropout.
+  np.testing.assert_array_equal(train_output(0), train_output(0))
+
+
+def test_unknown_architecture_is_a_clear_error():
+  config = default.get_config().model
+  config.generator = "resnet"
+  with pytest.raises(ValueError, match=r"model.generator='resnet' is unknown; use one of \['paper', 'pix2pix'\]"):
+    models.create_models(config)
+
+
 def test_bad_image_size_is_a_clear_error():
   generator = models.Generator(base_width=4, depth=5)
   with pytest.raises(ValueError, match=r"input size 48x48 is not a multiple of 32"):

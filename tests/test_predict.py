@@ -13,18 +13,14 @@ from PIL import ImageCms
 from skimage import color as skcolor
 
 from colorize import predict
-from colorize import train
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-  """A tiny trained run (4 steps at 16 px) to colorize with."""
-  workdir = str(tmp_path_factory.mktemp("run"))
-  train.train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2), workdir)
-  return workdir
+@pytest.fixture
+def run_dir(trained_run):
+  return trained_run
 
 
 def photo(height=60, width=90):

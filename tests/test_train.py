@@ -11,6 +11,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from colorize import checkpoint
+from colorize import models
+from colorize import steps
 from colorize import train
 from tests.conftest import tiny_config
 
@@ -24,13 +26,17 @@ def smooth_colour_images(count, size):
   return (np.stack(images) * 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("adversarial", [True, False])
-def test_a_few_steps_lower_the_l1_loss_on_a_fixed_batch(adversarial):
+@pytest.mark.parametrize(
+  "adversarial,architecture",
+  [(True, ("paper", "paper")), (False, ("paper", "paper")), (True, ("pix2pix", "patchgan"))],
+)
+def test_a_few_steps_lower_the_l1_loss_on_a_fixed_batch(adversarial, architecture):
   config = tiny_config(adversarial=adversarial)
+  config.model.generator, config.model.discriminator = architecture
   config.optim.g_learning_rate = 2e-3
-  mesh = train.make_mesh()
-  state, (step_fn, _) = train.setup(config, mesh)
-  images = train.global_batch(mesh, smooth_colour_images(4, 16))
+  mesh = steps.make_mesh()
+  state, (step_fn, _) = steps.setup(config, mesh)
+  images = steps.global_batch(mesh, smooth_colour_images(4, 16))
   l1 = []
   for _ in range(15):
     state, metrics = step_fn(state, images)
@@ -38,6 +44,51 @@ def test_a_few_steps_lower_the_l1_loss_on_a_fixed_batch(adversarial):
   assert l1[-1] < 0.8 * l1[0], l1
   assert int(state.step) == 15
   assert ("d_loss" in metrics) == adversarial
+
+
+def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
+  config = tiny_config(dtype="bfloat16")
+  config.optim.g_learning_rate = 2e-3
+  mesh = steps.make_mesh()
+  state, (step_fn, _) = steps.setup(config, mesh)
+  images = steps.global_batch(mesh, smooth_colour_images(4, 16))
+  l1 = []
+  for _ in range(15):
+    state, metrics = step_fn(state, images)
+    l1.append(float(metrics["g_loss_l1"]))
+  assert l1[-1] < 0.8 * l1[0], l1
+  state_dtypes = {x.dtype for x in jax.tree.leaves((state.generator, state.discriminator))}
+  assert state_dtypes == {np.dtype(np.float32), np.dtype(np.int32)}  # int32: Adam's step counts.
+  generator, _ = models.create_models(config.model, config.dtype)
+  gray = np.zeros((1, 16, 16, 1), np.float32)
+  hidden = generator.apply(state.generator.variables(), gray, train=False, capture_intermediates=True)
+  leaves = jax.tree_util.tree_leaves_with_path(hidden)
+  conv_outputs = [v for path, v in leaves if "Conv_0" in jax.tree_util.keystr(path)]
+  assert conv_outputs and all(x.dtype == jax.numpy.bfloat16 for x in conv_outputs)
+
+
+def test_skip_nonfinite_keeps_the_old_state_and_counts_the_skipped_updates(tmp_path):
+  config = tiny_config(num_train_steps=4, log_every_steps=2, skip_nonfinite=True)
+  config.optim.g_learning_rate = float("nan")  # Every update would make G's parameters NaN.
+  state = train.train_and_evaluate(config, str(tmp_path))
+  initial, _ = steps.setup(config, steps.make_mesh())
+  assert int(state.step) == 4
+  assert_trees_equal(state.generator.params, initial.generator.params)
+  logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [m["train/nonfinite_skipped"] for m in logged if "train/nonfinite_skipped" in m] == [2, 2]
+  assert params_of(str(tmp_path))[0] == 4  # Checkpoints are saved: the kept state is finite.
+
+
+def test_average_finite_metrics_leaves_out_and_counts_skipped_steps():
+  nan = float("nan")
+  window = {
+    3: {"g_loss": 1.0, "nonfinite_skipped": 0},
+    4: {"g_loss": nan, "nonfinite_skipped": 1},
+    5: {"g_loss": 3.0, "nonfinite_skipped": 0},
+  }
+  assert train.average_finite_metrics(window, None) == {"g_loss": 2.0, "nonfinite_skipped": 1}
+  with pytest.raises(FloatingPointError, match="step 4"):
+    train.average_finite_metrics({3: {"g_loss": 1.0}, 4: {"g_loss": nan}}, None)
 
 
 def losses_subprocess(devices_per_process: int, *args: str) -> subprocess.Popen:
@@ -127,9 +178,9 @@ def test_same_seed_is_bitwise_reproducible_and_resume_matches_an_uninterrupted_r
 
 
 def test_another_seed_gives_other_parameters(tmp_path):
-  mesh = train.make_mesh()
-  a, _ = train.setup(tiny_config(seed=0), mesh)
-  b, _ = train.setup(tiny_config(seed=1), mesh)
+  mesh = steps.make_mesh()
+  a, _ = steps.setup(tiny_config(seed=0), mesh)
+  b, _ = steps.setup(tiny_config(seed=1), mesh)
   assert not np.array_equal(a.generator.params["Conv_0"]["kernel"], b.generator.params["Conv_0"]["kernel"])
 
 
@@ -143,7 +194,7 @@ def test_another_seed_gives_other_parameters(tmp_path):
 )
 def test_bad_settings_fail_at_start_with_the_field_and_the_fix(overrides, message):
   with pytest.raises(ValueError, match=message):
-    train.check_config(tiny_config(**overrides), num_devices=4)
+    steps.check_config(tiny_config(**overrides), num_devices=4)
 
 
 def run_main(*args, cwd=REPO):

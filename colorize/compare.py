@@ -1,0 +1,140 @@
+"""Compares trained runs side by side: one Markdown table of the paper's metrics, one image grid.
+
+    python -m colorize.compare runs/photos64 runs/photos64_unet --output=comparison
+
+Uses each run's `eval/metrics.json` (from `--mode=evaluate`; a run without one is evaluated
+first, on its whole held-out split) and checks that every run was evaluated on the same images.
+Writes OUTPUT/comparison.md, comparison.json and comparison.png (the same validation images:
+gray input | real | one column per run).
+"""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from colorize import evaluate  # noqa: E402
+from colorize import input_pipeline  # noqa: E402
+from colorize import predict  # noqa: E402
+from colorize import reporting  # noqa: E402
+from colorize import run_setup  # noqa: E402
+from colorize import steps  # noqa: E402
+
+# Settings that decide which images a run is evaluated on; they must agree for a comparison.
+EVAL_DATA_FIELDS = ("dataset", "data_dir", "eval_split", "image_size", "gray_tolerance")
+FOLDER_SPLIT_FIELDS = ("seed", "folder_val_fraction")  # The held-out share of a folder depends on these.
+OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.png")
+
+
+def run_name(workdir: str) -> str:
+  return os.path.basename(os.path.normpath(workdir))
+
+
+def check_same_eval_data(configs: list, workdirs: list) -> None:
+  """Raises, naming the field and the runs, when two runs were evaluated on different images."""
+  fields = EVAL_DATA_FIELDS + (FOLDER_SPLIT_FIELDS if configs[0].dataset == "folder" else ())
+  for field in fields:
+    values = {workdir: configs[i].get(field) for i, workdir in enumerate(workdirs)}
+    if len(set(map(str, values.values()))) > 1:
+      shown = ", ".join(f"{w}: {v!r}" for w, v in values.items())
+      raise ValueError(f"the runs are evaluated on different data (config.{field}: {shown}); compare like with like.")
+
+
+def check_same_image_count(metrics: list, workdirs: list) -> None:
+  counts = {workdir: m["num_images"] for workdir, m in zip(workdirs, metrics, strict=True)}
+  if len(set(counts.values())) > 1:
+    raise ValueError(
+      f"the runs were evaluated on different numbers of images ({counts}): "
+      "rerun --mode=evaluate on each with the same --eval_images."
+    )
+
+
+def comparison_markdown(names: list, metrics: list) -> str:
+  """The metrics table: one column per run, then the gray baseline (the same for every run)."""
+  gray = metrics[0]["baselines"]["gray"]
+  header = ["metric", *names, "gray baseline"]
+  lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+  for key in evaluate.METRIC_KEYS:
+    label = evaluate.METRIC_LABELS[key].format(real=metrics[0]["real_colorfulness"])
+    values = [f"{m[key]:.4f}" for m in metrics] + [f"{gray[key]:.4f}"]
+    lines.append(f"| {label} | " + " | ".join(values) + " |")
+  lines.append("| training step | " + " | ".join(str(m["step"]) for m in metrics) + " | - |")
+  count = metrics[0]["num_images"]
+  caption = " | ".join(["gray input", "real", *names])
+  title = f"# Comparison on {count} held-out images"
+  return "\n".join([title, "", *lines, "", "![comparison](comparison.png)", "", f"*{caption}*", ""])
+
+
+def comparison_grid(configs: list, workdirs: list, num_images: int) -> np.ndarray:
+  """The same first validation images, colorized by every run: gray | real | run 1 | run 2 ..."""
+  eval_data = input_pipeline.eval_dataset(configs[0], configs[0].batch_size, num_images=num_images)
+  images = reporting.first_images(eval_data, num_images)
+  columns = [reporting.gray_version(images), images]
+  for config, workdir in zip(configs, workdirs, strict=True):
+    generator, variables, _ = predict.load_generator(config, workdir)
+    columns.append(np.asarray(steps.colorize_images(generator, variables, images)))
+  return reporting.image_grid(columns, groups_per_row=2)
+
+
+def run_metrics(config, workdir: str, eval_images: int) -> dict:
+  path = os.path.join(workdir, "eval", "metrics.json")
+  if not os.path.exists(path):
+    logging.info("%s has no eval/metrics.json: evaluating it first.", workdir)
+    return evaluate.evaluate_run(config, workdir, num_images=eval_images)
+  with open(path) as f:
+    return json.load(f)
+
+
+def compare(workdirs: list, output_dir: str, num_images: int = 8, eval_images: int = -1, overwrite: bool = False):
+  """Writes the comparison of `workdirs` into `output_dir`; returns the paths written."""
+  paths = [os.path.join(output_dir, name) for name in OUTPUT_FILES]
+  existing = [p for p in paths if os.path.exists(p)]
+  if existing and not overwrite:
+    raise FileExistsError(f"{existing[0]} exists: choose another --output, or pass --overwrite.")
+  configs = [run_setup.saved_config(workdir) for workdir in workdirs]
+  check_same_eval_data(configs, workdirs)
+  metrics = [run_metrics(config, workdir, eval_images) for config, workdir in zip(configs, workdirs, strict=True)]
+  check_same_image_count(metrics, workdirs)
+  names = [run_name(w) if len({run_name(x) for x in workdirs}) == len(workdirs) else w for w in workdirs]
+
+  os.makedirs(output_dir, exist_ok=True)
+  markdown_path, json_path, grid_path = paths
+  with open(markdown_path, "w") as f:
+    f.write(comparison_markdown(names, metrics))
+  with open(json_path, "w") as f:
+    json.dump({"runs": dict(zip(workdirs, metrics, strict=True))}, f, indent=2)
+  Image.fromarray(comparison_grid(configs, workdirs, num_images)).save(grid_path)
+  logging.info("Compared %d runs: %s", len(workdirs), markdown_path)
+  return paths
+
+
+flags.DEFINE_string("output", None, "Folder for comparison.md, comparison.json and comparison.png.")
+flags.DEFINE_integer("num_images", 8, "Validation images in the grid.")
+flags.DEFINE_integer("eval_images", -1, "For runs not yet evaluated: images of the eval split; -1 = all.")
+flags.DEFINE_bool("overwrite", False, "Replace an earlier comparison in --output.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  workdirs = argv[1:]
+  if len(workdirs) < 2 or not FLAGS.output:
+    raise app.UsageError("usage: python -m colorize.compare RUN_A RUN_B [...] --output=DIR", exitcode=2)
+  missing = [w for w in workdirs if not os.path.isfile(os.path.join(w, "config.json"))]
+  if missing:
+    raise app.UsageError(f"{missing[0]} is not a run folder (no config.json): pass runs made by main.py.", exitcode=2)
+  run_setup.keep_tensorflow_off_accelerators()
+  try:
+    compare(workdirs, FLAGS.output, FLAGS.num_images, FLAGS.eval_images, FLAGS.overwrite)
+  except (ValueError, FileExistsError) as error:
+    raise app.UsageError(str(error), exitcode=2) from None
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.INFO)
+  app.run(main)
