@@ -22,17 +22,19 @@ flags.DEFINE_string("workdir", None, "Run folder; default runs/<config file name
 flags.DEFINE_enum(
   "mode",
   "train",
-  ["train", "evaluate", "colorize"],
-  "train: train or resume; evaluate: metrics + report; colorize: colour photos.",
+  ["train", "evaluate", "colorize", "turing"],
+  "train: train or resume; evaluate: metrics + report; colorize: colour photos; turing: real-or-fake web page.",
 )
 flags.DEFINE_integer("eval_images", -1, "evaluate: images of the eval split to use; -1 = all.")
 flags.DEFINE_string("input", None, "colorize: a photo, a folder or a glob.")
-flags.DEFINE_string("output", None, "colorize: the folder for the coloured photos.")
+flags.DEFINE_string("output", None, "colorize: the folder for the coloured photos; turing: for index.html.")
 flags.DEFINE_bool("recursive", False, "colorize: also photos in subfolders of --input.")
-flags.DEFINE_bool("overwrite", False, "colorize: replace outputs that exist (never the inputs).")
+flags.DEFINE_bool("overwrite", False, "colorize, turing: replace outputs that exist (never the inputs).")
 flags.DEFINE_enum("format", "png", ["png", "jpeg"], "colorize: output format.")
 flags.DEFINE_integer("colorize_size", 0, "colorize: short side the generator sees; 0 = config.image_size.")
 flags.DEFINE_integer("colorize_batch", 8, "colorize: photos per generator call.")
+flags.DEFINE_integer("turing_pairs", 20, "turing: real/colorized pairs of validation images.")
+flags.DEFINE_float("turing_seconds", 0.0, "turing: time limit per pair in seconds; 0 = none.")
 flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (SLURM etc. need nothing).")
 flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes, with --coordinator_address.")
 flags.DEFINE_integer("process_id", None, "Multi-host: this process's rank, with --coordinator_address.")
@@ -71,6 +73,16 @@ def main(argv):
         batch_size=FLAGS.colorize_batch,
         max_pixels=FLAGS.max_pixels,
       )
+    except predict.UsageError as error:
+      raise app.UsageError(str(error), exitcode=2) from None
+  elif FLAGS.mode == "turing":
+    from colorize import predict
+    from colorize import turing
+
+    if not FLAGS.output:
+      raise app.UsageError("--mode=turing needs --output=DIR for the page.", exitcode=2)
+    try:
+      turing.write_page(config, workdir, FLAGS.output, FLAGS.turing_pairs, FLAGS.turing_seconds, FLAGS.overwrite)
     except predict.UsageError as error:
       raise app.UsageError(str(error), exitcode=2) from None
 

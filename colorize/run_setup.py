@@ -11,12 +11,20 @@ def default_workdir(config_path: str) -> str:
 
 
 def saved_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config recorded in `workdir/config.json` by an earlier run."""
+  """The config recorded in `workdir/config.json` by an earlier run.
+
+  Fields added to configs/default.py since that run take their defaults, so older runs still load.
+  """
+  from configs import default
+
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise ValueError(f"--config is missing and {path} does not exist: pass --config=configs/<name>.py.")
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f)["config"])
+    saved = json.load(f)["config"]
+  config = default.get_config()
+  config.update(saved)
+  return config
 
 
 def resolve(config: ml_collections.ConfigDict | None, config_path: str | None, workdir: str | None):
