@@ -147,6 +147,16 @@ def console_line(step: int, total: int, scalars: dict) -> str:
   return " | ".join(parts)
 
 
+def _logged_step(line: str) -> int | None:
+  """The step of one metrics.jsonl line; None for a line cut short (no newline, or not JSON)."""
+  if not line.endswith("\n"):
+    return None
+  try:
+    return json.loads(line)["step"]
+  except (json.JSONDecodeError, KeyError, TypeError):
+    return None
+
+
 class RunFolder:
   """The workdir of one run, written by process 0 only."""
 
@@ -164,11 +174,12 @@ class RunFolder:
     self.writer = metric_writers.SummaryWriter(workdir) if self.is_writer else metric_writers.MultiWriter([])
 
   def forget_metrics_after(self, step: int) -> None:
-    """Drops metrics.jsonl lines past `step`: a resumed run logs those steps again, once."""
+    """Drops metrics.jsonl lines past `step`, and a line torn by a kill: a resumed run logs those
+    steps again, so each appears once."""
     if not self.is_writer or not os.path.exists(self.metrics_path):
       return
     with open(self.metrics_path) as f:
-      lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+      lines = [line for line in f if _logged_step(line) is not None and _logged_step(line) <= step]
     with open(self.metrics_path + ".tmp", "w") as f:
       f.writelines(lines)
     os.replace(self.metrics_path + ".tmp", self.metrics_path)

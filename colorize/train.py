@@ -109,11 +109,11 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
   if manager.latest_step() is not None:
     state, position = checkpoint.restore_newest_usable(manager, state)
     logging.info("Resuming from the checkpoint of step %d in %s.", int(state.step), manager.directory)
-    run.forget_metrics_after(int(state.step))
   elif config.init_from:
     state, source_step = checkpoint.load_weights(config.init_from, state)
     logging.info("Starting from the weights of %s at step %d (fine-tuning).", config.init_from, source_step)
   start_step = int(state.step)
+  run.forget_metrics_after(start_step)  # Steps logged after the checkpoint (or with none) are trained again.
   logging.info(
     "Training %s to step %d: %d %s device(s) in %d process(es), global batch %d, workdir %s.",
     config.dataset,

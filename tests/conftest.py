@@ -13,7 +13,9 @@ from configs import demo  # noqa: E402
 
 # Tests compile the same tiny programs many times over: a persistent compilation cache for the
 # session turns each repeat into a lookup.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="colorize-jax-cache-"))
+# Subprocesses that import this module inherit the folder through the environment.
+os.environ.setdefault("COLORIZE_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="colorize-jax-cache-"))
+jax.config.update("jax_compilation_cache_dir", os.environ["COLORIZE_TEST_JAX_CACHE"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 

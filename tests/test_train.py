@@ -287,3 +287,69 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
         open(os.path.join(folder, name), "w").close()
   with pytest.raises(checkpoint.NoUsableCheckpointError, match="none of the checkpoints"):
     train.train_and_evaluate(tiny_config(num_train_steps=6), damaged)
+
+
+# A run that SIGKILLs itself right after starting the save of step 6: the save is in flight.
+KILLED_IN_SAVE = """
+import os, signal, sys
+from colorize import checkpoint, train
+from tests.conftest import tiny_config
+real_save = checkpoint.save
+def save_then_die(manager, state, position):
+  real_save(manager, state, position)
+  if int(state.step) == 6:
+    os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.save = save_then_die
+train.train_and_evaluate(tiny_config(**eval(sys.argv[1])), sys.argv[2])
+"""
+PLAIN_RUN = "import sys; from colorize import train; from tests.conftest import tiny_config; " + (
+  "train.train_and_evaluate(tiny_config(**eval(sys.argv[1])), sys.argv[2])"
+)
+
+
+def logged_rows(workdir):
+  """metrics.jsonl without the timing fields, which differ between runs."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  return [{k: v for k, v in row.items() if k not in ("images_per_second", "eta_seconds")} for row in rows]
+
+
+def start_run(script, overrides, workdir):
+  env = dict(os.environ, PYTHONPATH=REPO)
+  command = [sys.executable, "-c", script, repr(overrides), workdir]
+  return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kill_after_logged_steps(process, workdir, count):
+  path = os.path.join(workdir, "metrics.jsonl")
+  deadline = time.time() + 240
+  while time.time() < deadline and process.poll() is None:
+    if os.path.exists(path) and sum(1 for _ in open(path)) >= count:
+      break
+    time.sleep(0.05)
+  process.kill()
+  process.wait()
+
+
+def test_sigkill_at_any_moment_then_resume_matches_an_uninterrupted_run(tmp_path):
+  overrides = dict(num_train_steps=8, checkpoint_every_steps=2, eval_every_steps=4, sample_every_steps=4)
+  reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
+  train.train_and_evaluate(tiny_config(**overrides), reference)
+
+  kill_after_logged_steps(start_run(PLAIN_RUN, overrides, killed), killed, 1)  # Before any checkpoint.
+  kill_after_logged_steps(start_run(PLAIN_RUN, overrides, killed), killed, 5)  # Between checkpoints.
+  process = start_run(KILLED_IN_SAVE, overrides, killed)  # While the checkpoint of step 6 is written.
+  _, err = process.communicate(timeout=300)
+  assert process.returncode == -signal.SIGKILL, err[-2000:]
+  assert "6.orbax-checkpoint-tmp" in os.listdir(checkpoint.checkpoint_dir(killed))  # Killed mid-save indeed.
+  process = start_run(PLAIN_RUN, overrides, killed)
+  _, err = process.communicate(timeout=300)
+  assert process.returncode == 0, err[-2000:]
+
+  (killed_step, killed_state), (_, reference_state) = params_of(killed), params_of(reference)
+  assert killed_step == 8
+  assert_trees_equal(killed_state.generator, reference_state.generator)
+  assert_trees_equal(killed_state.discriminator, reference_state.discriminator)
+  rows = logged_rows(killed)
+  assert rows == logged_rows(reference)
+  assert len({tuple(sorted(row)) + (row["step"],) for row in rows}) == len(rows)  # Each step's line once.
