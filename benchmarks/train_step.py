@@ -3,9 +3,13 @@
     python -m benchmarks.train_step                      # the CPU-sized cases
     python -m benchmarks.train_step --quick              # one small case, a few steps (CI smoke run)
     python -m benchmarks.train_step --case=cifar10:32:128 --case=places365:256:16
+    python -m benchmarks.train_step --reference=../shared/bench --reference_python=.venv-bench/bin/python
 
 Prints one JSON line per case (compile seconds, median step seconds, images/s, XLA FLOPs per
-step, achieved FLOP/s, peak RSS) and then a Markdown table.
+step, achieved FLOP/s, peak memory) and then a Markdown table. With --reference, each case is
+also run, right after ours and with the same networks, size, batch and step counts, by the
+PyTorch reference of ../shared/bench (`bench_torch.py`; --twin adds its JAX twin); their JSON
+lines follow ours and the table gets the ratio of step times (> 1: ours is faster).
 """
 
 import ast
@@ -13,6 +17,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -40,6 +45,9 @@ flags.DEFINE_integer("warmup", 1, "Untimed steps after compiling.")
 flags.DEFINE_string("dtype", "float32", "Compute dtype.")
 flags.DEFINE_bool("flops_only", False, "Only lower each case and print its HLO FLOP count (fast, any backend).")
 flags.DEFINE_multi_string("set", [], "Config override FIELD=VALUE (Python literal), e.g. model.disc_dropout=0.0.")
+flags.DEFINE_string("reference", None, "../shared/bench: also time its PyTorch reference on each case.")
+flags.DEFINE_string("reference_python", sys.executable, "A Python with torch for --reference.")
+flags.DEFINE_bool("twin", False, "With --reference: also time its JAX twin (bench_jax.py).")
 FLAGS = flags.FLAGS
 
 
@@ -125,6 +133,23 @@ def time_case(spec: str, timed_steps: int, warmup: int) -> dict:
   }
 
 
+def reference_case(script: str, python: str, spec: str, timed_steps: int, warmup: int) -> dict:
+  """One run of a ../shared/bench script on the networks, size and batch of our case."""
+  name, size, batch = spec.split(":")
+  config = case_config(name, int(size), int(batch))
+  bfloat16 = config.dtype == "bfloat16"
+  device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+  command = [python, os.path.join(FLAGS.reference, script), "--device", device]
+  command += ["--size", size, "--batch", batch, "--steps", str(timed_steps), "--warmup", str(warmup)]
+  command += ["--base", str(config.model.base_width), "--d-units", str(config.model.disc_units)]
+  command += (["--amp"] if script == "bench_torch.py" else ["--bf16"]) if bfloat16 else []
+  child = subprocess.run(command, capture_output=True, text=True)
+  lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+  if child.returncode or not lines:
+    return {"run": script, "case": spec, "error": child.stderr[-500:]}
+  return {**json.loads(lines[-1]), "case": spec}
+
+
 def main(argv):
   del argv
   cases = FLAGS.case or (QUICK_CASES if FLAGS.quick else DEFAULT_CASES)
@@ -137,15 +162,22 @@ def main(argv):
   for spec in cases:
     row = time_case(spec, timed_steps, warmup)
     print(json.dumps(row), flush=True)
+    if FLAGS.reference:
+      scripts = [("torch", "bench_torch.py", FLAGS.reference_python)]
+      scripts += [("twin", "bench_jax.py", sys.executable)] if FLAGS.twin else []
+      for label, script, python in scripts:
+        reference = reference_case(script, python, spec, timed_steps, warmup)
+        print(json.dumps(reference), flush=True)
+        if "median_step_s" in reference:
+          row[f"{label}_step_s"] = round(reference["median_step_s"], 4)
+          row[f"vs_{label}"] = round(reference["median_step_s"] / row["median_step_s"], 2)
     rows.append(row)
-  print("\n| case | device | compile s | step s | steps/s | images/s | GFLOP/s |", file=sys.stderr)
-  print("|---|---|---:|---:|---:|---:|---:|", file=sys.stderr)
+  references = [k for k in ("torch_step_s", "vs_torch", "twin_step_s", "vs_twin") if any(k in r for r in rows)]
+  columns = ["case", "device", "compile_s", "median_step_s", "images_per_s", "achieved_gflops", *references]
+  print("\n| " + " | ".join(columns) + " |", file=sys.stderr)
+  print("|" + "---|" * len(columns), file=sys.stderr)
   for r in rows:
-    print(
-      f"| {r['case']} | {r['device']} | {r['compile_s']} | {r['median_step_s']} | {r['steps_per_s']} | "
-      f"{r['images_per_s']} | {r['achieved_gflops']} |",
-      file=sys.stderr,
-    )
+    print("| " + " | ".join(str(r.get(c, "-")) for c in columns) + " |", file=sys.stderr)
 
 
 if __name__ == "__main__":

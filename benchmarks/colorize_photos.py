@@ -1,0 +1,116 @@
+"""Times the colorize mode: one 1024x768 JPEG cold and warm, a folder of 50 photos, a 6000x4000 photo.
+
+    python -m benchmarks.colorize_photos                 # places365 networks (256 px), as users run them
+    python -m benchmarks.colorize_photos --quick         # demo networks, 10 photos, no 6000x4000 (CI smoke run)
+    python -m benchmarks.colorize_photos --workdir=runs/p365   # a trained run instead of fresh weights
+
+Without --workdir the generator has freshly initialised weights (speed does not depend on them),
+saved as a checkpoint of a throwaway run so that the real loading path is timed too. Prints JSON
+lines, then a table. Peak memory of the 6000x4000 photo is measured in a separate process.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from colorize import checkpoint  # noqa: E402
+from colorize import input_pipeline  # noqa: E402
+from colorize import predict  # noqa: E402
+from colorize import run_setup  # noqa: E402
+from colorize import steps  # noqa: E402
+from configs import demo  # noqa: E402
+from configs import places365  # noqa: E402
+
+flags.DEFINE_string("workdir", None, "A trained run; default: fresh weights of --config_name.")
+flags.DEFINE_enum("config_name", "places365", ["places365", "demo"], "Networks when --workdir is not given.")
+flags.DEFINE_bool("quick", False, "Demo networks, 10 photos, no 6000x4000 photo.")
+flags.DEFINE_integer("folder_photos", 50, "Photos in the throughput folder.")
+FLAGS = flags.FLAGS
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fresh_run(config, workdir: str) -> str:
+  """A run folder whose only checkpoint holds freshly initialised networks."""
+  state, _ = steps.setup(config, steps.make_mesh())
+  manager = checkpoint.create_manager(workdir, 1)
+  checkpoint.save(manager, state, input_pipeline.DataPosition())
+  manager.wait_until_finished()
+  manager.close()
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump({"config": config.to_dict()}, f)  # The layout main.py reads with --workdir alone.
+  return workdir
+
+
+def timed_colorize(config, generator, variables, sources: list, output_dir: str) -> float:
+  jobs = [(source, os.path.join(output_dir, os.path.basename(source) + ".png")) for source in sources]
+  start = time.perf_counter()
+  summary = predict.colorize_photos(
+    generator,
+    variables,
+    jobs,
+    size=config.image_size,
+    multiple=2**config.model.depth,
+    batch_size=8,
+    max_pixels=200_000_000,
+    image_format="png",
+  )
+  assert summary.done == len(jobs), summary
+  return time.perf_counter() - start
+
+
+def peak_rss_of_big_photo(workdir: str, folder: str) -> float:
+  """Peak RSS (MB) of `main.py --mode=colorize` on one 6000x4000 JPEG, in its own process."""
+  big = common.write_jpeg(os.path.join(folder, "big.jpg"), common.photo_like(4000, 6000))
+  command = [sys.executable, os.path.join(REPO, "main.py"), f"--workdir={workdir}", "--mode=colorize"]
+  command += [f"--input={big}", f"--output={os.path.join(folder, 'big_out')}"]
+  child = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+  if child.returncode:
+    raise RuntimeError(child.stderr[-2000:])
+  return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def main(argv):
+  del argv
+  folder = tempfile.mkdtemp(prefix="colorize-bench-")
+  if FLAGS.workdir:
+    workdir, networks = FLAGS.workdir, f"run {FLAGS.workdir}"
+    config = run_setup.saved_config(workdir)
+  else:
+    networks = "demo" if FLAGS.quick else FLAGS.config_name
+    config = {"demo": demo, "places365": places365}[networks].get_config()
+    workdir = fresh_run(config, os.path.join(folder, "run"))
+  generator, variables, _ = predict.load_generator(config, workdir)
+  photo = common.write_jpeg(os.path.join(folder, "one.jpg"), common.photo_like(768, 1024))
+  cold = timed_colorize(config, generator, variables, [photo], os.path.join(folder, "cold"))
+  warm = min(timed_colorize(config, generator, variables, [photo], os.path.join(folder, f"warm{i}")) for i in range(3))
+  count = 10 if FLAGS.quick else FLAGS.folder_photos
+  photos = common.photo_folder(os.path.join(folder, "photos"), count)
+  sources = sorted(os.path.join(photos, name) for name in os.listdir(photos))
+  timed_colorize(config, generator, variables, sources[:8], os.path.join(folder, "folder_warmup"))  # Compile.
+  folder_s = timed_colorize(config, generator, variables, sources, os.path.join(folder, "folder"))
+  row = {
+    "benchmark": "colorize",
+    "networks": networks,
+    "network_size": config.image_size,
+    "photo_1024x768_cold_s": round(cold, 3),
+    "photo_1024x768_warm_s": round(warm, 3),
+    "folder_photos": count,
+    "folder_photos_per_s": round(count / folder_s, 2),
+    "peak_rss_mb_6000x4000": None if FLAGS.quick else round(peak_rss_of_big_photo(workdir, folder)),
+  }
+  common.emit(row)
+  common.print_table([row], list(row))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,57 @@
+"""Helpers shared by the benchmark scripts: output lines, test photos, peak memory."""
+
+import json
+import os
+import resource
+import sys
+
+import numpy as np
+from PIL import Image
+
+SHARED_PHOTOS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "photos", "train")
+
+
+def emit(row: dict) -> dict:
+  print(json.dumps(row), flush=True)
+  return row
+
+
+def print_table(rows: list, columns: list) -> None:
+  """A Markdown table of `columns` (keys of the rows) on stderr, after the JSON lines."""
+  print("\n| " + " | ".join(columns) + " |", file=sys.stderr)
+  print("|" + "---|" * len(columns), file=sys.stderr)
+  for row in rows:
+    print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |", file=sys.stderr)
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
+  """A colour photo of any size: one of scikit-image's bundled photos, resized (offline, no ../shared)."""
+  import skimage.data
+
+  sources = (skimage.data.astronaut, skimage.data.coffee, skimage.data.chelsea, skimage.data.rocket)
+  image = Image.fromarray(sources[seed % len(sources)]())
+  return np.asarray(image.resize((width, height), Image.BICUBIC))
+
+
+def write_jpeg(path: str, image: np.ndarray, quality: int = 90) -> str:
+  Image.fromarray(image).save(path, quality=quality)
+  return path
+
+
+def photo_folder(folder: str, count: int, height: int = 256, width: int = 256) -> str:
+  """`folder` filled with `count` JPEGs: the shared photos when present, else resized bundled ones."""
+  os.makedirs(folder, exist_ok=True)
+  shared = sorted(os.listdir(SHARED_PHOTOS)) if os.path.isdir(SHARED_PHOTOS) else []
+  for i in range(count):
+    if shared:
+      image = np.asarray(Image.open(os.path.join(SHARED_PHOTOS, shared[i % len(shared)])).convert("RGB"))
+      if image.shape[:2] != (height, width):
+        image = np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
+    else:
+      image = photo_like(height, width, seed=i)
+    write_jpeg(os.path.join(folder, f"photo_{i:04d}.jpg"), image)
+  return folder
