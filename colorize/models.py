@@ -88,6 +88,16 @@ class PerExampleDropout(nn.Module):
     return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
 
 
+def _batch_norm(train: bool, momentum: float, axis_name, dtype):
+  return nn.BatchNorm(
+    use_running_average=not train,
+    momentum=momentum,
+    epsilon=1e-5,
+    axis_name=axis_name if train else None,
+    dtype=dtype,
+  )
+
+
 class ConvNormAct(nn.Module):
   """3x3 conv + BatchNorm + activation; `normalize=False` gives the BN-free first layer."""
 
@@ -109,13 +119,7 @@ class ConvNormAct(nn.Module):
       conv_general_dilated=small_map_conv,
     )(x)
     if self.normalize:
-      x = nn.BatchNorm(
-        use_running_average=not train,
-        momentum=self.bn_momentum,
-        epsilon=1e-5,
-        axis_name=self.axis_name if train else None,
-        dtype=self.dtype,
-      )(x)
+      x = _batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
     return nn.leaky_relu(x, 0.2) if self.activation == "leaky_relu" else nn.relu(x)
 
 
@@ -214,16 +218,6 @@ class Discriminator(nn.Module):
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(1, dtype=self.dtype)(x).astype(jnp.float32)[:, 0]
-
-
-def _batch_norm(train: bool, momentum: float, axis_name, dtype):
-  return nn.BatchNorm(
-    use_running_average=not train,
-    momentum=momentum,
-    epsilon=1e-5,
-    axis_name=axis_name if train else None,
-    dtype=dtype,
-  )
 
 
 class Pix2PixGenerator(nn.Module):

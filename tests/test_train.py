@@ -26,6 +26,19 @@ def smooth_colour_images(count, size):
   return (np.stack(images) * 255).astype(np.uint8)
 
 
+def train_on_fixed_batch(config, num_steps: int = 15):
+  """(state, last metrics, L1 per step) after `num_steps` steps on one batch, G's learning rate 2e-3."""
+  config.optim.g_learning_rate = 2e-3
+  mesh = steps.make_mesh()
+  state, (step_fn, _) = steps.setup(config, mesh)
+  images = steps.global_batch(mesh, smooth_colour_images(4, 16))
+  l1 = []
+  for _ in range(num_steps):
+    state, metrics = step_fn(state, images)
+    l1.append(float(metrics["g_loss_l1"]))
+  return state, metrics, l1
+
+
 @pytest.mark.parametrize(
   "adversarial,architecture",
   [(True, ("paper", "paper")), (False, ("paper", "paper")), (True, ("pix2pix", "patchgan"))],
@@ -33,14 +46,7 @@ def smooth_colour_images(count, size):
 def test_a_few_steps_lower_the_l1_loss_on_a_fixed_batch(adversarial, architecture):
   config = tiny_config(adversarial=adversarial)
   config.model.generator, config.model.discriminator = architecture
-  config.optim.g_learning_rate = 2e-3
-  mesh = steps.make_mesh()
-  state, (step_fn, _) = steps.setup(config, mesh)
-  images = steps.global_batch(mesh, smooth_colour_images(4, 16))
-  l1 = []
-  for _ in range(15):
-    state, metrics = step_fn(state, images)
-    l1.append(float(metrics["g_loss_l1"]))
+  state, metrics, l1 = train_on_fixed_batch(config)
   assert l1[-1] < 0.8 * l1[0], l1
   assert int(state.step) == 15
   assert ("d_loss" in metrics) == adversarial
@@ -48,14 +54,7 @@ def test_a_few_steps_lower_the_l1_loss_on_a_fixed_batch(adversarial, architectur
 
 def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
   config = tiny_config(dtype="bfloat16")
-  config.optim.g_learning_rate = 2e-3
-  mesh = steps.make_mesh()
-  state, (step_fn, _) = steps.setup(config, mesh)
-  images = steps.global_batch(mesh, smooth_colour_images(4, 16))
-  l1 = []
-  for _ in range(15):
-    state, metrics = step_fn(state, images)
-    l1.append(float(metrics["g_loss_l1"]))
+  state, _, l1 = train_on_fixed_batch(config)
   assert l1[-1] < 0.8 * l1[0], l1
   state_dtypes = {x.dtype for x in jax.tree.leaves((state.generator, state.discriminator))}
   assert state_dtypes == {np.dtype(np.float32), np.dtype(np.int32)}  # int32: Adam's step counts.
