@@ -48,7 +48,10 @@ def main(argv):
 
   run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   config_path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
-  config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
+  try:
+    config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
+  except (ValueError, PermissionError) as error:  # No config, no run, or an unwritable workdir.
+    raise app.UsageError(str(error), exitcode=2) from None
   if FLAGS.mode == "train":
     from colorize import train
 
