@@ -200,7 +200,7 @@ def save_image(array: np.ndarray, path: str, image_format: str) -> None:
   if image_format == "jpeg":
     image.convert("RGB").save(path, "JPEG", quality=95)  # JPEG holds no alpha.
   else:
-    image.save(path, "PNG")
+    image.save(path, "PNG", compress_level=1)  # Level 6 (Pillow's default) took 5x as long for 11% smaller files.
 
 
 # ----------------------------------------------------------------------------- the command
