@@ -58,6 +58,7 @@ def initialize_distributed(coordinator_address: str | None, num_processes: int |
   """
   import jax
 
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only processes need it; GPUs use NCCL.
   if coordinator_address:
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
   elif any(int(os.environ.get(name, "1")) > 1 for name in _CLUSTER_SIZE_VARIABLES):
