@@ -31,14 +31,21 @@ def save(manager: ocp.CheckpointManager, state, position: DataPosition) -> None:
   """Starts an asynchronous save of `state` at its step; collective over processes."""
   rows = multihost_utils.process_allgather(np.array([position.epoch, position.index], np.int64))
   step = int(state.step)
-  manager.save(
-    step,
-    args=ocp.args.Composite(
-      generator=ocp.args.StandardSave(state.generator),
-      discriminator=ocp.args.StandardSave(state.discriminator),
-      data=ocp.args.JsonSave({"step": step, "positions": np.asarray(rows).reshape(-1, 2).tolist()}),
-    ),
-  )
+  try:
+    manager.save(
+      step,
+      args=ocp.args.Composite(
+        generator=ocp.args.StandardSave(state.generator),
+        discriminator=ocp.args.StandardSave(state.discriminator),
+        data=ocp.args.JsonSave({"step": step, "positions": np.asarray(rows).reshape(-1, 2).tolist()}),
+      ),
+    )
+  except OSError as error:  # A full disk, a vanished mount: stop and say so; older checkpoints stay.
+    raise OSError(
+      error.errno,
+      f"could not save the checkpoint of step {step} in {manager.directory}: {error.strerror or error}. "
+      "Free some space (or fix the folder) and rerun to resume from the last saved step.",
+    ) from error
 
 
 def _abstract(tree):

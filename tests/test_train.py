@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import signal
@@ -245,6 +246,20 @@ def test_non_finite_values_stop_the_run_with_the_step_and_save_no_nan_state(tmp_
   for run in ("a", "b"):
     manager = ocp.CheckpointManager(checkpoint.checkpoint_dir(str(tmp_path / run)), item_names=checkpoint.ITEMS)
     assert manager.latest_step() is None
+
+
+def test_a_failed_save_stops_the_run_naming_the_step_and_keeps_older_checkpoints(tmp_path, monkeypatch):
+  real_save = ocp.CheckpointManager.save
+
+  def save_until_the_disk_fills(self, step, *args, **kwargs):
+    if step == 4:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return real_save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", save_until_the_disk_fills)
+  with pytest.raises(OSError, match="could not save the checkpoint of step 4 in .*No space left on device"):
+    train.train_and_evaluate(tiny_config(num_train_steps=4), str(tmp_path))
+  assert params_of(str(tmp_path))[0] == 2
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
