@@ -101,7 +101,8 @@ def compare(workdirs: list, output_dir: str, num_images: int = 8, eval_images: i
   check_same_eval_data(configs, workdirs)
   metrics = [run_metrics(config, workdir, eval_images) for config, workdir in zip(configs, workdirs, strict=True)]
   check_same_image_count(metrics, workdirs)
-  names = [run_name(w) if len({run_name(x) for x in workdirs}) == len(workdirs) else w for w in workdirs]
+  short_names_are_unique = len({run_name(w) for w in workdirs}) == len(workdirs)
+  names = [run_name(w) if short_names_are_unique else w for w in workdirs]
 
   os.makedirs(output_dir, exist_ok=True)
   markdown_path, json_path, grid_path = paths
