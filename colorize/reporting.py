@@ -179,7 +179,7 @@ class RunFolder:
     if not self.is_writer or not os.path.exists(self.metrics_path):
       return
     with open(self.metrics_path) as f:
-      lines = [line for line in f if _logged_step(line) is not None and _logged_step(line) <= step]
+      lines = [line for line in f if (logged := _logged_step(line)) is not None and logged <= step]
     with open(self.metrics_path + ".tmp", "w") as f:
       f.writelines(lines)
     os.replace(self.metrics_path + ".tmp", self.metrics_path)
