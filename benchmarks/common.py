@@ -21,7 +21,7 @@ def print_table(rows: list, columns: list) -> None:
   print("\n| " + " | ".join(columns) + " |", file=sys.stderr)
   print("|" + "---|" * len(columns), file=sys.stderr)
   for row in rows:
-    print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |", file=sys.stderr)
+    print("| " + " | ".join(str(row.get(c, "-")) for c in columns) + " |", file=sys.stderr)
 
 
 def peak_rss_mb() -> float:

@@ -15,7 +15,6 @@ lines follow ours and the table gets the ratio of step times (> 1: ours is faste
 import ast
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from colorize import steps  # noqa: E402
 from configs import cifar10  # noqa: E402
 from configs import demo  # noqa: E402
@@ -75,7 +75,7 @@ def peak_memory_mb() -> tuple[str, float]:
   stats = jax.devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:
     return "device", stats["peak_bytes_in_use"] / 2**20
-  return "rss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  return "rss", common.peak_rss_mb()
 
 
 def lowered_case(spec: str):
@@ -156,28 +156,25 @@ def main(argv):
   timed_steps, warmup = (3, 1) if FLAGS.quick else (FLAGS.steps, FLAGS.warmup)
   if FLAGS.flops_only:
     for spec in cases:
-      print(json.dumps(hlo_flops(spec)), flush=True)
+      common.emit(hlo_flops(spec))
     return
   rows = []
   for spec in cases:
     row = time_case(spec, timed_steps, warmup)
-    print(json.dumps(row), flush=True)
+    common.emit(row)
     if FLAGS.reference:
       scripts = [("torch", "bench_torch.py", FLAGS.reference_python)]
       scripts += [("twin", "bench_jax.py", sys.executable)] if FLAGS.twin else []
       for label, script, python in scripts:
         reference = reference_case(script, python, spec, timed_steps, warmup)
-        print(json.dumps(reference), flush=True)
+        common.emit(reference)
         if "median_step_s" in reference:
           row[f"{label}_step_s"] = round(reference["median_step_s"], 4)
           row[f"vs_{label}"] = round(reference["median_step_s"] / row["median_step_s"], 2)
     rows.append(row)
   references = [k for k in ("torch_step_s", "vs_torch", "twin_step_s", "vs_twin") if any(k in r for r in rows)]
   columns = ["case", "device", "compile_s", "median_step_s", "images_per_s", "achieved_gflops", *references]
-  print("\n| " + " | ".join(columns) + " |", file=sys.stderr)
-  print("|" + "---|" * len(columns), file=sys.stderr)
-  for r in rows:
-    print("| " + " | ".join(str(r.get(c, "-")) for c in columns) + " |", file=sys.stderr)
+  common.print_table(rows, columns)
 
 
 if __name__ == "__main__":

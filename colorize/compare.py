@@ -20,7 +20,6 @@ from absl import logging  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from colorize import evaluate  # noqa: E402
-from colorize import input_pipeline  # noqa: E402
 from colorize import predict  # noqa: E402
 from colorize import reporting  # noqa: E402
 from colorize import run_setup  # noqa: E402
@@ -73,8 +72,7 @@ def comparison_markdown(names: list, metrics: list) -> str:
 
 def comparison_grid(configs: list, workdirs: list, num_images: int) -> np.ndarray:
   """The same first validation images, colorized by every run: gray | real | run 1 | run 2 ..."""
-  eval_data = input_pipeline.eval_dataset(configs[0], configs[0].batch_size, num_images=num_images)
-  images = reporting.first_images(eval_data, num_images)
+  images = reporting.validation_images(configs[0], num_images)
   columns = [reporting.gray_version(images), images]
   for config, workdir in zip(configs, workdirs, strict=True):
     generator, variables, _ = predict.load_generator(config, workdir)

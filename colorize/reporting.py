@@ -16,6 +16,7 @@ from clu import metric_writers
 from PIL import Image
 
 from colorize import color
+from colorize import input_pipeline
 
 _PACKAGES = (
   "jax",
@@ -81,6 +82,11 @@ def gray_version(images: np.ndarray) -> np.ndarray:
   lab = color.rgb_to_lab(images / 255.0, np)
   lab[..., 1:] = 0.0
   return np.round(color.lab_to_rgb(lab, np) * 255.0).astype(np.uint8)
+
+
+def validation_images(config, count: int) -> np.ndarray:
+  """The first `count` images of the fixed validation subset, as uint8 [N, S, S, 3]."""
+  return first_images(input_pipeline.eval_dataset(config, config.batch_size, num_images=count), count)
 
 
 def first_images(eval_dataset, count: int) -> np.ndarray:

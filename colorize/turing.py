@@ -20,7 +20,6 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from colorize import input_pipeline
 from colorize import predict
 from colorize import reporting
 from colorize import steps
@@ -66,8 +65,7 @@ def write_page(config, workdir: str, output_dir: str, num_pairs=20, seconds_per_
   if num_pairs < 1 or seconds_per_pair < 0:
     raise predict.UsageError("--turing_pairs must be at least 1 and --turing_seconds at least 0.")
   generator, variables, step = predict.load_generator(config, workdir)
-  eval_data = input_pipeline.eval_dataset(config, config.batch_size, num_images=num_pairs)
-  real = reporting.first_images(eval_data, num_pairs)
+  real = reporting.validation_images(config, num_pairs)
   generated = np.asarray(steps.colorize_images(generator, variables, real))
   run = {"workdir": os.path.abspath(workdir), "step": step, "dataset": config.dataset, "image_size": config.image_size}
   os.makedirs(output_dir, exist_ok=True)
