@@ -225,11 +225,15 @@ def train_step(state: TrainState, images, *, config, generator, discriminator, t
   return new_state, metrics
 
 
+def all_finite(tree) -> jax.Array:
+  """True when every number in `tree` is finite."""
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
+
+
 def _keep_old_if_nonfinite(old: TrainState, new: TrainState, metrics):
   """`new`, or `old` (step still advanced) when a loss or a parameter is not finite. Same on all devices."""
-  params = jax.tree.leaves((new.generator.params, new.discriminator.params))
-  values = [v for name, v in metrics.items() if "loss" in name] + params
-  finite = jnp.all(jnp.stack([jnp.isfinite(v).all() for v in values]))
+  loss_values = {name: value for name, value in metrics.items() if "loss" in name}
+  finite = all_finite((loss_values, new.generator.params, new.discriminator.params))
   kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
   return kept.replace(step=new.step), 1 - finite.astype(jnp.int32)
 

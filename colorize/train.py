@@ -81,9 +81,7 @@ def average_finite_metrics(metrics_by_step: dict, last_checkpoint) -> dict:
   return averaged
 
 
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
+_all_finite = jax.jit(steps.all_finite)
 
 
 def check_finite_state(state: steps.TrainState, step: int, last_checkpoint) -> None:
