@@ -27,7 +27,7 @@ from colorize import steps  # noqa: E402
 
 # Settings that decide which images a run is evaluated on; they must agree for a comparison.
 EVAL_DATA_FIELDS = ("dataset", "data_dir", "eval_split", "image_size", "gray_tolerance")
-FOLDER_SPLIT_FIELDS = ("seed", "folder_val_fraction")  # The held-out share of a folder depends on these.
+FOLDER_SPLIT_FIELDS = ("folder_val_fraction",)  # The held-out share of a folder (never the seed).
 OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.png")
 
 

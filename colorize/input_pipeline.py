@@ -8,10 +8,10 @@ the stream of training batches is fixed by the seed and a run can resume at any 
 """
 
 import dataclasses
+import hashlib
 import math
 import os
 import socket
-import zlib
 
 import jax
 import numpy as np
@@ -95,18 +95,28 @@ def list_image_files(root: str) -> list:
   return sorted(paths)
 
 
-def folder_split(root: str, split: str, seed: int, val_fraction: float) -> list:
-  """`train/` and `val/` subfolders when present, else a seeded, stable share of the files."""
+def is_validation_photo(relative_path: str, val_fraction: float) -> bool:
+  """The fixed, seed-free split of a folder without train/ and val/ subfolders.
+
+  A photo is held out when the first 8 bytes of the SHA-256 of its path relative to
+  `config.data_dir` (with '/' separators), read as a big-endian integer over 2**64, fall below
+  `val_fraction`. Runs with any seed therefore share one validation set, and a fine-tuned run
+  never validates on photos its source trained on.
+  """
+  digest = hashlib.sha256(relative_path.replace(os.sep, "/").encode()).digest()
+  return int.from_bytes(digest[:8], "big") / 2**64 < val_fraction
+
+
+def folder_split(root: str, split: str, val_fraction: float) -> list:
+  """`train/` and `val/` subfolders when present, else a fixed share of the files (see above)."""
   subfolder = os.path.join(root, "train" if split == "train" else "val")
   if os.path.isdir(os.path.join(root, "train")) and os.path.isdir(os.path.join(root, "val")):
     paths = list_image_files(subfolder)
   else:
-
-    def is_val(path):
-      key = f"{seed}:{os.path.relpath(path, root)}".encode()
-      return zlib.crc32(key) / 2**32 < val_fraction
-
-    paths = [p for p in list_image_files(root) if is_val(p) == (split != "train")]
+    want_val = split != "train"
+    paths = [
+      p for p in list_image_files(root) if is_validation_photo(os.path.relpath(p, root), val_fraction) == want_val
+    ]
   if not paths:
     raise DatasetUnavailableError(
       f"no {split} photos ({', '.join(IMAGE_EXTENSIONS)}) found under config.data_dir={root!r}."
@@ -172,7 +182,7 @@ def encoded_images(config, split: str) -> tf.data.Dataset:
       items = _demo_source(split)
       dataset = tf.data.Dataset.from_tensor_slices(tf.constant(items, tf.string))
     else:
-      paths = readable_photos(folder_split(config.data_dir, split, config.seed, config.folder_val_fraction))
+      paths = readable_photos(folder_split(config.data_dir, split, config.folder_val_fraction))
       dataset = tf.data.Dataset.from_tensor_slices(paths)  # Decoded from the path, by Pillow.
     return dataset.shard(jax.process_count(), jax.process_index())
   tfds_split = config.train_split if split == "train" else config.eval_split

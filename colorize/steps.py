@@ -9,7 +9,9 @@ Needs only jax, flax and optax (no TensorFlow), so benchmarks run it on bare acc
 """
 
 import functools
+from collections.abc import Callable
 from typing import Any
+from typing import NamedTuple
 
 import flax
 import jax
@@ -72,7 +74,10 @@ def check_config(config, num_devices: int, num_processes: int = 1) -> None:
 
 
 def learning_rate_schedule(base_rate: float, optim_config) -> optax.Schedule:
-  """Exponential decay by `decay_rate` every `decay_steps` batches, floored; constant at rate 1."""
+  """The rate for batch `step`: exponential decay by `decay_rate` every `decay_steps`, floored.
+
+  The floor (`min_learning_rate`, 1e-6 like the reference code) applies only when decaying.
+  """
   if optim_config.decay_rate == 1.0:
     return optax.constant_schedule(base_rate)
   return optax.exponential_decay(
@@ -83,19 +88,40 @@ def learning_rate_schedule(base_rate: float, optim_config) -> optax.Schedule:
   )
 
 
-def create_optimizers(config):
-  """Adam for G and D; schedules count batches (G takes several updates per batch)."""
-  g_schedule = learning_rate_schedule(config.optim.g_learning_rate, config.optim)
-  d_schedule = learning_rate_schedule(config.optim.d_learning_rate, config.optim)
-  g_steps = config.generator_steps_per_batch
+class Optimizers(NamedTuple):
+  """One optimiser family for G and D, built per step from the rate of that batch.
 
-  def adam(schedule):
-    return optax.adam(schedule, b1=config.optim.beta1, b2=config.optim.beta2, eps=1e-8)
+  The rates are functions of `TrainState.step` (batches trained on), not of the optimiser's own
+  update count: G's count advances several times per batch, and a step skipped by
+  `skip_nonfinite` keeps the old count, yet the schedule must follow the batches.
+  """
 
-  return adam(lambda count: g_schedule(count // g_steps)), adam(d_schedule), (g_schedule, d_schedule)
+  make: Callable[[Any], optax.GradientTransformation]  # learning rate -> optimiser
+  g_schedule: optax.Schedule
+  d_schedule: optax.Schedule
 
 
-def create_train_state(config, generator, discriminator, tx_g, tx_d) -> TrainState:
+def create_optimizers(config) -> Optimizers:
+  """Adam (the paper's and the reference code's) or plain SGD (for exact gradient checks)."""
+  optim = config.optim
+  if optim.optimizer == "adam":
+    family = functools.partial(optax.adam, b1=optim.beta1, b2=optim.beta2, eps=1e-8)
+  elif optim.optimizer == "sgd":
+    family = optax.sgd
+  else:
+    raise ValueError(f"config.optim.optimizer={optim.optimizer!r} is unknown; use 'adam' or 'sgd'.")
+
+  def make(rate):
+    # The rate enters as a schedule that ignores the optimiser's count: the state keeps the
+    # layout of earlier checkpoints (whose schedule read that count), so those runs still resume.
+    return family(lambda _count: rate)
+
+  return Optimizers(
+    make, learning_rate_schedule(optim.g_learning_rate, optim), learning_rate_schedule(optim.d_learning_rate, optim)
+  )
+
+
+def create_train_state(config, generator, discriminator, optimizers: Optimizers) -> TrainState:
   """Initial state from `config.seed`; jit this (it is pure)."""
   size = config.image_size
   g_key, d_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
@@ -103,23 +129,30 @@ def create_train_state(config, generator, discriminator, tx_g, tx_d) -> TrainSta
   lab = jnp.zeros((1, size, size, 3), jnp.float32)
   g_vars = generator.init(g_key, gray, train=False)
   d_vars = discriminator.init({"params": d_key, "dropout": dropout_key}, gray, lab, train=False)
+  tx = optimizers.make(0.0)  # The state does not depend on the rate.
 
-  def network(variables, tx):
+  def network(variables):
     return NetworkState(variables["params"], variables["batch_stats"], tx.init(variables["params"]))
 
-  return TrainState(jnp.zeros((), jnp.int32), network(g_vars, tx_g), network(d_vars, tx_d))
+  return TrainState(jnp.zeros((), jnp.int32), network(g_vars), network(d_vars))
 
 
 # ----------------------------------------------------------------------------- the step
 
 
-def _apply_update(net: NetworkState, grads, tx, batch_stats) -> NetworkState:
+def _apply_update(net: NetworkState, grads, tx, batch_stats):
+  """(new network state, global norm of the gradient) after one update with averaged `grads`."""
   updates, opt_state = tx.update(grads, net.opt_state, net.params)
-  return NetworkState(optax.apply_updates(net.params, updates), batch_stats, opt_state)
+  return NetworkState(optax.apply_updates(net.params, updates), batch_stats, opt_state), optax.global_norm(grads)
 
 
 def _per_device(tree):
-  """Marks replicated values as per-device, so their gradients stay local until our pmean."""
+  """Replicated parameters marked per-device, to differentiate with respect to.
+
+  The cast must happen before differentiation, never inside the differentiated function: the
+  transpose of the cast is a psum, so gradients taken through it arrive already summed over
+  devices (N times the mean), and the pmean after them would change nothing.
+  """
   return jax.lax.pcast(tree, AXIS, to="varying")
 
 
@@ -131,21 +164,20 @@ def generator_forward(generator, g: NetworkState, gray, rng):
   """G(gray) in train mode, and the pullback from d(loss)/d(fake) to d(loss)/d(G's parameters)."""
 
   def forward(params):
-    variables = {"params": _per_device(params), "batch_stats": g.batch_stats}
+    variables = {"params": params, "batch_stats": g.batch_stats}
     fake, updates = generator.apply(variables, gray, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
     return fake, updates["batch_stats"]
 
-  fake, pullback, batch_stats = jax.vjp(forward, g.params, has_aux=True)
+  fake, pullback, batch_stats = jax.vjp(forward, _per_device(g.params), has_aux=True)
   return fake, lambda fake_grads: pullback(fake_grads)[0], batch_stats
 
 
-def discriminator_update(config, discriminator, tx_d, d: NetworkState, gray, real, fake, rng):
+def discriminator_update(config, discriminator, tx, d: NetworkState, gray, real, fake, rng):
   """One D update on (gray, real) vs (gray, fake). Returns (D state, metrics)."""
   fake = jax.lax.stop_gradient(fake)
   real_rng, fake_rng = jax.random.split(rng)
 
   def loss_fn(params):
-    params = _per_device(params)
     real_logits, updates = discriminator.apply(
       {"params": params, "batch_stats": d.batch_stats},
       gray,
@@ -165,10 +197,10 @@ def discriminator_update(config, discriminator, tx_d, d: NetworkState, gray, rea
     total, real_part, fake_part = losses.discriminator_loss(real_logits, fake_logits, config.loss.label_smoothing)
     return total, (updates["batch_stats"], real_part, fake_part)
 
-  (total, (batch_stats, real_part, fake_part)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
+  (total, (batch_stats, real_part, fake_part)), grads = jax.value_and_grad(loss_fn, has_aux=True)(_per_device(d.params))
   grads = jax.lax.pmean(grads, AXIS)
-  metrics = {"d_loss": total, "d_loss_real": real_part, "d_loss_fake": fake_part}
-  return _apply_update(d, grads, tx_d, batch_stats), metrics
+  d, grad_norm = _apply_update(d, grads, tx, batch_stats)
+  return d, {"d_loss": total, "d_loss_real": real_part, "d_loss_fake": fake_part, "d_grad_norm": grad_norm}
 
 
 def generator_loss(config, discriminator, d: NetworkState, gray, real, fake, rng):
@@ -184,15 +216,16 @@ def generator_loss(config, discriminator, d: NetworkState, gray, real, fake, rng
   return loss, {"g_loss": loss, "g_loss_adv": adversarial, "g_loss_l1": l1}
 
 
-def generator_update(tx_g, g: NetworkState, loss_of_fake, forward):
+def generator_update(tx, g: NetworkState, loss_of_fake, forward):
   """One G update from `forward` = (fake, pullback, new batch stats). Returns (G state, fake, metrics)."""
   fake, pullback, batch_stats = forward
   (_, metrics), fake_grads = jax.value_and_grad(loss_of_fake, has_aux=True)(fake)
   grads = jax.lax.pmean(pullback(fake_grads), AXIS)
-  return _apply_update(g, grads, tx_g, batch_stats), fake, metrics
+  g, metrics["g_grad_norm"] = _apply_update(g, grads, tx, batch_stats)
+  return g, fake, metrics
 
 
-def train_step(state: TrainState, images, *, config, generator, discriminator, tx_g, tx_d, schedules):
+def train_step(state: TrainState, images, *, config, generator, discriminator, optimizers: Optimizers):
   """Per-device step: uint8 RGB [b, S, S, 3] -> (new state, global scalar metrics).
 
   The D update and the first G update share one G forward pass (same parameters, same input):
@@ -203,22 +236,23 @@ def train_step(state: TrainState, images, *, config, generator, discriminator, t
   real = color.uint8_rgb_to_normalized_lab(images)
   gray = real[..., :1]
   g, d = state.generator, state.discriminator
+  g_rate, d_rate = optimizers.g_schedule(state.step), optimizers.d_schedule(state.step)
   g_dropout_rng = jax.random.fold_in(rng, 1000)  # The pix2pix U-Net has dropout; the paper's has none.
   forward = generator_forward(generator, g, gray, g_dropout_rng)
   metrics = {}
   if config.adversarial:
     d_rng = jax.random.fold_in(rng, 0)
-    d, metrics = discriminator_update(config, discriminator, tx_d, d, gray, real, forward[0], d_rng)
+    d, metrics = discriminator_update(config, discriminator, optimizers.make(d_rate), d, gray, real, forward[0], d_rng)
   for i in range(config.generator_steps_per_batch):
     if i > 0:
       forward = generator_forward(generator, g, gray, jax.random.fold_in(g_dropout_rng, i))
     g_rng = jax.random.fold_in(rng, i + 1)
     loss_of_fake = functools.partial(generator_loss, config, discriminator, d, gray, real, rng=g_rng)
-    g, fake, g_metrics = generator_update(tx_g, g, loss_of_fake, forward)
+    g, fake, g_metrics = generator_update(optimizers.make(g_rate), g, loss_of_fake, forward)
   metrics.update(g_metrics)
   metrics["accuracy"] = metrics_lib.pixel_accuracy_normalized(fake, real).mean()
   metrics = jax.lax.pmean(metrics, AXIS)
-  metrics["g_learning_rate"], metrics["d_learning_rate"] = (s(state.step) for s in schedules)
+  metrics["g_learning_rate"], metrics["d_learning_rate"] = g_rate, d_rate
   new_state = TrainState(state.step + 1, g, d)
   if config.skip_nonfinite:
     new_state, metrics["nonfinite_skipped"] = _keep_old_if_nonfinite(state, new_state, metrics)
@@ -268,16 +302,16 @@ def eval_step(state: TrainState, batch, *, config, generator, discriminator):
 
 
 def _init_function(config):
-  tx_g, tx_d, schedules = create_optimizers(config)
+  optimizers = create_optimizers(config)
   generator, discriminator = models.create_models(config.model, config.dtype)
-  return functools.partial(create_train_state, config, generator, discriminator, tx_g, tx_d), (tx_g, tx_d, schedules)
+  return functools.partial(create_train_state, config, generator, discriminator, optimizers), optimizers
 
 
 def setup(config, mesh):
   """The initial state (replicated over `mesh`) and the jitted (train step, eval step)."""
   init, optimizers = _init_function(config)
   state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
-  return state, compile_steps(config, mesh, *optimizers)
+  return state, compile_steps(config, mesh, optimizers)
 
 
 def abstract_train_state(config) -> TrainState:
@@ -292,7 +326,7 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
   return jax.make_mesh((len(devices),), (AXIS,), devices=devices)
 
 
-def compile_steps(config, mesh, tx_g, tx_d, schedules):
+def compile_steps(config, mesh, optimizers: Optimizers):
   """The jitted data-parallel train and eval steps over `mesh`."""
   generator, discriminator = models.create_models(config.model, config.dtype, axis_name=AXIS)
   step = functools.partial(
@@ -300,9 +334,7 @@ def compile_steps(config, mesh, tx_g, tx_d, schedules):
     config=config,
     generator=generator,
     discriminator=discriminator,
-    tx_g=tx_g,
-    tx_d=tx_d,
-    schedules=schedules,
+    optimizers=optimizers,
   )
   evaluate = functools.partial(eval_step, config=config, generator=generator, discriminator=discriminator)
   parallel_step = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))

@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.download = False  # Let tfds download and prepare a missing dataset (needs internet).
   config.train_split = "train"  # tfds split used for training.
   config.eval_split = "test"  # tfds split used for validation and evaluation.
-  config.folder_val_fraction = 0.1  # 'folder' without train/ and val/ subfolders: seeded share for val.
+  config.folder_val_fraction = 0.1  # 'folder' without train/ and val/: share held out by a hash of each path.
   config.image_size = 32  # Training side length in pixels; a multiple of 2**model.depth.
   config.min_crop_fraction = 1.0  # Random square crops span [this, 1] of the short side (1.0: largest square).
   config.gray_tolerance = 3  # Images whose channels never differ by more are pure gray: skipped.
@@ -60,14 +60,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.disc_units = 4  # Discriminator downsampling units (paper: 4 at 32 px, 5 at 256; PatchGAN 70x70: 3).
   config.model.disc_dropout = 0.2  # Dropout after every unit of the paper's discriminator.
 
-  # --- Optimiser (Adam) -------------------------------------------------------------------
+  # --- Optimiser ---------------------------------------------------------------------------
   config.optim = ml_collections.ConfigDict()
+  config.optim.optimizer = "adam"  # 'adam' (paper) | 'sgd' (plain, no momentum: exact gradient checks).
   config.optim.g_learning_rate = 2e-4  # Paper: 2e-4 (reference code: 3e-4).
   config.optim.d_learning_rate = 2e-4  # Paper: 2e-4 (reference code: 3e-5, a tenth of G's).
   config.optim.beta1 = 0.5  # Paper: 0.5 (reference code: 0).
   config.optim.beta2 = 0.999
   config.optim.decay_rate = 1.0  # Exponential decay factor per decay_steps; 1.0 = constant (ref. code: 0.1).
   config.optim.decay_steps = 500_000  # Batches per decay_rate factor.
-  config.optim.min_learning_rate = 0.0  # Floor of the decayed learning rates.
+  config.optim.min_learning_rate = 1e-6  # Floor of the decayed learning rates (reference code: 1e-6).
 
   return config

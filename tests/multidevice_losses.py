@@ -1,9 +1,13 @@
-"""Prints, as JSON, the metrics of a few train steps on meshes of several sizes.
+"""Prints, as JSON, the metrics and final parameters of a few plain-SGD train steps on meshes of
+several sizes.
 
-Run by tests/test_train.py in subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N
+Run by tests/test_steps.py in subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N
 (it must be set before jax is imported). With `PROCESS_ID NUM_PROCESSES PORT` arguments it joins
 a multi-process CPU cluster (gloo collectives) and trains on the mesh of all processes' devices,
 each process feeding its own rows of the same global batches.
+
+Plain SGD, not Adam: Adam divides by the gradient's own scale, so gradients N times too large
+(summed over N devices instead of averaged) would leave Adam's updates almost unchanged.
 """
 
 import json
@@ -22,6 +26,13 @@ def local_rows(global_array):
   return global_array[jax.process_index() * rows : (jax.process_index() + 1) * rows]
 
 
+def flat_params(state) -> dict:
+  """Every parameter and batch statistic of G and D, by path, as nested lists."""
+  networks = {"generator": state.generator.variables(), "discriminator": state.discriminator.variables()}
+  leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(networks))
+  return {jax.tree_util.keystr(path): np.asarray(value).tolist() for path, value in leaves}
+
+
 def run(config, devices, images, num_steps):
   mesh = steps.make_mesh(devices)
   state, (step_fn, eval_fn) = steps.setup(config, mesh)
@@ -35,7 +46,7 @@ def run(config, devices, images, num_steps):
     history.append({k: float(v) for k, v in metrics.items()})
   evaluation = eval_fn(state, {"image": batch(images[0]), "mask": batch(np.ones(len(images[0]), np.float32))})
   history.append({k: float(v) for k, v in evaluation.items()})
-  return history
+  return {"metrics": history, "params": flat_params(state)}
 
 
 def main(argv):
@@ -44,6 +55,8 @@ def main(argv):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes, process_id)
   config = tiny_config(batch_size=8)
+  config.optim.optimizer = "sgd"
+  config.optim.g_learning_rate = config.optim.d_learning_rate = 1e-2
   images = np.random.default_rng(0).integers(0, 256, (3, 8, 16, 16, 3), dtype=np.uint8)
   sizes = (jax.device_count(),) if jax.process_count() > 1 else (1, jax.device_count())
   result = {n: run(config, jax.devices()[:n], images, num_steps=3) for n in sizes}

@@ -19,7 +19,13 @@ def test_every_config_loads_and_passes_the_start_checks(name):
 def test_unet_baselines_differ_from_the_gan_only_in_the_objective(name):
   gan = importlib.import_module(f"configs.{name}").get_config().to_dict()
   unet = importlib.import_module(f"configs.{name}_unet").get_config().to_dict()
-  assert {k for k in gan if gan[k] != unet[k]} == {"adversarial"}
+  assert {k for k in gan if gan[k] != unet[k]} == {"adversarial", "loss", "generator_steps_per_batch"}
+  assert {k for k in gan["loss"] if gan["loss"][k] != unet["loss"][k]} == {"regression"}
+  assert (unet["loss"]["regression"], unet["generator_steps_per_batch"]) == ("l2", 1)  # The paper's Euclidean loss.
+
+
+def test_places365_uses_the_authors_one_sided_label_smoothing():
+  assert importlib.import_module("configs.places365").get_config().loss.label_smoothing == 0.1
 
 
 def test_pix2pix_variant_differs_from_the_paper_only_in_the_networks():

@@ -69,13 +69,29 @@ def test_folder_dataset_skips_gray_photos_and_splits_by_subfolder(tmp_path):
   np.testing.assert_array_equal(val["mask"], [1, 0, 0, 0])
 
 
-def test_folder_without_subfolders_splits_by_a_seeded_fraction(tmp_path):
+def test_folder_without_subfolders_splits_by_a_fixed_fraction(tmp_path):
   for i in range(40):
     write_photo(str(tmp_path / f"p{i:02d}.png"), colourful(i, 8))
-  train = input_pipeline.folder_split(str(tmp_path), "train", 0, 0.25)
-  val = input_pipeline.folder_split(str(tmp_path), "eval", 0, 0.25)
+  train = input_pipeline.folder_split(str(tmp_path), "train", 0.25)
+  val = input_pipeline.folder_split(str(tmp_path), "eval", 0.25)
   assert set(train).isdisjoint(val) and len(train) + len(val) == 40 and 3 <= len(val) <= 18
-  assert val == input_pipeline.folder_split(str(tmp_path), "eval", 0, 0.25)
+  assert val == input_pipeline.folder_split(str(tmp_path), "eval", 0.25)
+
+
+def test_the_folder_split_ignores_the_seed_and_holds_out_the_configured_share(tmp_path):
+  for name in ("a", "b"):
+    (tmp_path / name).mkdir()
+  tiny = colourful(0, 8)
+  for i in range(1000):
+    write_photo(str(tmp_path / ("a" if i % 2 else "b") / f"photo_{i:04d}.png"), tiny)
+  val_sets = [
+    input_pipeline.encoded_images(tiny_config(dataset="folder", data_dir=str(tmp_path), seed=seed), "eval")
+    for seed in (0, 1, 7)
+  ]
+  names = [sorted(path.decode() for path in val.as_numpy_iterator()) for val in val_sets]
+  assert names[0] == names[1] == names[2]
+  share = len(input_pipeline.folder_split(str(tmp_path), "eval", 0.1)) / 1000
+  assert abs(share - 0.1) <= 0.02, share
 
 
 def test_missing_folder_names_the_setting(tmp_path):

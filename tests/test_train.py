@@ -2,6 +2,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -110,26 +111,39 @@ def losses_of(process) -> dict:
   return json.loads(results[-1]) if results else {}
 
 
-def assert_same_losses(reference, other):
-  assert len(reference) == len(other) == 4
-  for step_reference, step_other in zip(reference, other, strict=True):
+def free_port() -> int:
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
+def assert_same_training(reference, other):
+  """Same logged metrics (gradient norms included) and the same parameters after plain-SGD steps."""
+  assert len(reference["metrics"]) == len(other["metrics"]) == 4
+  for step_reference, step_other in zip(reference["metrics"], other["metrics"], strict=True):
     assert step_reference.keys() == step_other.keys()
     for key in step_reference:
       assert step_other[key] == pytest.approx(step_reference[key], abs=1e-4, rel=1e-6), key  # eval sums: rel
+  assert {"g_grad_norm", "d_grad_norm"} <= reference["metrics"][0].keys()
+  assert reference["params"].keys() == other["params"].keys()
+  for path, value in reference["params"].items():
+    np.testing.assert_allclose(other["params"][path], value, rtol=0, atol=1e-5, err_msg=path)
 
 
-def test_one_and_eight_devices_give_the_same_losses():
+@pytest.mark.slow
+def test_one_and_eight_devices_train_to_the_same_parameters():
   result = losses_of(losses_subprocess(8))
-  assert_same_losses(result["1"], result["8"])
+  assert_same_training(result["1"], result["8"])
 
 
-def test_two_processes_give_the_losses_of_one_process_with_as_many_devices():
-  port = 20000 + os.getpid() % 20000
+@pytest.mark.slow
+def test_two_processes_train_like_one_process_with_as_many_devices():
+  port = free_port()
   single = losses_subprocess(4)
   workers = [losses_subprocess(2, str(i), "2", str(port)) for i in range(2)]
   reference = losses_of(single)["4"]
   results = [losses_of(worker) for worker in workers]
-  assert_same_losses(reference, results[0]["4"])  # Process 0 reports; process 1 prints nothing.
+  assert_same_training(reference, results[0]["4"])  # Process 0 reports; process 1 prints nothing.
   assert results[1] == {}
 
 
