@@ -31,14 +31,21 @@ METRIC_LABELS = {
 
 
 def metrics_json(results: dict, step: int) -> dict:
-  """The evaluation averages in the layout of DESIGN section 5."""
+  """The evaluation averages in the layout of DESIGN section 5.
+
+  `kept_l` holds the same keys for what the colorize mode writes: G's a,b with the input's own
+  L. The top-level keys score G's whole output, the paper's way; for `model.output='ab'` the two
+  are the same images.
+  """
   count = int(results["num_images"])
   model = {key: results[key] for key in METRIC_KEYS}
+  kept_l = {key: results.get(f"kept_l/{key}", results[key]) for key in METRIC_KEYS}
   gray = {key: results[f"gray/{key}"] for key in METRIC_KEYS}
   return {
     **model,
     "num_images": count,
     "step": step,
+    "kept_l": kept_l,
     "baselines": {"gray": {**gray, "num_images": count, "step": step}},
     "real_colorfulness": results["real_colorfulness"],
   }
@@ -57,12 +64,13 @@ def report_markdown(metrics: dict, workdir: str, data: str) -> str:
     f"Step {metrics['step']}, {metrics['num_images']} images ({data}); gray baseline: the input's "
     "lightness with a = b = 0.",
     "",
-    "| metric | model | gray baseline |",
-    "|---|---:|---:|",
+    "| metric | model | model, input L kept (what colorize writes) | gray baseline |",
+    "|---|---:|---:|---:|",
   ]
   for key in METRIC_KEYS:
     label = METRIC_LABELS[key].format(real=metrics["real_colorfulness"])
-    lines.append(f"| {label} | {metrics[key]:.4f} | {metrics['baselines']['gray'][key]:.4f} |")
+    values = (metrics[key], metrics["kept_l"][key], metrics["baselines"]["gray"][key])
+    lines.append(f"| {label} | " + " | ".join(f"{value:.4f}" for value in values) + " |")
   lines += ["", "![gray | real | generated](grid.png)", "", "*gray input | real | generated*", ""]
   return "\n".join(lines)
 

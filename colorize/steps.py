@@ -290,6 +290,9 @@ def eval_step(state: TrainState, batch, *, config, generator, discriminator):
     **metrics_lib.image_metrics(fake, batch["image"]),
     **{f"gray/{k}": v for k, v in metrics_lib.image_metrics(gray_baseline, batch["image"]).items()},
   }
+  if config.model.output == "lab":  # The paper scores G's own L; colorize keeps the input's: score both.
+    kept_l = jnp.concatenate([gray, fake[..., 1:]], axis=-1)
+    per_image |= {f"kept_l/{k}": v for k, v in metrics_lib.image_metrics(kept_l, batch["image"]).items()}
   if config.adversarial:
     real_logits = discriminator.apply(state.discriminator.variables(), gray, real, train=False)
     fake_logits = discriminator.apply(state.discriminator.variables(), gray, fake, train=False)

@@ -27,7 +27,9 @@ def evaluate_subset(eval_fn, state, mesh, eval_batches) -> dict:
   totals = jax.device_get(totals)
   count = float(totals.pop("count"))
   results = {name: float(value) / max(count, 1.0) for name, value in totals.items()}
-  for prefix in ("", "gray/"):  # DESIGN section 5: the colourfulness gap to the real images.
+  for prefix in ("", "gray/", "kept_l/"):  # DESIGN section 5: the colourfulness gap to the real images.
+    if f"{prefix}colorfulness" not in results:
+      continue  # kept_l/: only models that predict L.
     results[f"{prefix}delta_colorfulness"] = abs(results[f"{prefix}colorfulness"] - results["real_colorfulness"])
   if "d_loss_real" in results:
     results["d_loss"] = results["d_loss_real"] + results["d_loss_fake"]

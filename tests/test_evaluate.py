@@ -1,9 +1,16 @@
 import json
 import os
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
+from colorize import color
 from colorize import evaluate
+from colorize import input_pipeline
+from colorize import metrics as metrics_lib
+from colorize import predict
+from colorize import train
 from tests.conftest import tiny_config
 
 KEYS = {"accuracy", "mae_rgb", "psnr", "ssim", "colorfulness", "delta_colorfulness", "num_images", "step"}
@@ -16,6 +23,7 @@ def test_evaluate_writes_metrics_with_the_gray_baseline_a_report_and_a_grid(trai
     metrics = json.load(f)
   assert metrics == returned
   assert KEYS <= metrics.keys() and KEYS <= metrics["baselines"]["gray"].keys()
+  assert {key: metrics[key] for key in evaluate.METRIC_KEYS} == metrics["kept_l"]  # 'ab': G keeps the input L
   assert metrics["step"] == 2 and metrics["num_images"] == 12  # every held-out demo tile
   gray = metrics["baselines"]["gray"]
   assert gray["colorfulness"] == pytest.approx(0.0, abs=1.0)  # a = b = 0: (almost) no colour
@@ -29,3 +37,20 @@ def test_evaluate_writes_metrics_with_the_gray_baseline_a_report_and_a_grid(trai
 def test_evaluate_without_a_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="train the run first"):
     evaluate.evaluate_run(tiny_config(), str(tmp_path))
+
+
+def test_a_model_that_predicts_lightness_is_also_scored_as_colorize_writes_it(tmp_path):
+  config = tiny_config(num_train_steps=1, **{"model.output": "lab"})
+  train.train_and_evaluate(config, str(tmp_path))
+  metrics = evaluate.evaluate_run(config, str(tmp_path))
+  # Recomputed independently: G's a,b joined with the input's own L.
+  generator, variables, _ = predict.load_generator(config, str(tmp_path))
+  batches = input_pipeline.eval_dataset(config, 4, num_images=-1).as_numpy_iterator()
+  images = np.concatenate([batch["image"][batch["mask"] > 0] for batch in batches])
+  lightness = color.uint8_rgb_to_normalized_lab(images)[..., :1]
+  predicted = generator.apply(variables, lightness, train=False)
+  expected = metrics_lib.image_metrics(jnp.concatenate([lightness, predicted[..., 1:]], -1), images)
+  for key in ("accuracy", "mae_rgb", "psnr", "ssim", "colorfulness"):
+    assert metrics["kept_l"][key] == pytest.approx(float(expected[key].mean()), rel=1e-4, abs=1e-6), key
+  assert metrics["kept_l"]["psnr"] != pytest.approx(metrics["psnr"], rel=1e-3)  # G's own L differs
+  assert "input L kept" in open(os.path.join(str(tmp_path), "eval", "report.md")).read()
