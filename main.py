@@ -1,18 +1,28 @@
-"""Trains, evaluates or applies the colorization GAN.
+"""Trains, evaluates and applies the colorization GAN of Nazeri et al. (2018).
 
-python main.py --config=configs/demo.py                          # train (resumes if possible)
-python main.py --config=configs/places365.py --workdir=runs/p365
+One example per mode:
+  python main.py --config=configs/demo.py                           # train, or resume the run
+  python main.py --workdir=runs/demo --mode=evaluate                # metrics.json, report.md, grid.png
+  python main.py --workdir=runs/demo --mode=colorize --input=PHOTOS --output=OUT
+  python main.py --workdir=runs/demo --mode=turing --output=PAGE    # real-or-fake web page
+  python -m colorize.compare runs/a runs/b --output=CMP             # runs side by side
+
+Any config field can be set on the command line: --config.FIELD=VALUE, e.g.
+  python main.py --config=configs/places365.py --config.batch_size=32 --config.model.depth=4
+(configs/default.py lists every field). --workdir defaults to runs/<config name>; with a run
+that exists, --config may be left out (its saved config.json is used).
 """
 
+import difflib
 import logging as python_logging
 import os
+import re
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -40,54 +50,119 @@ flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes, wi
 flags.DEFINE_integer("process_id", None, "Multi-host: this process's rank, with --coordinator_address.")
 flags.DEFINE_integer("max_pixels", 200_000_000, "colorize: larger photos are refused as too large.")
 
+HINT = "Run `python main.py --help` for the modes, their flags and an example of each."
+
+
+def exit_with_usage_error(message: str):
+  """A command-line mistake: one line saying what and how to fix it, one hint line, exit 2."""
+  print(f"main.py: error: {message}\n{HINT}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+# ----------------------------------------------------------------------------- flag parsing
+
+
+def _config_path(argv: list) -> str | None:
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def missing_config_file_message(path: str) -> str | None:
+  """None when `path` is a file, else the error with the closest config file's name."""
+  if os.path.isfile(path):
+    return None
+  folder = os.path.dirname(path) or "."
+  candidates = sorted(n for n in os.listdir(folder) if n.endswith(".py")) if os.path.isdir(folder) else []
+  close = difflib.get_close_matches(os.path.basename(path), candidates, n=1)
+  hint = f"did you mean {os.path.join(os.path.dirname(path), close[0])}?" if close else "pass a file of configs/."
+  return f"--config={path} does not exist: {hint}"
+
+
+def _unknown_field_message(error: BaseException, argv: list) -> str | None:
+  """ml_collections' chained error for --config.FIELD=VALUE with an unknown FIELD, in one line."""
+  match = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', str(error))
+  while error.__cause__ or error.__context__:  # The innermost KeyError holds the bare name.
+    error = error.__cause__ or error.__context__
+  name = match.group(2) if match else (error.args[0] if isinstance(error, KeyError) and error.args else None)
+  if not isinstance(name, str):
+    return None
+  written = [a[len("--config.") :].split("=")[0] for a in argv if a.startswith("--config.")]
+  path = next((w for w in written if w.split(".")[-1] == name), name)
+  prefix = path[: -len(name)]
+  hint = f"did you mean {prefix}{match.group(1)}?" if match else "configs/default.py lists every field."
+  return f"--config.{path}: the config has no field {path}; {hint}"
+
+
+def parse_command_line(argv: list) -> list:
+  """absl's flag parsing, each mistake told in one line (exit 2) instead of a traceback."""
+  path = _config_path(argv)
+  if path and (message := missing_config_file_message(path)):
+    exit_with_usage_error(message)
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    exit_with_usage_error(str(error))
+  except (AttributeError, KeyError) as error:  # A --config.FIELD override of a field that does not exist.
+    exit_with_usage_error(_unknown_field_message(error, argv) or str(error))
+
+
+# ----------------------------------------------------------------------------- modes
+
+
+def train(config, workdir):
+  from colorize import train
+
+  train.train_and_evaluate(config, workdir)
+
+
+def evaluate(config, workdir):
+  from colorize import evaluate
+
+  evaluate.evaluate_run(config, workdir, num_images=FLAGS.eval_images)
+
+
+def colorize(config, workdir):
+  from colorize import predict
+
+  return predict.run(
+    config,
+    workdir,
+    input_pattern=FLAGS.input,
+    output_dir=FLAGS.output,
+    recursive=FLAGS.recursive,
+    overwrite=FLAGS.overwrite,
+    image_format=FLAGS.format,
+    size=FLAGS.colorize_size,
+    batch_size=FLAGS.colorize_batch,
+    max_pixels=FLAGS.max_pixels,
+  )
+
+
+def turing(config, workdir):
+  from colorize import turing
+
+  turing.write_page(config, workdir, FLAGS.output, FLAGS.turing_pairs, FLAGS.turing_seconds, FLAGS.overwrite)
+
+
+MODES = {"train": train, "evaluate": evaluate, "colorize": colorize, "turing": turing}
+
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from colorize import run_setup  # Imported after flag parsing: it imports jax and tensorflow.
+  from colorize import run_setup  # Imported after flag parsing: it imports jax.
 
-  run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  config_path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
   try:
+    if len(argv) > 1:
+      raise run_setup.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value).")
+    run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    config_path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
     config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
-  except (ValueError, PermissionError) as error:  # No config, no run, or an unwritable workdir.
-    raise app.UsageError(str(error), exitcode=2) from None
-  if FLAGS.mode == "train":
-    from colorize import train
-
-    train.train_and_evaluate(config, workdir)
-  elif FLAGS.mode == "evaluate":
-    from colorize import evaluate
-
-    evaluate.evaluate_run(config, workdir, num_images=FLAGS.eval_images)
-  elif FLAGS.mode == "colorize":
-    from colorize import predict
-
-    try:
-      return predict.run(
-        config,
-        workdir,
-        input_pattern=FLAGS.input,
-        output_dir=FLAGS.output,
-        recursive=FLAGS.recursive,
-        overwrite=FLAGS.overwrite,
-        image_format=FLAGS.format,
-        size=FLAGS.colorize_size,
-        batch_size=FLAGS.colorize_batch,
-        max_pixels=FLAGS.max_pixels,
-      )
-    except predict.UsageError as error:
-      raise app.UsageError(str(error), exitcode=2) from None
-  elif FLAGS.mode == "turing":
-    from colorize import predict
-    from colorize import turing
-
-    if not FLAGS.output:
-      raise app.UsageError("--mode=turing needs --output=DIR for the page.", exitcode=2)
-    try:
-      turing.write_page(config, workdir, FLAGS.output, FLAGS.turing_pairs, FLAGS.turing_seconds, FLAGS.overwrite)
-    except predict.UsageError as error:
-      raise app.UsageError(str(error), exitcode=2) from None
+    return MODES[FLAGS.mode](config, workdir)
+  except run_setup.UsageError as error:
+    exit_with_usage_error(str(error))
 
 
 _OURS = (os.path.join(os.path.dirname(os.path.abspath(__file__)), "colorize"), os.path.abspath(__file__))
@@ -101,4 +176,4 @@ def _only_our_info(record) -> bool:
 if __name__ == "__main__":
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().python_handler.addFilter(_only_our_info)
-  app.run(main)
+  app.run(main, flags_parser=parse_command_line)

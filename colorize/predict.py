@@ -23,6 +23,7 @@ from PIL import ImageCms
 from PIL import ImageOps
 
 from colorize import color
+from colorize.run_setup import UsageError
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
@@ -214,21 +215,26 @@ class Summary:
 
 
 class ProgressLine:
-  """One status line on stderr: count, images/s, time left."""
+  """One status line on stderr: photos done (written or failed), written photos per second, time left."""
 
   def __init__(self, total: int):
-    self.total, self.start, self.count = total, time.perf_counter(), 0
+    self.total, self.start, self.count, self.written = total, time.perf_counter(), 0, 0
     self.interactive = sys.stderr.isatty()
     self.every = 1 if self.interactive else max(1, total // 10)  # Logs get about ten lines.
 
-  def advance(self, count: int = 1) -> None:
-    self.count += count
+  def advance(self, written: bool) -> None:
+    self.count += 1
+    self.written += written
     if self.count % self.every and self.count < self.total:
       return
-    rate = self.count / max(time.perf_counter() - self.start, 1e-9)
-    left = (self.total - self.count) / rate if rate else 0.0
     end = "" if self.interactive and self.count < self.total else "\n"
-    print(f"\r[{self.count}/{self.total}] {rate:.2f} img/s, ETA {left:.0f} s", end=end, file=sys.stderr, flush=True)
+    print(f"\r{self.text()}", end=end, file=sys.stderr, flush=True)
+
+  def text(self) -> str:
+    """The rate counts written photos only: a failed file takes no time worth reporting."""
+    rate = self.written / max(time.perf_counter() - self.start, 1e-9)
+    left = f", ETA {(self.total - self.count) / rate:.0f} s" if rate and self.count < self.total else ""
+    return f"[{self.count}/{self.total}] {rate:.2f} img/s{left}"
 
 
 def _decoded(jobs: list, max_pixels: int, report) -> Iterator[Photo]:
@@ -272,14 +278,14 @@ def colorize_photos(
     summary.failed += 1
     line_break = "\n" if progress.interactive else ""  # End the progress line first on a terminal.
     print(f"{line_break}FAILED {source}: {reason}", file=sys.stderr, flush=True)
-    progress.advance()
+    progress.advance(written=False)
 
   for group in _groups(_decoded(jobs, max_pixels, report), batch_size, size, multiple):
     for photo, result in zip(group, colorize_group(generator, variables, group, size, multiple), strict=True):
       try:
         save_image(result, photo.target, image_format)
         summary.done += 1
-        progress.advance()
+        progress.advance(written=True)
       except OSError as error:
         report(photo.source, f"cannot write {photo.target}: {error.strerror or error}")
   return summary
@@ -298,10 +304,6 @@ def load_generator(config, workdir: str):
   network, step = checkpoint.restore_generator(workdir, abstract.generator)
   generator, _ = models.create_models(config.model, config.dtype)
   return generator, network.variables(), step
-
-
-class UsageError(ValueError):
-  """Bad flags or an unusable output folder: nothing was colorized (exit status 2)."""
 
 
 def plan_jobs(photos: list, output_dir: str, image_format: str, overwrite: bool):

@@ -6,6 +6,10 @@ import os
 import ml_collections
 
 
+class UsageError(ValueError):
+  """A mistake on the command line (a flag, a path, an output folder): nothing ran; exit status 2."""
+
+
 def default_workdir(config_path: str) -> str:
   return os.path.join("runs", os.path.splitext(os.path.basename(config_path))[0])
 
@@ -19,7 +23,10 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
 
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise ValueError(f"--config is missing and {path} does not exist: pass --config=configs/<name>.py.")
+    raise UsageError(
+      f"--config is missing and --workdir={workdir} holds no run (no config.json): "
+      "pass --config=configs/<name>.py, or the --workdir of a run."
+    )
   with open(path) as f:
     saved = json.load(f)["config"]
   config = default.get_config()
@@ -29,14 +36,17 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
 
 def resolve(config: ml_collections.ConfigDict | None, config_path: str | None, workdir: str | None):
   if config is None and workdir is None:
-    raise ValueError("pass --config=configs/<name>.py, or --workdir=RUN for a run that exists.")
+    raise UsageError("pass --config=configs/<name>.py, or --workdir=RUN for a run that exists.")
   workdir = workdir or default_workdir(config_path)
   if config is None:
     config = saved_config(workdir)
   config.lock()
-  os.makedirs(workdir, exist_ok=True)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as error:
+    raise UsageError(f"cannot create --workdir={workdir}: {error.strerror or error}.") from None
   if not os.access(workdir, os.W_OK):
-    raise PermissionError(f"--workdir={workdir} is not writable: choose a folder you can write to.")
+    raise UsageError(f"--workdir={workdir} is not writable: choose a folder you can write to.")
   keep_tensorflow_off_accelerators()
   return config, workdir
 

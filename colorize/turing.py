@@ -23,6 +23,7 @@ from PIL import Image
 from colorize import predict
 from colorize import reporting
 from colorize import steps
+from colorize.run_setup import UsageError
 
 PAGE_FILE = "index.html"
 
@@ -59,11 +60,13 @@ def page_html(trials: list, run: dict, seconds_per_pair: float) -> str:
 
 def write_page(config, workdir: str, output_dir: str, num_pairs=20, seconds_per_pair=0.0, overwrite=False) -> str:
   """Colorizes `num_pairs` validation images with the run's generator and writes DIR/index.html."""
+  if not output_dir:
+    raise UsageError("--mode=turing needs --output=DIR for the page.")
   path = os.path.join(output_dir, PAGE_FILE)
   if os.path.exists(path) and not overwrite:
-    raise predict.UsageError(f"{path} exists: choose another --output, or pass --overwrite.")
+    raise UsageError(f"{path} exists: choose another --output, or pass --overwrite.")
   if num_pairs < 1 or seconds_per_pair < 0:
-    raise predict.UsageError("--turing_pairs must be at least 1 and --turing_seconds at least 0.")
+    raise UsageError("--turing_pairs must be at least 1 and --turing_seconds at least 0.")
   generator, variables, step = predict.load_generator(config, workdir)
   real = reporting.validation_images(config, num_pairs)
   generated = np.asarray(steps.colorize_images(generator, variables, real))

@@ -13,6 +13,7 @@ from PIL import ImageCms
 from skimage import color as skcolor
 
 from colorize import predict
+from colorize import run_setup
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -184,9 +185,9 @@ def test_folder_glob_and_recursive_inputs(tmp_path):
 def test_usage_errors(run_dir, tmp_path):
   save(Image.fromarray(photo()), str(tmp_path / "in" / "a.png"))
   (tmp_path / "file").write_text("")
-  with pytest.raises(predict.UsageError, match="cannot create --output"):
+  with pytest.raises(run_setup.UsageError, match="cannot create --output"):
     colorize(run_dir, tmp_path / "in", tmp_path / "file" / "out")
-  with pytest.raises(predict.UsageError, match="no photos"):
+  with pytest.raises(run_setup.UsageError, match="no photos"):
     colorize(run_dir, tmp_path / "nothing_here", tmp_path / "out")
 
 

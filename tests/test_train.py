@@ -211,30 +211,6 @@ def test_bad_settings_fail_at_start_with_the_field_and_the_fix(overrides, messag
     steps.check_config(tiny_config(**overrides), num_devices=4)
 
 
-def run_main(*args, cwd=REPO):
-  env = dict(os.environ, PYTHONPATH=REPO)
-  return subprocess.run(
-    [sys.executable, os.path.join(REPO, "main.py"), *args],
-    cwd=cwd,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-
-
-def test_unknown_config_key_is_named(tmp_path):
-  out = run_main("--config=configs/demo.py", f"--workdir={tmp_path}", "--config.batch_szie=8")
-  assert out.returncode != 0
-  assert "batch_szie" in out.stderr
-
-
-def test_missing_config_and_run_is_a_clear_error(tmp_path):
-  out = run_main(f"--workdir={tmp_path}")
-  assert out.returncode == 2 and "Traceback" not in out.stderr
-  assert "--config is missing" in out.stderr
-
-
 def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
   source, tuned = str(tmp_path / "source"), str(tmp_path / "tuned")
   train.train_and_evaluate(tiny_config(num_train_steps=2), source)

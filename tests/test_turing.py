@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from colorize import predict
+from colorize import run_setup
 from colorize import turing
 from tests.conftest import tiny_config
 
@@ -80,5 +80,5 @@ def test_time_limit_moves_on_and_counts_unanswered_pairs(trained_run, tmp_path, 
 
 def test_an_existing_page_is_kept(trained_run, tmp_path):
   turing.write_page(tiny_config(), trained_run, str(tmp_path), num_pairs=1)
-  with pytest.raises(predict.UsageError, match="--overwrite"):
+  with pytest.raises(run_setup.UsageError, match="--overwrite"):
     turing.write_page(tiny_config(), trained_run, str(tmp_path), num_pairs=1)
