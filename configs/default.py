@@ -57,7 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.upsample = "nearest"  # Decoder upsampling: 'nearest' (resize + 2x2 conv) | 'transpose'.
   config.model.bn_momentum = 0.9  # BatchNorm running-average momentum (PyTorch's 0.1).
   config.model.disc_base_width = 64  # Discriminator channels of the first unit.
-  config.model.disc_units = 4  # Discriminator downsampling units (paper: 4 at 32 px, 5 at 256; PatchGAN 70x70: 3).
+  # Discriminator downsampling units: our choice, as the paper gives no count (the reference code
+  # has 4 at both sizes): 4 at 32 px, 5 at 256 px; 3 for pix2pix's 70x70 PatchGAN.
+  config.model.disc_units = 4
   config.model.disc_dropout = 0.2  # Dropout after every unit of the paper's discriminator.
 
   # --- Optimiser ---------------------------------------------------------------------------
