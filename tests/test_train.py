@@ -335,6 +335,7 @@ def kill_after_logged_steps(process, workdir, count):
   process.wait()
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume_matches_an_uninterrupted_run(tmp_path):
   overrides = dict(num_train_steps=8, checkpoint_every_steps=2, eval_every_steps=4, sample_every_steps=4)
   reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
