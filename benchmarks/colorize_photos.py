@@ -24,7 +24,6 @@ from absl import flags  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from colorize import checkpoint  # noqa: E402
-from colorize import input_pipeline  # noqa: E402
 from colorize import predict  # noqa: E402
 from colorize import run_setup  # noqa: E402
 from colorize import steps  # noqa: E402
@@ -43,7 +42,7 @@ def fresh_run(config, workdir: str) -> str:
   """A run folder whose only checkpoint holds freshly initialised networks."""
   state, _ = steps.setup(config, steps.make_mesh())
   manager = checkpoint.create_manager(workdir, 1)
-  checkpoint.save(manager, state, input_pipeline.DataPosition())
+  checkpoint.save(manager, state, {"epoch": 0, "index": 0})
   manager.wait_until_finished()
   manager.close()
   with open(os.path.join(workdir, "config.json"), "w") as f:

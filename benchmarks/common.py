@@ -24,6 +24,20 @@ def print_table(rows: list, columns: list) -> None:
     print("| " + " | ".join(str(row.get(c, "-")) for c in columns) + " |", file=sys.stderr)
 
 
+def cpu_model() -> str:
+  """lscpu's "Model name" (CPU figures mean little without it), or the platform's guess."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  import platform
+
+  return platform.processor() or platform.machine()
+
+
 def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

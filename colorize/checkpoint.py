@@ -1,7 +1,7 @@
 """Orbax checkpoints of a run: generator, discriminator and data position as separate items.
 
-The generator is its own item so inference can restore it alone. The data position holds one
-(epoch, index) row per process, since each process reads and filters its own shard.
+The generator is its own item so inference can restore it alone. The data position is a plain
+dict {'epoch', 'index'}: the global training stream's position, the same on every process.
 """
 
 import os
@@ -12,8 +12,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
-
-from colorize.input_pipeline import DataPosition
 
 ITEMS = ("generator", "discriminator", "data")
 
@@ -27,9 +25,9 @@ def create_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=ITEMS)
 
 
-def save(manager: ocp.CheckpointManager, state, position: DataPosition) -> None:
-  """Starts an asynchronous save of `state` at its step; collective over processes."""
-  rows = multihost_utils.process_allgather(np.array([position.epoch, position.index], np.int64))
+def save(manager: ocp.CheckpointManager, state, data_position: dict) -> None:
+  """Starts an asynchronous save of `state` and the data position {'epoch', 'index'} at the state's
+  step; collective over processes."""
   step = int(state.step)
   try:
     manager.save(
@@ -37,7 +35,7 @@ def save(manager: ocp.CheckpointManager, state, position: DataPosition) -> None:
       args=ocp.args.Composite(
         generator=ocp.args.StandardSave(state.generator),
         discriminator=ocp.args.StandardSave(state.discriminator),
-        data=ocp.args.JsonSave({"step": step, "positions": np.asarray(rows).reshape(-1, 2).tolist()}),
+        data=ocp.args.JsonSave({"step": step, **{k: int(v) for k, v in data_position.items()}}),
       ),
     )
   except OSError as error:  # A full disk, a vanished mount: stop and say so; older checkpoints stay.
@@ -55,7 +53,7 @@ def _abstract(tree):
 def restore(manager: ocp.CheckpointManager, state, step: int | None = None):
   """Restores checkpoint `step` (default: the newest) into the structure and shardings of `state`.
 
-  Returns (state, data position of this process).
+  Returns (state, data position {'epoch', 'index'}).
   """
   step = manager.latest_step() if step is None else step
   restored = manager.restore(
@@ -66,13 +64,21 @@ def restore(manager: ocp.CheckpointManager, state, step: int | None = None):
       data=ocp.args.JsonRestore(),
     ),
   )
-  epoch, index = restored.data["positions"][jax.process_index()]
   state = state.replace(
     step=jax.device_put(np.int32(step), state.step.sharding),
     generator=restored.generator,
     discriminator=restored.discriminator,
   )
-  return state, DataPosition(int(epoch), int(index))
+  return state, data_position(restored.data)
+
+
+def data_position(saved: dict) -> dict:
+  """{'epoch', 'index'} from a checkpoint's data item. Checkpoints of earlier versions hold one
+  row per process (each read its own shard); the stream is global now, so row 0 stands for all."""
+  if "positions" in saved:
+    epoch, index = saved["positions"][0]
+    return {"epoch": int(epoch), "index": int(index)}
+  return {"epoch": int(saved["epoch"]), "index": int(saved["index"])}
 
 
 class NoUsableCheckpointError(RuntimeError):

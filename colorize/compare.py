@@ -127,7 +127,6 @@ def main(argv):
   missing = [w for w in workdirs if not os.path.isfile(os.path.join(w, "config.json"))]
   if missing:
     raise app.UsageError(f"{missing[0]} is not a run folder (no config.json): pass runs made by main.py.", exitcode=2)
-  run_setup.keep_tensorflow_off_accelerators()
   try:
     compare(workdirs, FLAGS.output, FLAGS.num_images, FLAGS.eval_images, FLAGS.overwrite)
   except (ValueError, FileExistsError) as error:

@@ -78,7 +78,6 @@ def report_markdown(metrics: dict, workdir: str, data: str) -> str:
 def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
   """Evaluates the newest checkpoint of `workdir` on `config.eval_split`; returns metrics.json."""
   mesh = steps.make_mesh()
-  local_batch = config.batch_size // jax.process_count()
   state, (_, eval_fn) = steps.setup(config, mesh)
   generator, _ = models.create_models(config.model, config.dtype)
   manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
@@ -86,9 +85,9 @@ def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
     raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(workdir)}: train the run first.")
   state, _ = checkpoint.restore(manager, state)
   step = int(state.step)
-  data = input_pipeline.eval_dataset(config, local_batch, num_images=num_images)
+  data = input_pipeline.eval_dataset(config, num_images=num_images)
   logging.info("Evaluating %s at step %d on %s.", workdir, step, split_name(config))
-  results = train.evaluate_subset(eval_fn, state, mesh, _with_progress(data.as_numpy_iterator()))
+  results = train.evaluate_subset(eval_fn, state, mesh, _with_progress(data.batches()))
   metrics = metrics_json(results, step)
 
   out_dir = os.path.join(workdir, "eval")

@@ -4,6 +4,8 @@ Only process 0 writes; the other processes get the same calls and do nothing.
 """
 
 import importlib.metadata
+import io
+import itertools
 import json
 import os
 import subprocess
@@ -12,8 +14,10 @@ import time
 import jax
 import numpy as np
 from absl import logging
-from clu import metric_writers
 from PIL import Image
+from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from colorize import color
 from colorize import input_pipeline
@@ -25,10 +29,9 @@ _PACKAGES = (
   "optax",
   "orbax-checkpoint",
   "ml-collections",
-  "tensorflow-cpu",
-  "tensorflow",
   "tensorflow-datasets",
-  "clu",
+  "grain",
+  "tensorboard",
   "numpy",
 )
 
@@ -86,17 +89,12 @@ def gray_version(images: np.ndarray) -> np.ndarray:
 
 def validation_images(config, count: int) -> np.ndarray:
   """The first `count` images of the fixed validation subset, as uint8 [N, S, S, 3]."""
-  return first_images(input_pipeline.eval_dataset(config, config.batch_size, num_images=count), count)
+  return first_images(input_pipeline.eval_dataset(config, num_images=count), count)
 
 
-def first_images(eval_dataset, count: int) -> np.ndarray:
-  """The first `count` real (unpadded) images of an eval dataset, as uint8 [N, S, S, 3]."""
-  images = []
-  for batch in eval_dataset.as_numpy_iterator():
-    images += list(batch["image"][batch["mask"] > 0])
-    if len(images) >= count:
-      break
-  return np.stack(images[:count])
+def first_images(eval_data, count: int) -> np.ndarray:
+  """The first `count` images of an `input_pipeline.EvalData`, as uint8 [N, S, S, 3]."""
+  return np.stack(list(itertools.islice(eval_data.images(), count)))
 
 
 def _format_duration(seconds: float) -> str:
@@ -177,7 +175,7 @@ class RunFolder:
       with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(run_description(config, mesh), f, indent=2)
     # TensorBoard only: the console line above is the human-readable log.
-    self.writer = metric_writers.SummaryWriter(workdir) if self.is_writer else metric_writers.MultiWriter([])
+    self.writer = TensorBoardWriter(workdir) if self.is_writer else None
 
   def forget_metrics_after(self, step: int) -> None:
     """Drops metrics.jsonl lines past `step`, and a line torn by a kill: a resumed run logs those
@@ -194,7 +192,7 @@ class RunFolder:
     logging.info("%s", console_line(step, self.total_steps, scalars))
     if not self.is_writer:
       return
-    self.writer.write_scalars(step, scalars)
+    self.writer.scalars(step, scalars)
     with open(self.metrics_path, "a") as f:
       f.write(json.dumps({"step": step, **scalars}) + "\n")
 
@@ -204,9 +202,37 @@ class RunFolder:
     if self.is_writer:
       grid = image_grid([gray_version(real), real, generated])
       Image.fromarray(grid).save(path)
-      self.writer.write_images(step, {"samples": grid[None]})
+      self.writer.image(step, "samples", grid)
     return path
 
   def close(self) -> None:
-    self.writer.flush()
-    self.writer.close()
+    if self.writer:
+      self.writer.close()
+
+
+class TensorBoardWriter:
+  """TensorBoard event files through the tensorboard package alone (no TensorFlow): scalars and
+  PNG images, in the summary format that TensorBoard's scalar and image dashboards read."""
+
+  def __init__(self, logdir: str):
+    self.events = EventFileWriter(logdir)
+
+  def _write(self, step: int, values: list) -> None:
+    summary = summary_pb2.Summary(value=values)
+    self.events.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+
+  def scalars(self, step: int, scalars: dict) -> None:
+    self._write(step, [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()])
+
+  def image(self, step: int, tag: str, image: np.ndarray) -> None:
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+    height, width, channels = image.shape
+    encoded = summary_pb2.Summary.Image(
+      height=height, width=width, colorspace=channels, encoded_image_string=png.getvalue()
+    )
+    self._write(step, [summary_pb2.Summary.Value(tag=tag, image=encoded)])
+
+  def close(self) -> None:
+    self.events.flush()
+    self.events.close()

@@ -47,15 +47,7 @@ def resolve(config: ml_collections.ConfigDict | None, config_path: str | None, w
     raise UsageError(f"cannot create --workdir={workdir}: {error.strerror or error}.") from None
   if not os.access(workdir, os.W_OK):
     raise UsageError(f"--workdir={workdir} is not writable: choose a folder you can write to.")
-  keep_tensorflow_off_accelerators()
   return config, workdir
-
-
-def keep_tensorflow_off_accelerators() -> None:
-  """tf.data is the only TensorFlow here; it must not take GPU memory from JAX."""
-  import tensorflow as tf
-
-  tf.config.set_visible_devices([], "GPU")
 
 
 _CLUSTER_SIZE_VARIABLES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")

@@ -3,13 +3,13 @@
 The step itself (state, optimisers, the jitted data-parallel functions) is in `steps.py`.
 """
 
+import dataclasses
 import signal
 import threading
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 from colorize import checkpoint
@@ -96,7 +96,6 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
   # ---- Devices and the run folder.
   mesh = steps.make_mesh()
   steps.check_config(config, jax.device_count(), jax.process_count())
-  local_batch = config.batch_size // jax.process_count()
   run = reporting.RunFolder(workdir, config, mesh)
 
   # ---- Model and optimisers.
@@ -107,7 +106,8 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
   manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
   position = input_pipeline.DataPosition()
   if manager.latest_step() is not None:
-    state, position = checkpoint.restore_newest_usable(manager, state)
+    state, saved_position = checkpoint.restore_newest_usable(manager, state)
+    position = input_pipeline.DataPosition(**saved_position)
     logging.info("Resuming from the checkpoint of step %d in %s.", int(state.step), manager.directory)
   elif config.init_from:
     state, source_step = checkpoint.load_weights(config.init_from, state)
@@ -126,10 +126,10 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
   )
 
   # ---- Input.
-  gray_skipped = tf.Variable(0, dtype=tf.int64, trainable=False)  # Read at each log line.
-  train_batches = input_pipeline.train_dataset(config, local_batch, position, gray_skipped).as_numpy_iterator()
-  eval_data = input_pipeline.eval_dataset(config, local_batch)
+  train_batches = input_pipeline.train_batches(config, position)
+  eval_data = input_pipeline.eval_dataset(config)
   sample_images = reporting.first_images(eval_data, config.num_sample_images)
+  gray_skipped = 0  # Gray (or broken) photos replaced in this process's batches so far.
 
   # ---- Loop.
   progress = reporting.Progress(start_step, config.num_train_steps, config.batch_size)
@@ -140,6 +140,7 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
       batch = next(train_batches)
       state, pending[step] = train_fn(state, steps.global_batch(mesh, batch["image"]))
       position = input_pipeline.position_after(batch)
+      gray_skipped += int(batch["gray_skipped"])
       if step == start_step + 1:  # Time from here on: the first step includes compilation.
         jax.block_until_ready(state)
         logging.info("Compiled and ran the first step in %.1f s.", progress.restart(step))
@@ -147,10 +148,10 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
       if step % config.log_every_steps == 0 or last or stop.received:
         averaged = average_finite_metrics(jax.device_get(pending), manager.latest_step())
         pending = {}
-        averaged["gray_images_skipped"] = int(gray_skipped.numpy())  # So far in this process, read ahead.
+        averaged["gray_images_skipped"] = gray_skipped
         run.write_scalars(step, {f"train/{k}": v for k, v in averaged.items()} | progress.update(step))
       if step % config.eval_every_steps == 0 or last:
-        results = evaluate_subset(eval_fn, state, mesh, eval_data.as_numpy_iterator())
+        results = evaluate_subset(eval_fn, state, mesh, eval_data.batches())
         run.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
       if step % config.sample_every_steps == 0 or last:
         generated = steps.colorize_images(plain_generator, state.generator.variables(), sample_images)
@@ -158,7 +159,7 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
       if step % config.checkpoint_every_steps == 0 or last or stop.received:
         average_finite_metrics(jax.device_get(pending), manager.latest_step())
         check_finite_state(state, step, manager.latest_step())  # Never save a NaN state.
-        checkpoint.save(manager, state, position)
+        checkpoint.save(manager, state, dataclasses.asdict(position))
       if stop.received:
         logging.warning("Stopped by %s at step %d; the checkpoint of this step is saved.", stop.received, step)
         break

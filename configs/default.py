@@ -23,7 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.image_size = 32  # Training side length in pixels; a multiple of 2**model.depth.
   config.min_crop_fraction = 1.0  # Random square crops span [this, 1] of the short side (1.0: largest square).
   config.gray_tolerance = 3  # Images whose channels never differ by more are pure gray: skipped.
-  config.shuffle_buffer_size = 10_000  # Examples in the shuffle buffer (per process).
+  config.data_workers = -1  # Decoding worker processes (Grain); 0: threads only; -1: from the CPU count.
   config.batch_size = 128  # Global batch size, over all devices and hosts.
   config.num_eval_images = 1_000  # Size of the fixed validation subset.
 

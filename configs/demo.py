@@ -15,7 +15,6 @@ def get_config():
   config.dataset = "demo"
   config.image_size = 48
   config.min_crop_fraction = 0.15
-  config.shuffle_buffer_size = 1_000
   config.batch_size = 16
   config.num_eval_images = 12
   config.num_sample_images = 12

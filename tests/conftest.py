@@ -1,15 +1,16 @@
-"""Shared test settings: quiet TensorFlow, tiny configs that train in seconds on a CPU."""
+"""Shared test settings: tiny configs that train in seconds on a CPU, a compilation cache."""
 
 import os
+import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import jax
+import pytest
+from absl import flags
 
-import tempfile  # noqa: E402
+from configs import test as test_preset
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
-
-from configs import demo  # noqa: E402
+# Grain reads its settings from absl flags, which main.py parses and pytest does not: defaults.
+flags.FLAGS.mark_as_parsed()
 
 # Tests compile the same tiny programs many times over: a persistent compilation cache for the
 # session turns each repeat into a lookup.
@@ -21,22 +22,8 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def tiny_config(**overrides):
-  """The demo config shrunk to 16 px, width 4, batch 4: a full run compiles and trains in seconds."""
-  config = demo.get_config()
-  config.image_size = 16
-  config.batch_size = 4
-  config.num_eval_images = 4
-  config.num_sample_images = 2
-  config.shuffle_buffer_size = 16
-  config.num_train_steps = 4
-  config.log_every_steps = 1
-  config.eval_every_steps = 2
-  config.sample_every_steps = 2
-  config.checkpoint_every_steps = 2
-  config.model.base_width = 4
-  config.model.depth = 2
-  config.model.disc_base_width = 4
-  config.model.disc_units = 2
+  """configs/test.py (16 px, width 4, batch 4) with `overrides` (dotted names for nested fields)."""
+  config = test_preset.get_config()
   config.update_from_flattened_dict(overrides)
   return config
 

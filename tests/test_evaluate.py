@@ -45,8 +45,7 @@ def test_a_model_that_predicts_lightness_is_also_scored_as_colorize_writes_it(tm
   metrics = evaluate.evaluate_run(config, str(tmp_path))
   # Recomputed independently: G's a,b joined with the input's own L.
   generator, variables, _ = predict.load_generator(config, str(tmp_path))
-  batches = input_pipeline.eval_dataset(config, 4, num_images=-1).as_numpy_iterator()
-  images = np.concatenate([batch["image"][batch["mask"] > 0] for batch in batches])
+  images = np.stack(list(input_pipeline.eval_dataset(config, num_images=-1).images()))
   lightness = color.uint8_rgb_to_normalized_lab(images)[..., :1]
   predicted = generator.apply(variables, lightness, train=False)
   expected = metrics_lib.image_metrics(jnp.concatenate([lightness, predicted[..., 1:]], -1), images)

@@ -1,6 +1,8 @@
 """The command line as a user meets it: each mistake is one line and one hint, exit status 2."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -76,3 +78,82 @@ def test_the_colorize_rate_counts_written_photos_only(monkeypatch):
   assert progress.text() == "[2/4] 0.00 img/s"
   progress.advance(written=True)
   assert progress.text().startswith("[3/4] 0.50 img/s, ETA 2 s")
+
+
+def free_port() -> int:
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
+def start_main(workdir, devices: int, *flags: str) -> subprocess.Popen:
+  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  command = [sys.executable, os.path.join(REPO, "main.py"), "--config=configs/test.py", f"--workdir={workdir}", *flags]
+  return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def logged_losses(workdir) -> dict:
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  return {(row["step"], k): v for row in rows for k, v in row.items() if k.startswith(("train/", "eval/"))}
+
+
+@pytest.mark.slow
+def test_a_whole_run_on_two_processes_logs_the_losses_of_one_process(tmp_path):
+  # Each process reads its own contiguous slice of every global batch: 2 processes x 2 devices
+  # train on the batches of 1 process x 4 devices.
+  steps = ["--config.num_train_steps=3", "--config.eval_every_steps=3", "--config.checkpoint_every_steps=3"]
+  single = start_main(tmp_path / "one", 4, *steps)
+  port = free_port()
+  cluster = [
+    start_main(
+      tmp_path / "two", 2, *steps, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"
+    )
+    for i in range(2)
+  ]
+  for process in (single, *cluster):
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+  one, two = logged_losses(tmp_path / "one"), logged_losses(tmp_path / "two")
+  assert one.keys() == two.keys() and ((3, "eval/l1") in one)
+  for key, value in one.items():
+    assert two[key] == pytest.approx(value, abs=1e-4), key
+
+
+NO_TENSORFLOW = """
+import importlib.machinery, os, sys
+
+class PathFinderWithoutTensorFlow(importlib.machinery.PathFinder):
+  @classmethod
+  def find_spec(cls, name, path=None, target=None):  # As if TensorFlow were not installed.
+    return None if name.split(".")[0] == "tensorflow" else super().find_spec(name, path, target)
+
+sys.meta_path = [PathFinderWithoutTensorFlow if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+from colorize import evaluate, predict, train
+from tests.conftest import tiny_config
+
+workdir, photos, out = sys.argv[1:]
+config = tiny_config(num_train_steps=2)
+train.train_and_evaluate(config, workdir)
+evaluate.evaluate_run(config, workdir)
+assert predict.run(config, workdir, input_pattern=photos, output_dir=out) == 0
+assert os.listdir(out) and "tensorflow" not in sys.modules
+"""
+
+
+def test_training_evaluating_and_colorizing_need_no_tensorflow(tmp_path):
+  import skimage.data
+  from PIL import Image
+
+  (tmp_path / "photos").mkdir()
+  Image.fromarray(skimage.data.astronaut()).save(tmp_path / "photos" / "astronaut.jpg")
+  command = [
+    sys.executable,
+    "-c",
+    NO_TENSORFLOW,
+    str(tmp_path / "run"),
+    str(tmp_path / "photos"),
+    str(tmp_path / "out"),
+  ]
+  done = subprocess.run(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-3000:]
