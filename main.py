@@ -5,7 +5,7 @@ One example per mode:
   python main.py --workdir=runs/demo --mode=evaluate                # metrics.json, report.md, grid.png
   python main.py --workdir=runs/demo --mode=colorize --input=PHOTOS --output=OUT
   python main.py --workdir=runs/demo --mode=turing --output=PAGE    # real-or-fake web page
-  python -m colorize.compare runs/a runs/b --output=CMP             # runs side by side
+  python main.py --mode=compare --runs=runs/a,runs/b --output=CMP   # runs side by side
 
 Any config field can be set on the command line: --config.FIELD=VALUE, e.g.
   python main.py --config=configs/places365.py --config.batch_size=32 --config.model.depth=4
@@ -32,14 +32,17 @@ flags.DEFINE_string("workdir", None, "Run folder; default runs/<config file name
 flags.DEFINE_enum(
   "mode",
   "train",
-  ["train", "evaluate", "colorize", "turing"],
-  "train: train or resume; evaluate: metrics + report; colorize: colour photos; turing: real-or-fake web page.",
+  ["train", "evaluate", "colorize", "turing", "compare"],
+  "train: train or resume; evaluate: metrics + report; colorize: colour photos; turing: real-or-fake web page; "
+  "compare: runs side by side.",
 )
-flags.DEFINE_integer("eval_images", -1, "evaluate: images of the eval split to use; -1 = all.")
+flags.DEFINE_integer("eval_images", -1, "evaluate, compare: images of the eval split to use; -1 = all.")
 flags.DEFINE_string("input", None, "colorize: a photo, a folder or a glob.")
-flags.DEFINE_string("output", None, "colorize: the folder for the coloured photos; turing: for index.html.")
+flags.DEFINE_string("output", None, "colorize: the folder for the coloured photos; turing: for index.html; compare.")
+flags.DEFINE_list("runs", [], "compare: the run folders, comma-separated.")
+flags.DEFINE_integer("grid_images", 8, "compare: validation images in the grid.")
 flags.DEFINE_bool("recursive", False, "colorize: also photos in subfolders of --input.")
-flags.DEFINE_bool("overwrite", False, "colorize, turing: replace outputs that exist (never the inputs).")
+flags.DEFINE_bool("overwrite", False, "colorize, turing, compare: replace outputs that exist (never the inputs).")
 flags.DEFINE_enum("format", "png", ["png", "jpeg"], "colorize: output format.")
 flags.DEFINE_integer("colorize_size", 0, "colorize: short side the generator sees; 0 = config.image_size.")
 flags.DEFINE_integer("colorize_batch", 8, "colorize: photos per generator call.")
@@ -113,24 +116,31 @@ def parse_command_line(argv: list) -> list:
 # ----------------------------------------------------------------------------- modes
 
 
-def train(config, workdir):
+def resolved_run():
+  """(config, workdir) from --config and --workdir (see run_setup.resolve)."""
+  from colorize import run_setup
+
+  config_path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
+  return run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
+
+
+def train():
   from colorize import train
 
-  train.train_and_evaluate(config, workdir)
+  train.train_and_evaluate(*resolved_run())
 
 
-def evaluate(config, workdir):
+def evaluate():
   from colorize import evaluate
 
-  evaluate.evaluate_run(config, workdir, num_images=FLAGS.eval_images)
+  evaluate.evaluate_run(*resolved_run(), num_images=FLAGS.eval_images)
 
 
-def colorize(config, workdir):
+def colorize():
   from colorize import predict
 
   return predict.run(
-    config,
-    workdir,
+    *resolved_run(),
     input_pattern=FLAGS.input,
     output_dir=FLAGS.output,
     recursive=FLAGS.recursive,
@@ -142,13 +152,19 @@ def colorize(config, workdir):
   )
 
 
-def turing(config, workdir):
+def turing():
   from colorize import turing
 
-  turing.write_page(config, workdir, FLAGS.output, FLAGS.turing_pairs, FLAGS.turing_seconds, FLAGS.overwrite)
+  turing.write_page(*resolved_run(), FLAGS.output, FLAGS.turing_pairs, FLAGS.turing_seconds, FLAGS.overwrite)
 
 
-MODES = {"train": train, "evaluate": evaluate, "colorize": colorize, "turing": turing}
+def compare():
+  from colorize import compare
+
+  compare.compare(FLAGS.runs, FLAGS.output, FLAGS.grid_images, FLAGS.eval_images, FLAGS.overwrite)
+
+
+MODES = {"train": train, "evaluate": evaluate, "colorize": colorize, "turing": turing, "compare": compare}
 
 
 def main(argv):
@@ -158,9 +174,7 @@ def main(argv):
     if len(argv) > 1:
       raise run_setup.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value).")
     run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    config_path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
-    config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
-    return MODES[FLAGS.mode](config, workdir)
+    return MODES[FLAGS.mode]()
   except run_setup.UsageError as error:
     exit_with_usage_error(str(error))
 

@@ -24,6 +24,7 @@ from absl import flags  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from colorize import checkpoint  # noqa: E402
+from colorize import inference  # noqa: E402
 from colorize import predict  # noqa: E402
 from colorize import run_setup  # noqa: E402
 from colorize import steps  # noqa: E402
@@ -88,7 +89,7 @@ def main(argv):
     networks = "demo" if FLAGS.quick else FLAGS.config_name
     config = {"demo": demo, "places365": places365}[networks].get_config()
     workdir = fresh_run(config, os.path.join(folder, "run"))
-  generator, variables, _ = predict.load_generator(config, workdir)
+  generator, variables, _ = inference.load_generator(config, workdir)
   photo = common.write_jpeg(os.path.join(folder, "one.jpg"), common.photo_like(768, 1024))
   cold = timed_colorize(config, generator, variables, [photo], os.path.join(folder, "cold"))
   warm = min(timed_colorize(config, generator, variables, [photo], os.path.join(folder, f"warm{i}")) for i in range(3))

@@ -70,6 +70,22 @@ def denormalize_lab(lab_normalized):
   return lab_normalized * _LAB_SCALE + _LAB_SHIFT
 
 
+def normalize_lightness(lightness):
+  """L in [0, 100] -> the generator's input in [-1, 1] (the L channel of `normalize_lab`)."""
+  return (lightness - _LAB_SHIFT[0]) / _LAB_SCALE[0]
+
+
+# sRGB -> linear for each 8-bit value, and the luminance row of RGB -> XYZ: L* of uint8 photos
+# by a table lookup and a dot product.
+_UINT8_TO_LINEAR = np.asarray(_srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0, np), np.float32)
+_LUMINANCE = np.asarray(_XYZ_FROM_RGB[1], np.float32)
+
+
+def lightness(rgb_uint8: np.ndarray) -> np.ndarray:
+  """CIE L* in [0, 100] of uint8 sRGB [..., 3] as float32 [...], in NumPy (full-size photos)."""
+  return 116.0 * _lab_f(_UINT8_TO_LINEAR[rgb_uint8] @ _LUMINANCE, np) - 16.0
+
+
 def uint8_rgb_to_normalized_lab(images):
   """uint8 RGB [..., 3] (as the input pipeline delivers it) -> normalised Lab float32."""
   return normalize_lab(rgb_to_lab(images.astype(jnp.float32) / 255.0)).astype(jnp.float32)

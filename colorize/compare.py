@@ -10,25 +10,25 @@ gray input | real | one column per run).
 
 import json
 import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from colorize import evaluate  # noqa: E402
-from colorize import predict  # noqa: E402
-from colorize import reporting  # noqa: E402
-from colorize import run_setup  # noqa: E402
-from colorize import steps  # noqa: E402
+from colorize import evaluate
+from colorize import inference
+from colorize import input_pipeline
+from colorize import run_setup
+from colorize.run_setup import UsageError
 
 # Settings that decide which images a run is evaluated on; they must agree for a comparison.
 EVAL_DATA_FIELDS = ("dataset", "data_dir", "eval_split", "image_size", "gray_tolerance")
 FOLDER_SPLIT_FIELDS = ("folder_val_fraction",)  # The held-out share of a folder (never the seed).
 OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.png")
+USAGE = "usage: python main.py --mode=compare --runs=RUN_A,RUN_B[,...] --output=DIR (alias: python -m colorize.compare)"
 
 
 def run_name(workdir: str) -> str:
@@ -42,13 +42,13 @@ def check_same_eval_data(configs: list, workdirs: list) -> None:
     values = {workdir: configs[i].get(field) for i, workdir in enumerate(workdirs)}
     if len(set(map(str, values.values()))) > 1:
       shown = ", ".join(f"{w}: {v!r}" for w, v in values.items())
-      raise ValueError(f"the runs are evaluated on different data (config.{field}: {shown}); compare like with like.")
+      raise UsageError(f"the runs are evaluated on different data (config.{field}: {shown}); compare like with like.")
 
 
 def check_same_image_count(metrics: list, workdirs: list) -> None:
   counts = {workdir: m["num_images"] for workdir, m in zip(workdirs, metrics, strict=True)}
   if len(set(counts.values())) > 1:
-    raise ValueError(
+    raise UsageError(
       f"the runs were evaluated on different numbers of images ({counts}): "
       "rerun --mode=evaluate on each with the same --eval_images."
     )
@@ -72,12 +72,12 @@ def comparison_markdown(names: list, metrics: list) -> str:
 
 def comparison_grid(configs: list, workdirs: list, num_images: int) -> np.ndarray:
   """The same first validation images, colorized by every run: gray | real | run 1 | run 2 ..."""
-  images = reporting.validation_images(configs[0], num_images)
-  columns = [reporting.gray_version(images), images]
+  images = input_pipeline.validation_images(configs[0], num_images)
+  generated = []
   for config, workdir in zip(configs, workdirs, strict=True):
-    generator, variables, _ = predict.load_generator(config, workdir)
-    columns.append(np.asarray(steps.colorize_images(generator, variables, images)))
-  return reporting.image_grid(columns, groups_per_row=2)
+    generator, variables, _ = inference.load_generator(config, workdir)
+    generated.append(np.asarray(inference.colorize_images(generator, variables, images)))
+  return inference.comparison_grid(images, *generated, groups_per_row=2)
 
 
 def run_metrics(config, workdir: str, eval_images: int) -> dict:
@@ -91,10 +91,15 @@ def run_metrics(config, workdir: str, eval_images: int) -> dict:
 
 def compare(workdirs: list, output_dir: str, num_images: int = 8, eval_images: int = -1, overwrite: bool = False):
   """Writes the comparison of `workdirs` into `output_dir`; returns the paths written."""
+  if len(workdirs) < 2 or not output_dir:
+    raise UsageError(f"{USAGE}: two runs or more, and a folder for the comparison.")
+  missing = [w for w in workdirs if not os.path.isfile(os.path.join(w, "config.json"))]
+  if missing:
+    raise UsageError(f"{missing[0]} is not a run folder (no config.json): pass runs made by main.py.")
   paths = [os.path.join(output_dir, name) for name in OUTPUT_FILES]
   existing = [p for p in paths if os.path.exists(p)]
   if existing and not overwrite:
-    raise FileExistsError(f"{existing[0]} exists: choose another --output, or pass --overwrite.")
+    raise UsageError(f"{existing[0]} exists: choose another --output, or pass --overwrite.")
   configs = [run_setup.saved_config(workdir) for workdir in workdirs]
   check_same_eval_data(configs, workdirs)
   metrics = [run_metrics(config, workdir, eval_images) for config, workdir in zip(configs, workdirs, strict=True)]
@@ -113,26 +118,27 @@ def compare(workdirs: list, output_dir: str, num_images: int = 8, eval_images: i
   return paths
 
 
-flags.DEFINE_string("output", None, "Folder for comparison.md, comparison.json and comparison.png.")
-flags.DEFINE_integer("num_images", 8, "Validation images in the grid.")
-flags.DEFINE_integer("eval_images", -1, "For runs not yet evaluated: images of the eval split; -1 = all.")
-flags.DEFINE_bool("overwrite", False, "Replace an earlier comparison in --output.")
 FLAGS = flags.FLAGS
 
 
+def define_flags():
+  """The alias's own flags; main.py defines its own (the two must not both be defined)."""
+  flags.DEFINE_string("output", None, "Folder for comparison.md, comparison.json and comparison.png.")
+  flags.DEFINE_integer("num_images", 8, "Validation images in the grid.")
+  flags.DEFINE_integer("eval_images", -1, "For runs not yet evaluated: images of the eval split; -1 = all.")
+  flags.DEFINE_bool("overwrite", False, "Replace an earlier comparison in --output.")
+
+
 def main(argv):
-  workdirs = argv[1:]
-  if len(workdirs) < 2 or not FLAGS.output:
-    raise app.UsageError("usage: python -m colorize.compare RUN_A RUN_B [...] --output=DIR", exitcode=2)
-  missing = [w for w in workdirs if not os.path.isfile(os.path.join(w, "config.json"))]
-  if missing:
-    raise app.UsageError(f"{missing[0]} is not a run folder (no config.json): pass runs made by main.py.", exitcode=2)
+  """`python -m colorize.compare RUN_A RUN_B --output=DIR`: an alias of `main.py --mode=compare`."""
   try:
-    compare(workdirs, FLAGS.output, FLAGS.num_images, FLAGS.eval_images, FLAGS.overwrite)
-  except (ValueError, FileExistsError) as error:
-    raise app.UsageError(str(error), exitcode=2) from None
+    compare(argv[1:], FLAGS.output, FLAGS.num_images, FLAGS.eval_images, FLAGS.overwrite)
+  except UsageError as error:
+    print(f"compare: error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":
+  define_flags()
   logging.set_verbosity(logging.INFO)
   app.run(main)

@@ -8,16 +8,16 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from PIL import Image
 
 from colorize import checkpoint
+from colorize import inference
 from colorize import input_pipeline
-from colorize import models
-from colorize import reporting
+from colorize import metrics as metrics_lib
 from colorize import steps
-from colorize import train
 
 METRIC_KEYS = ("accuracy", "mae_rgb", "psnr", "ssim", "colorfulness", "delta_colorfulness")
 METRIC_LABELS = {
@@ -28,6 +28,19 @@ METRIC_LABELS = {
   "colorfulness": "colourfulness (real images: {real:.2f})",
   "delta_colorfulness": "colourfulness gap to the real images (lower is better)",
 }
+
+
+def evaluate_subset(eval_fn, state, mesh, eval_batches) -> dict:
+  """Averages of the eval step's per-image sums over `eval_batches`, with the derived keys."""
+  totals = None
+  for batch in eval_batches:
+    sums = eval_fn(state, {k: steps.global_batch(mesh, v) for k, v in batch.items()})
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = float(totals.pop("count"))
+  results = metrics_lib.with_derived_metrics({name: float(value) / max(count, 1.0) for name, value in totals.items()})
+  results["num_images"] = count
+  return results
 
 
 def metrics_json(results: dict, step: int) -> dict:
@@ -78,8 +91,9 @@ def report_markdown(metrics: dict, workdir: str, data: str) -> str:
 def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
   """Evaluates the newest checkpoint of `workdir` on `config.eval_split`; returns metrics.json."""
   mesh = steps.make_mesh()
+  steps.check_config(config, jax.device_count(), jax.process_count())
   state, (_, eval_fn) = steps.setup(config, mesh)
-  generator, _ = models.create_models(config.model, config.dtype)
+  generator = inference.generator_module(config)
   manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
   if manager.latest_step() is None:
     raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(workdir)}: train the run first.")
@@ -87,17 +101,15 @@ def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
   step = int(state.step)
   data = input_pipeline.eval_dataset(config, num_images=num_images)
   logging.info("Evaluating %s at step %d on %s.", workdir, step, split_name(config))
-  results = train.evaluate_subset(eval_fn, state, mesh, _with_progress(data.batches()))
+  results = evaluate_subset(eval_fn, state, mesh, _with_progress(data.batches()))
   metrics = metrics_json(results, step)
 
   out_dir = os.path.join(workdir, "eval")
   if jax.process_index() == 0:
     os.makedirs(out_dir, exist_ok=True)
-    images = reporting.first_images(data, config.num_sample_images)
-    generated = np.asarray(steps.colorize_images(generator, state.generator.variables(), images))
-    Image.fromarray(reporting.image_grid([reporting.gray_version(images), images, generated])).save(
-      os.path.join(out_dir, "grid.png")
-    )
+    images = input_pipeline.first_images(data, config.num_sample_images)
+    generated = np.asarray(inference.colorize_images(generator, state.generator.variables(), images))
+    Image.fromarray(inference.comparison_grid(images, generated)).save(os.path.join(out_dir, "grid.png"))
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
       json.dump(metrics, f, indent=2)
     with open(os.path.join(out_dir, "report.md"), "w") as f:

@@ -22,6 +22,7 @@ processes (`config.data_workers`) or threads, ahead of the train step.
 import concurrent.futures
 import dataclasses
 import hashlib
+import itertools
 import os
 import socket
 from collections.abc import Iterator
@@ -32,9 +33,9 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from colorize import predict
+from colorize import photos
 
-IMAGE_EXTENSIONS = predict.PHOTO_EXTENSIONS  # Training reads what the colorize mode reads.
+IMAGE_EXTENSIONS = photos.PHOTO_EXTENSIONS  # Training reads what the colorize mode reads.
 _MAX_STAND_INS = 64  # Tries to find a colour photo in place of a gray or broken one.
 _EVAL_DECODE_CHUNK = 64  # Eval photos decoded at a time, on threads.
 
@@ -171,8 +172,8 @@ class PhotoFiles:
   def __getitem__(self, index: int) -> np.ndarray | None:
     """uint8 RGB, or None for a photo that fails to decode (it is replaced, like a gray one)."""
     try:
-      return predict.load_photo(self.paths[index], "", max_pixels=200_000_000).rgb
-    except predict.BadPhoto as error:
+      return photos.load_photo(self.paths[index], "", max_pixels=200_000_000).rgb
+    except photos.BadPhoto as error:
       logging.warning("Skipping %s: %s", self.paths[index], error)
       return None
 
@@ -427,3 +428,13 @@ def _padded(images: list, global_batch: int, rows: slice) -> dict:
 def eval_dataset(config, num_images: int | None = None) -> EvalData:
   """The validation subset: `config.num_eval_images` photos unless `num_images` says otherwise."""
   return EvalData(config, config.num_eval_images if num_images is None else num_images)
+
+
+def first_images(eval_data: EvalData, count: int) -> np.ndarray:
+  """The first `count` photos of an `EvalData`, as uint8 [N, S, S, 3]."""
+  return np.stack(list(itertools.islice(eval_data.images(), count)))
+
+
+def validation_images(config, count: int) -> np.ndarray:
+  """The first `count` photos of the fixed validation subset, as uint8 [N, S, S, 3]."""
+  return first_images(eval_dataset(config, num_images=count), count)

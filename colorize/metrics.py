@@ -65,6 +65,19 @@ def colorfulness(rgb):
   return std + 0.3 * mean
 
 
+def with_derived_metrics(averages: dict) -> dict:
+  """Adds the keys computed from averaged ones: each colourfulness gap to the real images
+  (DESIGN section 5; for the model, `gray/` and `kept_l/` when present) and D's total loss."""
+  derived = dict(averages)
+  for prefix in ("", "gray/", "kept_l/"):
+    if f"{prefix}colorfulness" in averages:
+      gap = abs(averages[f"{prefix}colorfulness"] - averages["real_colorfulness"])
+      derived[f"{prefix}delta_colorfulness"] = gap
+  if "d_loss_real" in averages:
+    derived["d_loss"] = averages["d_loss_real"] + averages["d_loss_fake"]
+  return derived
+
+
 def image_metrics(predicted_lab, real_uint8):
   """Every per-image metric of DESIGN section 5 for normalised-Lab predictions vs uint8 RGB truth."""
   real_lab = color.uint8_rgb_to_normalized_lab(real_uint8)

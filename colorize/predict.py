@@ -8,8 +8,6 @@ own size and joined with the photo's ORIGINAL lightness, so detail and tones are
 import concurrent.futures
 import dataclasses
 import functools
-import glob
-import io
 import os
 import sys
 import time
@@ -19,128 +17,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
-from PIL import ImageCms
-from PIL import ImageOps
 
 from colorize import color
+from colorize import inference
+from colorize import photos
 from colorize.run_setup import UsageError
 
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
-FORMATS = {"png": ".png", "jpeg": ".jpg"}
-MIN_SIDE = 8  # Smaller photos hold no colour worth predicting.
 _ROWS_PER_CHUNK = 256  # Full-resolution colour maths runs in row chunks: bounded memory.
 _PIXELS_PER_GROUP = 40_000_000  # Photos decoded ahead of the generator, at most (about 0.5 GB).
 
 
-class BadPhoto(Exception):
-  """A photo that cannot be colorized; the message says why, in a few words."""
-
-
-@dataclasses.dataclass
-class Photo:
-  source: str  # Input path.
-  target: str  # Output path.
-  rgb: np.ndarray  # uint8 [H, W, 3], sRGB, upright.
-  alpha: np.ndarray | None  # uint8 [H, W] or None.
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def find_photos(pattern: str, recursive: bool = False) -> list:
-  """(path, name relative to the input root) for a file, a folder or a glob, sorted."""
-  if os.path.isfile(pattern):
-    return [(pattern, os.path.basename(pattern))]
-  if os.path.isdir(pattern):
-    root = pattern
-    paths = glob.glob(
-      os.path.join(glob.escape(root), "**", "*") if recursive else os.path.join(glob.escape(root), "*"),
-      recursive=recursive,
-    )
-  else:
-    root = os.path.dirname(pattern.split("*")[0].split("?")[0].split("[")[0]) or "."
-    paths = glob.glob(pattern, recursive=recursive)
-  photos = [p for p in paths if os.path.isfile(p) and p.lower().endswith(PHOTO_EXTENSIONS)]
-  return sorted((p, os.path.relpath(p, root)) for p in photos)
-
-
-def output_path(output_dir: str, relative_name: str, image_format: str) -> str:
-  return os.path.join(output_dir, os.path.splitext(relative_name)[0] + FORMATS[image_format])
-
-
-# ----------------------------------------------------------------------------- decoding
-
-
-def _to_srgb(image: Image.Image) -> Image.Image:
-  """Applies an embedded ICC profile, so the pixels are sRGB like the training data."""
-  profile = image.info.get("icc_profile")
-  if not profile or image.mode not in ("RGB", "RGBA", "CMYK", "L"):
-    return image
-  try:
-    source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-    mode = "RGBA" if image.mode == "RGBA" else "RGB"
-    return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode=mode)
-  except (ImageCms.PyCMSError, OSError, ValueError):
-    return image  # A broken profile: the pixels as they are are the best guess.
-
-
-def _split_alpha(image: Image.Image):
-  """(RGB image, alpha array or None) for any Pillow mode, 16-bit and palette ones included."""
-  if image.mode == "P":
-    image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-  if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-    wide = np.asarray(image).astype(np.int64)
-    top = 255 if image.mode == "I" and wide.max() <= 255 else 65535  # 'I' holds 8- or 16-bit data.
-    wide = np.clip(wide, 0, top)
-    image = Image.fromarray(np.round(wide.astype(np.float32) * (255.0 / top)).astype(np.uint8), "L")
-  alpha = None
-  if image.mode in ("RGBA", "LA", "PA"):
-    alpha = np.asarray(image.getchannel("A"))
-  return image.convert("RGB"), alpha
-
-
-def load_photo(path: str, target: str, max_pixels: int) -> Photo:
-  """Decodes the first frame, upright (EXIF), in sRGB; raises BadPhoto with the reason."""
-  try:
-    if os.path.getsize(path) == 0:
-      raise BadPhoto("empty file")
-    with Image.open(path) as image:
-      width, height = image.size
-      if width * height > max_pixels:
-        raise BadPhoto(f"image too large: {width}x{height} = {width * height:,} pixels > --max_pixels={max_pixels:,}")
-      if min(width, height) < MIN_SIDE:
-        raise BadPhoto(f"image too small: {width}x{height} pixels, at least {MIN_SIDE}x{MIN_SIDE} needed")
-      image.seek(0)
-      image.load()
-      image = ImageOps.exif_transpose(image)
-      rgb, alpha = _split_alpha(_to_srgb(image))
-      return Photo(path, target, np.asarray(rgb), alpha)
-  except BadPhoto:
-    raise
-  except PermissionError:
-    raise BadPhoto("cannot read the file: permission denied") from None
-  except Image.DecompressionBombError:
-    raise BadPhoto(f"image too large for Pillow's decompression-bomb limit (--max_pixels={max_pixels:,})") from None
-  except Image.UnidentifiedImageError:
-    raise BadPhoto("not an image Pillow can read (wrong extension or unsupported format)") from None
-  except (OSError, SyntaxError, ValueError) as error:
-    raise BadPhoto(f"truncated or corrupt image ({error})") from None
-
-
 # ----------------------------------------------------------------------------- colour maths
-
-
-_SRGB_TO_LINEAR = np.asarray(color._srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0, np), np.float32)
-_LUMINANCE = np.asarray(color._XYZ_FROM_RGB[1], np.float32)  # Y = the middle row of RGB -> XYZ.
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:
   """CIE L* in [0, 100] of uint8 sRGB [H, W, 3], as float32 [H, W]; row chunks bound the memory."""
   out = np.empty(rgb.shape[:2], np.float32)
   for top in range(0, rgb.shape[0], _ROWS_PER_CHUNK):
-    linear = _SRGB_TO_LINEAR[rgb[top : top + _ROWS_PER_CHUNK]]
-    y = linear @ _LUMINANCE
-    out[top : top + _ROWS_PER_CHUNK] = 116.0 * color._lab_f(y, np) - 16.0
+    out[top : top + _ROWS_PER_CHUNK] = color.lightness(rgb[top : top + _ROWS_PER_CHUNK])
   return out
 
 
@@ -175,33 +69,24 @@ def network_shape(height: int, width: int, size: int, multiple: int, max_aspect:
 @functools.partial(jax.jit, static_argnums=0)
 def predict_ab(generator, variables, lightness_batch):
   """L in [0, 100], [B, h, w] -> predicted a,b in Lab units, [B, h, w, 2] (eval mode)."""
-  gray = (lightness_batch / 50.0 - 1.0)[..., None]
+  gray = color.normalize_lightness(lightness_batch)[..., None]
   lab = generator.apply(variables, gray, train=False)
   return color.denormalize_lab(lab)[..., 1:].astype(jnp.float32)
 
 
-def colorize_group(generator, variables, photos: list, size: int, multiple: int) -> list:
+def colorize_group(generator, variables, group: list, size: int, multiple: int) -> list:
   """Colorizes photos that share a network shape in one generator call; uint8 RGB(A) arrays."""
-  planes = [lightness(photo.rgb) for photo in photos]
+  planes = [lightness(photo.rgb) for photo in group]
   height, width = network_shape(*planes[0].shape, size, multiple)
   small = np.stack([resize_plane(plane, height, width) for plane in planes])
   ab_small = np.asarray(predict_ab(generator, variables, small))
   results = []
-  for photo, plane, ab in zip(photos, planes, ab_small, strict=True):
+  for photo, plane, ab in zip(group, planes, ab_small, strict=True):
     full_h, full_w = plane.shape
     ab_full = np.stack([resize_plane(ab[..., i], full_h, full_w) for i in range(2)], axis=-1)
     rgb = lab_to_uint8(plane, ab_full)
     results.append(rgb if photo.alpha is None else np.concatenate([rgb, photo.alpha[..., None]], axis=-1))
   return results
-
-
-def save_image(array: np.ndarray, path: str, image_format: str) -> None:
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  image = Image.fromarray(array)
-  if image_format == "jpeg":
-    image.convert("RGB").save(path, "JPEG", quality=95)  # JPEG holds no alpha.
-  else:
-    image.save(path, "PNG", compress_level=1)  # Level 6 (Pillow's default) took 5x as long for 11% smaller files.
 
 
 # ----------------------------------------------------------------------------- the command
@@ -237,24 +122,24 @@ class ProgressLine:
     return f"[{self.count}/{self.total}] {rate:.2f} img/s{left}"
 
 
-def _decoded(jobs: list, max_pixels: int, report) -> Iterator[Photo]:
+def _decoded(jobs: list, max_pixels: int, report) -> Iterator[photos.Photo]:
   """Photos decoded on two threads ahead of the consumer; bad ones reported and dropped."""
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    futures = [pool.submit(load_photo, source, target, max_pixels) for source, target in jobs[:4]]
+    futures = [pool.submit(photos.load_photo, source, target, max_pixels) for source, target in jobs[:4]]
     for i, (source, _) in enumerate(jobs):
       if i + 4 < len(jobs):
-        futures.append(pool.submit(load_photo, *jobs[i + 4], max_pixels))
+        futures.append(pool.submit(photos.load_photo, *jobs[i + 4], max_pixels))
       try:
         yield futures[i].result()
-      except BadPhoto as error:
+      except photos.BadPhoto as error:
         report(source, str(error))
       futures[i] = None  # Drop the decoded pixels once consumed.
 
 
-def _groups(photos: Iterator[Photo], batch_size: int, size: int, multiple: int) -> Iterator[list]:
+def _groups(decoded: Iterator[photos.Photo], batch_size: int, size: int, multiple: int) -> Iterator[list]:
   """Consecutive photos batched by network shape, up to `batch_size` photos and a pixel budget."""
   pending, pixels = {}, 0
-  for photo in photos:
+  for photo in decoded:
     shape = network_shape(*photo.rgb.shape[:2], size, multiple)
     pending.setdefault(shape, []).append(photo)
     pixels += photo.rgb.shape[0] * photo.rgb.shape[1]
@@ -283,7 +168,7 @@ def colorize_photos(
   for group in _groups(_decoded(jobs, max_pixels, report), batch_size, size, multiple):
     for photo, result in zip(group, colorize_group(generator, variables, group, size, multiple), strict=True):
       try:
-        save_image(result, photo.target, image_format)
+        photos.save_image(result, photo.target, image_format)
         summary.done += 1
         progress.advance(written=True)
       except OSError as error:
@@ -291,26 +176,11 @@ def colorize_photos(
   return summary
 
 
-def load_generator(config, workdir: str):
-  """(generator module, its variables, step) from the newest checkpoint of `workdir`."""
-  from colorize import checkpoint  # Local imports: the checkpoint layout is the trainer's.
-  from colorize import models
-  from colorize import steps
-
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), steps.abstract_train_state(config)
-  )
-  network, step = checkpoint.restore_generator(workdir, abstract.generator)
-  generator, _ = models.create_models(config.model, config.dtype)
-  return generator, network.variables(), step
-
-
-def plan_jobs(photos: list, output_dir: str, image_format: str, overwrite: bool):
+def plan_jobs(found: list, output_dir: str, image_format: str, overwrite: bool):
   """(jobs to run, number skipped): existing outputs are kept unless `overwrite`; inputs never."""
   jobs, skipped = [], 0
-  for source, name in photos:
-    target = output_path(output_dir, name, image_format)
+  for source, name in found:
+    target = photos.output_path(output_dir, name, image_format)
     if os.path.exists(target) and os.path.samefile(source, target):
       print(f"SKIPPED {source}: the output would replace the input; choose another --output", file=sys.stderr)
       skipped += 1
@@ -347,14 +217,14 @@ def run(
   """The colorize mode. Returns the exit status: 0 all done, 1 some photos failed."""
   if not input_pattern or not output_dir:
     raise UsageError("--mode=colorize needs --input=PATH (a file, a folder or a glob) and --output=DIR.")
-  if image_format not in FORMATS:
+  if image_format not in photos.FORMATS:
     raise UsageError(f"--format={image_format} is unknown; use png or jpeg.")
-  photos = find_photos(input_pattern, recursive)
-  if not photos:
-    raise UsageError(f"no photos ({', '.join(PHOTO_EXTENSIONS)}) found at --input={input_pattern}.")
+  found = photos.find_photos(input_pattern, recursive)
+  if not found:
+    raise UsageError(f"no photos ({', '.join(photos.PHOTO_EXTENSIONS)}) found at --input={input_pattern}.")
   check_output_dir(output_dir)
-  jobs, skipped = plan_jobs(photos, output_dir, image_format, overwrite)
-  generator, variables, step = load_generator(config, workdir)
+  jobs, skipped = plan_jobs(found, output_dir, image_format, overwrite)
+  generator, variables, step = inference.load_generator(config, workdir)
   print(f"Colorizing {len(jobs)} photo(s) with {workdir} at step {step}.", file=sys.stderr)
   multiple = 2**config.model.depth
   summary = colorize_photos(

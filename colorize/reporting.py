@@ -5,7 +5,6 @@ Only process 0 writes; the other processes get the same calls and do nothing.
 
 import importlib.metadata
 import io
-import itertools
 import json
 import os
 import subprocess
@@ -18,9 +17,6 @@ from PIL import Image
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-from colorize import color
-from colorize import input_pipeline
 
 _PACKAGES = (
   "jax",
@@ -63,38 +59,6 @@ def run_description(config, mesh) -> dict:
     "devices": [str(d) for d in mesh.devices.flat],
     "process_count": jax.process_count(),
   }
-
-
-def image_grid(columns: list, groups_per_row: int = 4) -> np.ndarray:
-  """Columns of equally sized uint8 images [N, H, W, 3] -> one picture.
-
-  Image i of every column forms a group (e.g. gray | real | generated), and the groups are
-  laid out `groups_per_row` to a row, separated by a white gap.
-  """
-  count, height = len(columns[0]), columns[0].shape[1]
-  gap = max(2, height // 16)
-  groups = [np.concatenate([column[i] for column in columns], axis=1) for i in range(count)]
-  groups += [np.zeros_like(groups[0])] * (-count % groups_per_row)
-  padded = [np.pad(g, ((0, gap), (0, gap), (0, 0)), constant_values=255) for g in groups]
-  rows = [np.concatenate(padded[i : i + groups_per_row], axis=1) for i in range(0, len(padded), groups_per_row)]
-  return np.concatenate(rows, axis=0)
-
-
-def gray_version(images: np.ndarray) -> np.ndarray:
-  """What the generator sees, shown as RGB: the CIE lightness of `images`."""
-  lab = color.rgb_to_lab(images / 255.0, np)
-  lab[..., 1:] = 0.0
-  return np.round(color.lab_to_rgb(lab, np) * 255.0).astype(np.uint8)
-
-
-def validation_images(config, count: int) -> np.ndarray:
-  """The first `count` images of the fixed validation subset, as uint8 [N, S, S, 3]."""
-  return first_images(input_pipeline.eval_dataset(config, num_images=count), count)
-
-
-def first_images(eval_data, count: int) -> np.ndarray:
-  """The first `count` images of an `input_pipeline.EvalData`, as uint8 [N, S, S, 3]."""
-  return np.stack(list(itertools.islice(eval_data.images(), count)))
 
 
 def _format_duration(seconds: float) -> str:
@@ -196,11 +160,10 @@ class RunFolder:
     with open(self.metrics_path, "a") as f:
       f.write(json.dumps({"step": step, **scalars}) + "\n")
 
-  def write_samples(self, step: int, real: np.ndarray, generated: np.ndarray) -> str:
-    """Saves the grid gray | real | generated as samples/step_XXXXXXX.png; returns its path."""
+  def write_samples(self, step: int, grid: np.ndarray) -> str:
+    """Saves a sample grid (gray | real | generated) as samples/step_XXXXXXX.png; returns its path."""
     path = os.path.join(self.samples_dir, f"step_{step:07d}.png")
     if self.is_writer:
-      grid = image_grid([gray_version(real), real, generated])
       Image.fromarray(grid).save(path)
       self.writer.image(step, "samples", grid)
     return path

@@ -51,6 +51,7 @@ class TrainState:
 
 def check_config(config, num_devices: int, num_processes: int = 1) -> None:
   """Fails at start, with the field and the fix, on settings the step cannot run."""
+  check_model_config(config)
   if config.batch_size % num_devices:
     raise ValueError(
       f"config.batch_size={config.batch_size} is not divisible by the {num_devices} devices: "
@@ -58,6 +59,10 @@ def check_config(config, num_devices: int, num_processes: int = 1) -> None:
     )
   if config.batch_size % num_processes:
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the {num_processes} processes.")
+
+
+def check_model_config(config) -> None:
+  """The settings every mode needs right, whatever the devices: sizes, dtype, update counts."""
   for field, depth in (("model.depth", config.model.depth), ("model.disc_units", config.model.disc_units)):
     if config.image_size % 2**depth:
       raise ValueError(
@@ -129,12 +134,21 @@ def create_train_state(config, generator, discriminator, optimizers: Optimizers)
   lab = jnp.zeros((1, size, size, 3), jnp.float32)
   g_vars = generator.init(g_key, gray, train=False)
   d_vars = discriminator.init({"params": d_key, "dropout": dropout_key}, gray, lab, train=False)
-  tx = optimizers.make(0.0)  # The state does not depend on the rate.
+  return TrainState(jnp.zeros((), jnp.int32), _network(g_vars, optimizers), _network(d_vars, optimizers))
 
-  def network(variables):
-    return NetworkState(variables["params"], variables["batch_stats"], tx.init(variables["params"]))
 
-  return TrainState(jnp.zeros((), jnp.int32), network(g_vars), network(d_vars))
+def _network(variables, optimizers: Optimizers) -> NetworkState:
+  tx = optimizers.make(0.0)  # The optimiser's state does not depend on the rate.
+  return NetworkState(variables["params"], variables["batch_stats"], tx.init(variables["params"]))
+
+
+def abstract_generator_state(config) -> NetworkState:
+  """Shapes of G's state alone, computing nothing: what inference restores (D is never built)."""
+  generator, _ = models.create_models(config.model, config.dtype)
+  gray = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 1), jnp.float32)
+  return jax.eval_shape(
+    lambda x: _network(generator.init(jax.random.key(0), x, train=False), create_optimizers(config)), gray
+  )
 
 
 # ----------------------------------------------------------------------------- the step
@@ -317,12 +331,6 @@ def setup(config, mesh):
   return state, compile_steps(config, mesh, optimizers)
 
 
-def abstract_train_state(config) -> TrainState:
-  """Shapes and dtypes of the state, computing nothing: the target for restoring a checkpoint."""
-  init, _ = _init_function(config)
-  return jax.eval_shape(init)
-
-
 def make_mesh(devices=None) -> jax.sharding.Mesh:
   """A 1-D mesh named `data` over `devices` (default: every device of every process)."""
   devices = jax.devices() if devices is None else devices
@@ -348,10 +356,3 @@ def compile_steps(config, mesh, optimizers: Optimizers):
 def global_batch(mesh, local_array: np.ndarray) -> jax.Array:
   """This process's rows -> one jax.Array sharded over the `data` axis of all processes."""
   return jax.make_array_from_process_local_data(NamedSharding(mesh, P(AXIS)), local_array)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def colorize_images(generator, generator_variables, images):
-  """uint8 RGB -> uint8 RGB coloured by the generator from their lightness alone (eval mode)."""
-  gray = color.uint8_rgb_to_normalized_lab(images)[..., :1]
-  return color.normalized_lab_to_uint8_rgb(generator.apply(generator_variables, gray, train=False))

@@ -8,33 +8,15 @@ import signal
 import threading
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
 from colorize import checkpoint
+from colorize import evaluate
+from colorize import inference
 from colorize import input_pipeline
-from colorize import models
 from colorize import reporting
 from colorize import steps
-
-
-def evaluate_subset(eval_fn, state, mesh, eval_batches) -> dict:
-  totals = None
-  for batch in eval_batches:
-    sums = eval_fn(state, {k: steps.global_batch(mesh, v) for k, v in batch.items()})
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
-  count = float(totals.pop("count"))
-  results = {name: float(value) / max(count, 1.0) for name, value in totals.items()}
-  for prefix in ("", "gray/", "kept_l/"):  # DESIGN section 5: the colourfulness gap to the real images.
-    if f"{prefix}colorfulness" not in results:
-      continue  # kept_l/: only models that predict L.
-    results[f"{prefix}delta_colorfulness"] = abs(results[f"{prefix}colorfulness"] - results["real_colorfulness"])
-  if "d_loss_real" in results:
-    results["d_loss"] = results["d_loss_real"] + results["d_loss_fake"]
-  results["num_images"] = count
-  return results
 
 
 class StopSignal:
@@ -100,7 +82,7 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
 
   # ---- Model and optimisers.
   state, (train_fn, eval_fn) = steps.setup(config, mesh)
-  plain_generator, _ = models.create_models(config.model, config.dtype)
+  plain_generator = inference.generator_module(config)
 
   # ---- Resume.
   manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
@@ -128,7 +110,7 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
   # ---- Input.
   train_batches = input_pipeline.train_batches(config, position)
   eval_data = input_pipeline.eval_dataset(config)
-  sample_images = reporting.first_images(eval_data, config.num_sample_images)
+  sample_images = input_pipeline.first_images(eval_data, config.num_sample_images)
   gray_skipped = 0  # Gray (or broken) photos replaced in this process's batches so far.
 
   # ---- Loop.
@@ -151,11 +133,11 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
         averaged["gray_images_skipped"] = gray_skipped
         run.write_scalars(step, {f"train/{k}": v for k, v in averaged.items()} | progress.update(step))
       if step % config.eval_every_steps == 0 or last:
-        results = evaluate_subset(eval_fn, state, mesh, eval_data.batches())
+        results = evaluate.evaluate_subset(eval_fn, state, mesh, eval_data.batches())
         run.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
       if step % config.sample_every_steps == 0 or last:
-        generated = steps.colorize_images(plain_generator, state.generator.variables(), sample_images)
-        sample_path = run.write_samples(step, sample_images, np.asarray(generated))
+        generated = inference.colorize_images(plain_generator, state.generator.variables(), sample_images)
+        sample_path = run.write_samples(step, inference.comparison_grid(sample_images, np.asarray(generated)))
       if step % config.checkpoint_every_steps == 0 or last or stop.received:
         average_finite_metrics(jax.device_get(pending), manager.latest_step())
         check_finite_state(state, step, manager.latest_step())  # Never save a NaN state.

@@ -20,9 +20,8 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from colorize import predict
-from colorize import reporting
-from colorize import steps
+from colorize import inference
+from colorize import input_pipeline
 from colorize.run_setup import UsageError
 
 PAGE_FILE = "index.html"
@@ -67,9 +66,9 @@ def write_page(config, workdir: str, output_dir: str, num_pairs=20, seconds_per_
     raise UsageError(f"{path} exists: choose another --output, or pass --overwrite.")
   if num_pairs < 1 or seconds_per_pair < 0:
     raise UsageError("--turing_pairs must be at least 1 and --turing_seconds at least 0.")
-  generator, variables, step = predict.load_generator(config, workdir)
-  real = reporting.validation_images(config, num_pairs)
-  generated = np.asarray(steps.colorize_images(generator, variables, real))
+  generator, variables, step = inference.load_generator(config, workdir)
+  real = input_pipeline.validation_images(config, num_pairs)
+  generated = np.asarray(inference.colorize_images(generator, variables, real))
   run = {"workdir": os.path.abspath(workdir), "step": step, "dataset": config.dataset, "image_size": config.image_size}
   os.makedirs(output_dir, exist_ok=True)
   with open(path, "w", encoding="utf-8") as f:

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from colorize import compare
+from colorize import run_setup
 from colorize import train
 from tests.conftest import tiny_config
 
@@ -40,7 +41,7 @@ def test_compare_writes_one_table_and_one_grid_of_the_same_images(trained_run, u
   gan_column, unet_column = group[:, 32:48], group[:, 48:64]
   assert not np.array_equal(gan_column, unet_column)
 
-  with pytest.raises(FileExistsError, match="--overwrite"):
+  with pytest.raises(run_setup.UsageError, match="--overwrite"):
     compare.compare([trained_run, unet_run], str(out))
 
 
@@ -55,4 +56,4 @@ def test_runs_evaluated_on_different_data_are_refused():
 def test_command_line_needs_two_runs_and_an_output(tmp_path):
   command = [sys.executable, "-m", "colorize.compare", str(tmp_path), "--output", str(tmp_path / "out")]
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-  assert result.returncode == 2 and "RUN_A RUN_B" in result.stderr
+  assert result.returncode == 2 and "--runs=RUN_A,RUN_B" in result.stderr

@@ -7,9 +7,9 @@ import pytest
 
 from colorize import color
 from colorize import evaluate
+from colorize import inference
 from colorize import input_pipeline
 from colorize import metrics as metrics_lib
-from colorize import predict
 from colorize import train
 from tests.conftest import tiny_config
 
@@ -44,7 +44,7 @@ def test_a_model_that_predicts_lightness_is_also_scored_as_colorize_writes_it(tm
   train.train_and_evaluate(config, str(tmp_path))
   metrics = evaluate.evaluate_run(config, str(tmp_path))
   # Recomputed independently: G's a,b joined with the input's own L.
-  generator, variables, _ = predict.load_generator(config, str(tmp_path))
+  generator, variables, _ = inference.load_generator(config, str(tmp_path))
   images = np.stack(list(input_pipeline.eval_dataset(config, num_images=-1).images()))
   lightness = color.uint8_rgb_to_normalized_lab(images)[..., :1]
   predicted = generator.apply(variables, lightness, train=False)

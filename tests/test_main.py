@@ -54,8 +54,13 @@ def test_flag_mistakes_are_one_line_and_one_hint(args, message):
     ([], "--config is missing and --workdir={tmp} holds no run (no config.json)"),
     (["--mode=colorize", "--config=configs/demo.py"], "--mode=colorize needs --input=PATH"),
     (["--mode=turing", "--config=configs/demo.py"], "--mode=turing needs --output=DIR"),
+    (["--mode=compare", "--runs=runs/a"], "usage: python main.py --mode=compare --runs=RUN_A,RUN_B"),
+    (
+      ["--config=configs/demo.py", "--config.image_size=50"],
+      "config.image_size=50 is not a multiple of 2**model.depth=16",
+    ),
   ],
-  ids=["no-run", "colorize-input", "turing-output"],
+  ids=["no-run", "colorize-input", "turing-output", "compare-runs", "bad-setting"],
 )
 def test_mode_mistakes_are_one_line_and_one_hint(args, message, tmp_path):
   out = run_main(f"--workdir={tmp_path}", *args)
@@ -66,7 +71,7 @@ def test_mode_mistakes_are_one_line_and_one_hint(args, message, tmp_path):
 
 def test_help_names_every_mode_and_the_config_overrides():
   out = run_main("--help")  # absl's --help exits with status 1.
-  for example in ("--mode=evaluate", "--mode=colorize", "--mode=turing", "colorize.compare", "--config.FIELD=VALUE"):
+  for example in ("--mode=evaluate", "--mode=colorize", "--mode=turing", "--mode=compare", "--config.FIELD=VALUE"):
     assert example in out.stdout
 
 

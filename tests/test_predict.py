@@ -12,6 +12,7 @@ from PIL import Image
 from PIL import ImageCms
 from skimage import color as skcolor
 
+from colorize import photos
 from colorize import predict
 from colorize import run_setup
 from tests.conftest import tiny_config
@@ -176,10 +177,10 @@ def test_folder_glob_and_recursive_inputs(tmp_path):
     os.makedirs(os.path.dirname(tmp_path / name), exist_ok=True)
     (tmp_path / name).write_bytes(b"x")
   names = lambda found: [n for _, n in found]  # noqa: E731
-  assert names(predict.find_photos(str(tmp_path))) == ["a.jpg", "b.png"]
-  assert names(predict.find_photos(str(tmp_path), recursive=True)) == ["a.jpg", "b.png", os.path.join("sub", "c.jpg")]
-  assert names(predict.find_photos(str(tmp_path / "*.jpg"))) == ["a.jpg"]
-  assert names(predict.find_photos(str(tmp_path / "b.png"))) == ["b.png"]
+  assert names(photos.find_photos(str(tmp_path))) == ["a.jpg", "b.png"]
+  assert names(photos.find_photos(str(tmp_path), recursive=True)) == ["a.jpg", "b.png", os.path.join("sub", "c.jpg")]
+  assert names(photos.find_photos(str(tmp_path / "*.jpg"))) == ["a.jpg"]
+  assert names(photos.find_photos(str(tmp_path / "b.png"))) == ["b.png"]
 
 
 def test_usage_errors(run_dir, tmp_path):
