@@ -117,11 +117,17 @@ def parse_command_line(argv: list) -> list:
 
 
 def resolved_run():
-  """(config, workdir) from --config and --workdir (see run_setup.resolve)."""
+  """(config, workdir) from --config and --workdir (see run_setup.resolve), the config checked."""
   from colorize import run_setup
+  from colorize import steps
 
   config_path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
-  return run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
+  config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
+  try:
+    steps.check_model_config(config)  # Every mode; train and evaluate also check the devices.
+  except ValueError as error:
+    raise run_setup.UsageError(str(error)) from None
+  return config, workdir
 
 
 def train():

@@ -41,12 +41,6 @@ def resolve(config: ml_collections.ConfigDict | None, config_path: str | None, w
   if config is None:
     config = saved_config(workdir)
   config.lock()
-  from colorize import steps  # Imported here: it imports jax, which the flag parsing must not wait for.
-
-  try:
-    steps.check_model_config(config)
-  except ValueError as error:
-    raise UsageError(str(error)) from None
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as error:

@@ -1,12 +1,16 @@
 """Shared test settings: tiny configs that train in seconds on a CPU, a compilation cache."""
 
+import json
 import os
 import tempfile
 
 import jax
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from absl import flags
 
+from colorize import checkpoint
 from configs import test as test_preset
 
 # Grain reads its settings from absl flags, which main.py parses and pytest does not: defaults.
@@ -41,3 +45,23 @@ def trained_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("trained_run"))
   train.train_and_evaluate(tiny_config(num_train_steps=2), workdir)
   return workdir
+
+
+def params_of(workdir):
+  """(newest step, the restored generator and discriminator items) of a run's checkpoints."""
+  manager = ocp.CheckpointManager(checkpoint.checkpoint_dir(workdir), item_names=checkpoint.ITEMS)
+  step = manager.latest_step()
+  restored = manager.restore(
+    step, args=ocp.args.Composite(generator=ocp.args.StandardRestore(), discriminator=ocp.args.StandardRestore())
+  )
+  return step, restored
+
+
+def train_losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  return {row["step"]: row["train/g_loss"] for row in rows if "train/g_loss" in row}
+
+
+def assert_trees_equal(a, b):
+  jax.tree.map(np.testing.assert_array_equal, a, b)

@@ -1,9 +1,18 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
 
+from colorize import models
 from colorize import steps
 from tests.conftest import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def sgd_config(**overrides):
@@ -78,3 +87,125 @@ def test_unknown_optimizer_is_a_clear_error():
   config.optim.optimizer = "rmsprop"
   with pytest.raises(ValueError, match="config.optim.optimizer='rmsprop' is unknown"):
     steps.create_optimizers(config)
+
+
+def smooth_colour_images(count, size):
+  """Colour gradients: learnable from lightness, unlike noise."""
+  y, x = np.mgrid[0:size, 0:size] / size
+  images = [np.stack([x, y, 1 - x * y], -1) * (0.5 + 0.5 * i / count) for i in range(count)]
+  return (np.stack(images) * 255).astype(np.uint8)
+
+
+def train_on_fixed_batch(config, num_steps: int = 15):
+  """(state, last metrics, L1 per step) after `num_steps` steps on one batch, G's learning rate 2e-3."""
+  config.optim.g_learning_rate = 2e-3
+  mesh = steps.make_mesh()
+  state, (step_fn, _) = steps.setup(config, mesh)
+  images = steps.global_batch(mesh, smooth_colour_images(4, 16))
+  l1 = []
+  for _ in range(num_steps):
+    state, metrics = step_fn(state, images)
+    l1.append(float(metrics["g_loss_l1"]))
+  return state, metrics, l1
+
+
+@pytest.mark.parametrize(
+  "adversarial,architecture",
+  [(True, ("paper", "paper")), (False, ("paper", "paper")), (True, ("pix2pix", "patchgan"))],
+)
+def test_a_few_steps_lower_the_l1_loss_on_a_fixed_batch(adversarial, architecture):
+  config = tiny_config(adversarial=adversarial)
+  config.model.generator, config.model.discriminator = architecture
+  state, metrics, l1 = train_on_fixed_batch(config)
+  assert l1[-1] < 0.8 * l1[0], l1
+  assert int(state.step) == 15
+  assert ("d_loss" in metrics) == adversarial
+
+
+def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
+  config = tiny_config(dtype="bfloat16")
+  state, _, l1 = train_on_fixed_batch(config)
+  assert l1[-1] < 0.8 * l1[0], l1
+  state_dtypes = {x.dtype for x in jax.tree.leaves((state.generator, state.discriminator))}
+  assert state_dtypes == {np.dtype(np.float32), np.dtype(np.int32)}  # int32: Adam's step counts.
+  generator, _ = models.create_models(config.model, config.dtype)
+  gray = np.zeros((1, 16, 16, 1), np.float32)
+  hidden = generator.apply(state.generator.variables(), gray, train=False, capture_intermediates=True)
+  leaves = jax.tree_util.tree_leaves_with_path(hidden)
+  conv_outputs = [v for path, v in leaves if "Conv_0" in jax.tree_util.keystr(path)]
+  assert conv_outputs and all(x.dtype == jax.numpy.bfloat16 for x in conv_outputs)
+
+
+def test_another_seed_gives_other_parameters(tmp_path):
+  mesh = steps.make_mesh()
+  a, _ = steps.setup(tiny_config(seed=0), mesh)
+  b, _ = steps.setup(tiny_config(seed=1), mesh)
+  assert not np.array_equal(a.generator.params["Conv_0"]["kernel"], b.generator.params["Conv_0"]["kernel"])
+
+
+@pytest.mark.parametrize(
+  "overrides,message",
+  [
+    ({"batch_size": 6}, r"config.batch_size=6 is not divisible by the 4 devices"),
+    ({"image_size": 18}, r"config.image_size=18 is not a multiple of 2\*\*model.depth=4"),
+    ({"dtype": "float16"}, r"config.dtype='float16' is unknown"),
+  ],
+)
+def test_bad_settings_fail_at_start_with_the_field_and_the_fix(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    steps.check_config(tiny_config(**overrides), num_devices=4)
+
+
+def losses_subprocess(devices_per_process: int, *args: str) -> subprocess.Popen:
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}", PYTHONPATH=REPO)
+  return subprocess.Popen(
+    [sys.executable, "-m", "tests.multidevice_losses", *args],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+
+
+def losses_of(process) -> dict:
+  out, err = process.communicate(timeout=600)
+  assert process.returncode == 0, err[-3000:]
+  results = [line for line in out.splitlines() if line.startswith("{")]  # Gloo prints to stdout too.
+  return json.loads(results[-1]) if results else {}
+
+
+def free_port() -> int:
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
+def assert_same_training(reference, other):
+  """Same logged metrics (gradient norms included) and the same parameters after plain-SGD steps."""
+  assert len(reference["metrics"]) == len(other["metrics"]) == 4
+  for step_reference, step_other in zip(reference["metrics"], other["metrics"], strict=True):
+    assert step_reference.keys() == step_other.keys()
+    for key in step_reference:
+      assert step_other[key] == pytest.approx(step_reference[key], abs=1e-4, rel=1e-6), key  # eval sums: rel
+  assert {"g_grad_norm", "d_grad_norm"} <= reference["metrics"][0].keys()
+  assert reference["params"].keys() == other["params"].keys()
+  for path, value in reference["params"].items():
+    np.testing.assert_allclose(other["params"][path], value, rtol=0, atol=1e-5, err_msg=path)
+
+
+@pytest.mark.slow
+def test_one_and_eight_devices_train_to_the_same_parameters():
+  result = losses_of(losses_subprocess(8))
+  assert_same_training(result["1"], result["8"])
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_process_with_as_many_devices():
+  port = free_port()
+  single = losses_subprocess(4)
+  workers = [losses_subprocess(2, str(i), "2", str(port)) for i in range(2)]
+  reference = losses_of(single)["4"]
+  results = [losses_of(worker) for worker in workers]
+  assert_same_training(reference, results[0]["4"])  # Process 0 reports; process 1 prints nothing.
+  assert results[1] == {}
