@@ -209,3 +209,86 @@ def test_two_processes_train_like_one_process_with_as_many_devices():
   results = [losses_of(worker) for worker in workers]
   assert_same_training(reference, results[0]["4"])  # Process 0 reports; process 1 prints nothing.
   assert results[1] == {}
+
+
+def steps_on_fixed_batch(config, num_steps: int):
+  """(initial state, final state, metrics per step) on the smooth-colour batch of 4."""
+  mesh = steps.make_mesh()
+  initial, (step_fn, _) = steps.setup(config, mesh)
+  first = jax.device_get(initial)
+  images = steps.global_batch(mesh, smooth_colour_images(4, 16))
+  state, history = initial, []
+  for _ in range(num_steps):
+    state, metrics = step_fn(state, images)
+    history.append(jax.device_get(metrics))
+  return first, state, history
+
+
+def test_with_the_generator_frozen_the_discriminator_learns_real_from_fake():
+  # Catches a D that never updates, real and fake swapped in D's loss or inputs, and wrong labels.
+  config = tiny_config()
+  config.optim.g_learning_rate = 0.0
+  config.optim.d_learning_rate = 2e-3
+  _, state, history = steps_on_fixed_batch(config, 12)
+  d_loss = [float(m["d_loss"]) for m in history]
+  assert d_loss[-1] < 0.5 * d_loss[0], d_loss
+  _, discriminator = models.create_models(config.model, config.dtype)
+  generator = models.create_models(config.model, config.dtype)[0]
+  real = np.asarray(steps.color.uint8_rgb_to_normalized_lab(smooth_colour_images(4, 16)))
+  gray = real[..., :1]
+  fake = generator.apply(state.generator.variables(), gray, train=False)
+  d_vars = state.discriminator.variables()
+  real_logits = discriminator.apply(d_vars, gray, real, train=False)
+  fake_logits = discriminator.apply(d_vars, gray, fake, train=False)
+  assert (real_logits > fake_logits).all(), (real_logits, fake_logits)
+
+
+def test_the_generator_loss_is_the_adversarial_loss_plus_lambda_l1():
+  config = tiny_config()
+  _, _, history = steps_on_fixed_batch(config, 2)
+  for metrics in history:
+    expected = metrics["g_loss_adv"] + config.loss.l1_weight * metrics["g_loss_l1"]
+    assert float(metrics["g_loss"]) == pytest.approx(float(expected), rel=1e-6)
+    assert float(metrics["g_loss_adv"]) > 0  # -log D(G(x)) of a sigmoid: never negative
+
+
+def test_skip_nonfinite_changes_nothing_when_every_step_is_finite():
+  off, on = tiny_config(), tiny_config(skip_nonfinite=True)
+  _, state_off, history_off = steps_on_fixed_batch(off, 3)
+  _, state_on, history_on = steps_on_fixed_batch(on, 3)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state_on), jax.device_get(state_off))
+  assert [int(m["nonfinite_skipped"]) for m in history_on] == [0, 0, 0]
+  assert [float(m["g_loss"]) for m in history_on] == [float(m["g_loss"]) for m in history_off]
+
+
+def test_batch_norm_running_averages_are_updated_in_training_and_used_at_evaluation():
+  config = tiny_config()
+  first, state, _ = steps_on_fixed_batch(config, 1)
+  for network in ("generator", "discriminator"):
+    before = jax.tree.leaves(getattr(first, network).batch_stats)
+    after = jax.tree.leaves(jax.device_get(getattr(state, network).batch_stats))
+    assert before and all(not np.array_equal(a, b) for a, b in zip(after, before, strict=True)), network
+  # Evaluation reads the running averages: other averages, other colours for the same parameters.
+  mesh = steps.make_mesh()
+  _, (_, eval_fn) = steps.setup(config, mesh)
+  batch = {
+    "image": steps.global_batch(mesh, smooth_colour_images(4, 16)),
+    "mask": steps.global_batch(mesh, np.ones(4, np.float32)),
+  }
+  stale = state.replace(generator=state.generator.replace(batch_stats=first.generator.batch_stats))
+  assert float(eval_fn(state, batch)["l1"]) != float(eval_fn(stale, batch)["l1"])
+
+
+def test_label_smoothing_sets_the_real_target_inside_the_step():
+  config = tiny_config()
+  config.loss.label_smoothing = 0.1
+  config.model.disc_dropout = 0.0  # D's logits on the real images are then a function of the state alone.
+  first, _, history = steps_on_fixed_batch(config, 1)
+  _, discriminator = models.create_models(config.model, config.dtype)
+  real = steps.color.uint8_rgb_to_normalized_lab(smooth_colour_images(4, 16))
+  logits, _ = discriminator.apply(
+    first.discriminator.variables(), real[..., :1], real, train=True, mutable=["batch_stats"]
+  )
+  expected = steps.losses.sigmoid_cross_entropy(logits, 0.9)
+  assert float(history[0]["d_loss_real"]) == pytest.approx(float(expected), rel=1e-5)
+  assert float(expected) != pytest.approx(float(steps.losses.sigmoid_cross_entropy(logits, 1.0)), rel=1e-3)
