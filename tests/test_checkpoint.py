@@ -5,6 +5,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from colorize import checkpoint
+from colorize import steps
 from colorize import train
 from tests.conftest import assert_trees_equal
 from tests.conftest import params_of
@@ -51,3 +52,16 @@ def test_checkpoints_of_earlier_versions_give_their_data_position():
   # Before the global input stream, each process saved its own (epoch, index) row.
   assert checkpoint.data_position({"step": 8, "positions": [[3, 17], [3, 15]]}) == {"epoch": 3, "index": 17}
   assert checkpoint.data_position({"step": 8, "epoch": 2, "index": 5}) == {"epoch": 2, "index": 5}
+
+
+def test_weights_of_another_run_bring_its_parameters_and_batch_statistics_and_a_fresh_optimiser(tmp_path):
+  source = str(tmp_path / "source")
+  train.train_and_evaluate(tiny_config(num_train_steps=2), source)
+  fresh, _ = steps.setup(tiny_config(), steps.make_mesh())
+  loaded, step = checkpoint.load_weights(source, fresh)
+  _, saved = params_of(source)
+  assert step == 2 and int(loaded.step) == 0
+  for network in ("generator", "discriminator"):
+    assert_trees_equal(getattr(loaded, network).params, saved[network]["params"])
+    assert_trees_equal(getattr(loaded, network).batch_stats, saved[network]["batch_stats"])
+    assert_trees_equal(getattr(loaded, network).opt_state, getattr(fresh, network).opt_state)  # Adam starts afresh

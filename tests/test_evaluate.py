@@ -42,14 +42,19 @@ def test_evaluate_without_a_checkpoint_is_a_clear_error(tmp_path):
 def test_a_model_that_predicts_lightness_is_also_scored_as_colorize_writes_it(tmp_path):
   config = tiny_config(num_train_steps=1, **{"model.output": "lab"})
   train.train_and_evaluate(config, str(tmp_path))
-  metrics = evaluate.evaluate_run(config, str(tmp_path))
+  metrics = evaluate.evaluate_run(config, str(tmp_path), num_images=7)  # Batches of 4: the last one padded.
+  assert metrics["num_images"] == 7
   # Recomputed independently: G's a,b joined with the input's own L.
   generator, variables, _ = inference.load_generator(config, str(tmp_path))
-  images = np.stack(list(input_pipeline.eval_dataset(config, num_images=-1).images()))
+  images = np.stack(list(input_pipeline.eval_dataset(config, num_images=7).images()))
+  assert len(images) == 7
   lightness = color.uint8_rgb_to_normalized_lab(images)[..., :1]
   predicted = generator.apply(variables, lightness, train=False)
   expected = metrics_lib.image_metrics(jnp.concatenate([lightness, predicted[..., 1:]], -1), images)
+  predicted_rgb = color.normalized_lab_to_uint8_rgb(predicted)
+  own = metrics_lib.image_metrics(color.uint8_rgb_to_normalized_lab(predicted_rgb), images)
   for key in ("accuracy", "mae_rgb", "psnr", "ssim", "colorfulness"):
     assert metrics["kept_l"][key] == pytest.approx(float(expected[key].mean()), rel=1e-4, abs=1e-6), key
+  assert metrics["mae_rgb"] == pytest.approx(float(own["mae_rgb"].mean()), rel=1e-3)  # G's own L, the paper's way
   assert metrics["kept_l"]["psnr"] != pytest.approx(metrics["psnr"], rel=1e-3)  # G's own L differs
   assert "input L kept" in open(os.path.join(str(tmp_path), "eval", "report.md")).read()

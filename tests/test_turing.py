@@ -1,29 +1,35 @@
-"""The Turing test page, driven in a real headless browser (Debian's chromium + chromium-driver)."""
+"""The Turing test page: its answer key against the real images, and a real headless browser
+(Debian's chromium + chromium-driver) for the page itself."""
 
+import base64
+import io
 import json
 import os
 import re
 import shutil
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
 
+from colorize import inference
+from colorize import input_pipeline
 from colorize import run_setup
 from colorize import turing
 from tests.conftest import tiny_config
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-if not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("COLORIZE_REQUIRE_BROWSER"):
-  pytest.skip("needs chromium and chromium-driver (apt-get install chromium chromium-driver)", allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
+  if not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("COLORIZE_REQUIRE_BROWSER"):
+    pytest.skip("needs chromium and chromium-driver (apt-get install chromium chromium-driver)")
   downloads = tmp_path_factory.mktemp("downloads")
   options = Options()
   options.binary_location = CHROMIUM
@@ -82,3 +88,20 @@ def test_an_existing_page_is_kept(trained_run, tmp_path):
   turing.write_page(tiny_config(), trained_run, str(tmp_path), num_pairs=1)
   with pytest.raises(run_setup.UsageError, match="--overwrite"):
     turing.write_page(tiny_config(), trained_run, str(tmp_path), num_pairs=1)
+
+
+def decoded(data_uri: str) -> np.ndarray:
+  return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1]))))
+
+
+def test_the_side_marked_real_holds_the_real_image_and_the_other_the_generators(trained_run, tmp_path):
+  config = tiny_config()
+  trials = embedded_data(turing.write_page(config, trained_run, str(tmp_path), num_pairs=4))["trials"]
+  real = input_pipeline.validation_images(config, 4)
+  generator, variables, _ = inference.load_generator(config, trained_run)
+  generated = np.asarray(inference.colorize_images(generator, variables, real))
+  for trial in trials:
+    fake_side = "left" if trial["real"] == "right" else "right"
+    np.testing.assert_array_equal(decoded(trial[trial["real"]]), real[trial["image"]])
+    np.testing.assert_array_equal(decoded(trial[fake_side]), generated[trial["image"]])
+  assert len({t["real"] for t in trials}) == 2 or len(trials) < 4  # Both sides are used
