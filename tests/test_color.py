@@ -1,4 +1,5 @@
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -25,6 +26,17 @@ def test_rgb_to_lab_matches_scikit_image(image):
 def test_lab_to_rgb_matches_scikit_image(image):
   lab = skcolor.rgb2lab(image)
   np.testing.assert_allclose(color.lab_to_rgb(lab), skcolor.lab2rgb(lab), atol=1e-4)
+
+
+def test_lab_to_rgb_matches_scikit_image_over_everything_the_generator_can_output():
+  # tanh gives normalised Lab anywhere in [-1, 1]^3: L 0..100, a and b -110..110, mostly out of
+  # the sRGB gamut, so both clipping branches (negative z, RGB outside [0, 1]) are exercised.
+  grid = np.linspace(-1.0, 1.0, 41)
+  lab = np.asarray(color.denormalize_lab(np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1)))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # scikit-image warns about the out-of-gamut colours it clips.
+    expected = skcolor.lab2rgb(lab.reshape(41, -1, 3))
+  np.testing.assert_allclose(np.asarray(color.lab_to_rgb(lab)).reshape(41, -1, 3), expected, atol=1e-4)
 
 
 def colour_cube(stride: int) -> np.ndarray:
