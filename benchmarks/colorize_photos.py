@@ -17,19 +17,17 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-from colorize import checkpoint  # noqa: E402
-from colorize import inference  # noqa: E402
-from colorize import predict  # noqa: E402
-from colorize import run_setup  # noqa: E402
-from colorize import steps  # noqa: E402
-from configs import demo  # noqa: E402
-from configs import places365  # noqa: E402
+from benchmarks import common
+from colorize import checkpoint
+from colorize import inference
+from colorize import predict
+from colorize import run_setup
+from colorize import steps
+from configs import demo
+from configs import places365
 
 flags.DEFINE_string("workdir", None, "A trained run; default: fresh weights of --config_name.")
 flags.DEFINE_enum("config_name", "places365", ["places365", "demo"], "Networks when --workdir is not given.")

@@ -20,18 +20,16 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import jax
+import numpy as np
+from absl import app
+from absl import flags
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-from colorize import steps  # noqa: E402
-from configs import cifar10  # noqa: E402
-from configs import demo  # noqa: E402
-from configs import places365  # noqa: E402
+from benchmarks import common
+from colorize import steps
+from configs import cifar10
+from configs import demo
+from configs import places365
 
 CONFIGS = {"cifar10": cifar10, "places365": places365, "demo": demo}
 # config:size:batch. CPU-sized cases: the paper's networks at 32 and 64 px, batch 16.

@@ -58,7 +58,7 @@ def metrics_json(results: dict, step: int) -> dict:
     **model,
     "num_images": count,
     "step": step,
-    "kept_l": kept_l,
+    "kept_l": {**kept_l, "num_images": count, "step": step},
     "baselines": {"gray": {**gray, "num_images": count, "step": step}},
     "real_colorfulness": results["real_colorfulness"],
   }

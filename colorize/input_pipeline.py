@@ -200,38 +200,55 @@ def _network_reachable(host: str = "storage.googleapis.com", port: int = 443) ->
     return False
 
 
+def _format_name(file_format) -> str:
+  return str(getattr(file_format, "value", file_format))
+
+
 def _tfds_source(config, split: str) -> TfdsImages:
-  """A prepared tfds split, or within seconds an error saying how to prepare it offline."""
+  """A prepared tfds split in ArrayRecord, or within seconds one line saying how to get it."""
   import tensorflow_datasets as tfds  # Imported lazily: folders and the demo do not need it.
 
-  name, data_dir = config.dataset, config.data_dir or None
-  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+  name, field = config.dataset, "train_split" if split == config.train_split else "eval_split"
+  builder = tfds.builder(name, data_dir=config.data_dir or None)
   root = os.path.dirname(os.path.dirname(builder.data_dir))
   build = f"`tfds build {name} --file_format=array_record --data_dir={root}`"
-  if builder.is_prepared():
-    file_format = str(getattr(builder.info.file_format, "value", builder.info.file_format))
-    if file_format != "array_record":
-      raise DatasetUnavailableError(
-        f"dataset {name!r} in {builder.data_dir} is prepared as {file_format}, which has no random access: "
-        f"convert it with `tfds convert_format --dataset_version_dir={builder.data_dir} "
-        f"--out_file_format=array_record`, or rebuild it with {build}."
-      )
-  try:
-    return TfdsImages(builder.as_data_source(split=split))
-  except (KeyError, FileNotFoundError, ValueError, NotImplementedError):
-    pass  # Not prepared: explained below, without tfds' minutes of download retries.
+  if not builder.is_prepared():
+    _prepare(builder, config, build)
+  formats = {_format_name(f) for f in builder.info.available_file_formats()}
+  if "array_record" not in formats:
+    # tfds reads a copy converted in place as its original format still: convert into a new folder.
+    version = os.path.relpath(builder.data_dir, root)
+    raise DatasetUnavailableError(
+      f"dataset {name!r} in {builder.data_dir} is prepared as {', '.join(sorted(formats))}, which has no random "
+      f"access: rebuild it with {build}, or convert a copy with `tfds convert_format "
+      f"--dataset_version_dir={builder.data_dir} --out_file_format=array_record --out_dir=NEW_ROOT/{version}` "
+      "and point --config.data_dir at NEW_ROOT."
+    )
+  if split not in builder.info.splits:
+    raise DatasetUnavailableError(
+      f"dataset {name!r} has no split {split!r} (config.{field}); it has {', '.join(sorted(builder.info.splits))}."
+    )
+  return TfdsImages(builder.as_data_source(split=split, file_format="array_record"))
+
+
+def _prepare(builder, config, build: str) -> None:
+  """Downloads and prepares a missing dataset when allowed and possible, never retrying for minutes."""
+  name, where = config.dataset, builder.data_dir
   how = f"run {build} on a machine with internet"
   if not config.download:
-    raise DatasetUnavailableError(
-      f"dataset {name!r} is not prepared in {builder.data_dir}; {how}, or set --config.download=True."
-    )
+    raise DatasetUnavailableError(f"dataset {name!r} is not prepared in {where}; {how}, or set --config.download=True.")
   if not _network_reachable():
     raise DatasetUnavailableError(
-      f"dataset {name!r} is not prepared in {builder.data_dir} and the network is unreachable; {how} "
+      f"dataset {name!r} is not prepared in {where} and the network is unreachable; {how} "
       "and point --config.data_dir at it."
     )
-  builder.download_and_prepare(file_format="array_record")
-  return TfdsImages(builder.as_data_source(split=split))
+  try:
+    builder.download_and_prepare(file_format="array_record")
+  except ImportError as error:  # tfds' own preparation code of some datasets encodes images with TensorFlow.
+    raise DatasetUnavailableError(
+      f"preparing dataset {name!r} needs a package that is not installed ({error}): `pip install tensorflow-cpu` "
+      f"for the preparation only, or {how}."
+    ) from None
 
 
 def photo_source(config, split: str):
@@ -393,6 +410,8 @@ class EvalData:
     source = photo_source(self.config, "eval")
     wanted = len(source) if self.num_images < 0 else self.num_images
     found = 0
+    if wanted == 0:
+      return
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
       for chunk in _in_chunks(len(source), _EVAL_DECODE_CHUNK):
         for photo in pool.map(source.__getitem__, chunk):

@@ -4,6 +4,7 @@ Shared by the colorize mode and folder training, so both read every photo the sa
 orientation, ICC profiles, alpha, palette and 16-bit modes, the first frame of an animation.
 """
 
+import collections
 import dataclasses
 import glob
 import io
@@ -51,8 +52,18 @@ def find_photos(pattern: str, recursive: bool = False) -> list:
   return sorted((p, os.path.relpath(p, root)) for p in photos)
 
 
-def output_path(output_dir: str, relative_name: str, image_format: str) -> str:
-  return os.path.join(output_dir, os.path.splitext(relative_name)[0] + FORMATS[image_format])
+def output_paths(names: list, output_dir: str, image_format: str) -> list:
+  """The output path of each input name: the name with the format's extension, under `output_dir`.
+
+  Inputs that would share an output (photo.jpg and photo.png) keep their own extension in it
+  (photo.jpg.png, photo.png.png), so no output of a run replaces another.
+  """
+  stems = [os.path.splitext(name)[0] for name in names]
+  counts = collections.Counter(stems)
+  return [
+    os.path.join(output_dir, (name if counts[stem] > 1 else stem) + FORMATS[image_format])
+    for name, stem in zip(names, stems, strict=True)
+  ]
 
 
 # ----------------------------------------------------------------------------- decoding

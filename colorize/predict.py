@@ -179,8 +179,8 @@ def colorize_photos(
 def plan_jobs(found: list, output_dir: str, image_format: str, overwrite: bool):
   """(jobs to run, number skipped): existing outputs are kept unless `overwrite`; inputs never."""
   jobs, skipped = [], 0
-  for source, name in found:
-    target = photos.output_path(output_dir, name, image_format)
+  targets = photos.output_paths([name for _, name in found], output_dir, image_format)
+  for (source, _), target in zip(found, targets, strict=True):
     if os.path.exists(target) and os.path.samefile(source, target):
       print(f"SKIPPED {source}: the output would replace the input; choose another --output", file=sys.stderr)
       skipped += 1

@@ -69,6 +69,13 @@ def check_model_config(config) -> None:
         f"config.image_size={config.image_size} is not a multiple of 2**{field}={2**depth}: "
         f"use a multiple of {2**depth}."
       )
+  for field, value, known in (
+    ("optim.optimizer", config.optim.optimizer, ("adam", "sgd")),
+    ("loss.regression", config.loss.regression, ("l1", "l2")),
+    ("model.output", config.model.output, ("lab", "ab")),
+  ):
+    if value not in known:
+      raise ValueError(f"config.{field}={value!r} is unknown; use {' or '.join(repr(k) for k in known)}.")
   if config.dtype not in ("float32", "bfloat16"):
     raise ValueError(f"config.dtype={config.dtype!r} is unknown; use 'float32' or 'bfloat16'.")
   if config.generator_steps_per_batch < 1:

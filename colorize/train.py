@@ -10,6 +10,7 @@ import threading
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from colorize import checkpoint
 from colorize import evaluate
@@ -111,7 +112,7 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
   train_batches = input_pipeline.train_batches(config, position)
   eval_data = input_pipeline.eval_dataset(config)
   sample_images = input_pipeline.first_images(eval_data, config.num_sample_images)
-  gray_skipped = 0  # Gray (or broken) photos replaced in this process's batches so far.
+  gray_skipped = 0  # Gray (or broken) photos replaced in this process's slices so far; summed when logged.
 
   # ---- Loop.
   progress = reporting.Progress(start_step, config.num_train_steps, config.batch_size)
@@ -130,7 +131,7 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
       if step % config.log_every_steps == 0 or last or stop.received:
         averaged = average_finite_metrics(jax.device_get(pending), manager.latest_step())
         pending = {}
-        averaged["gray_images_skipped"] = gray_skipped
+        averaged["gray_images_skipped"] = int(np.sum(multihost_utils.process_allgather(np.int64(gray_skipped))))
         run.write_scalars(step, {f"train/{k}": v for k, v in averaged.items()} | progress.update(step))
       if step % config.eval_every_steps == 0 or last:
         results = evaluate.evaluate_subset(eval_fn, state, mesh, eval_data.batches())

@@ -2,8 +2,9 @@
 
     python main.py --config=configs/cifar10.py --workdir=runs/cifar10
 
-Needs CIFAR-10 prepared by tensorflow-datasets (`tfds build cifar10`, or --config.download=True
-on a machine with internet). The paper reports MAE 5.1 (RGB, 0..255) on the test set.
+Needs CIFAR-10 prepared by tensorflow-datasets in ArrayRecord (`tfds build cifar10
+--file_format=array_record`, or --config.download=True on a machine with internet). The paper
+reports MAE 5.1 (RGB, 0..255) on the test set.
 """
 
 from configs import default

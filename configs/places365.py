@@ -2,8 +2,9 @@
 
     python main.py --config=configs/places365.py --workdir=runs/p365
 
-Needs `places365_small` prepared by tensorflow-datasets (about 24 GB of downloads:
-`tfds build places365_small --data_dir=...`, or --config.download=True with internet).
+Needs `places365_small` prepared by tensorflow-datasets in ArrayRecord (about 24 GB of downloads:
+`tfds build places365_small --file_format=array_record --data_dir=...`, or --config.download=True
+with internet).
 """
 
 from configs import default

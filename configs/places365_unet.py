@@ -13,7 +13,5 @@ def get_config():
   config = places365.get_config()
   config.adversarial = False
   config.loss.regression = "l2"  # The paper's baseline minimises the Euclidean distance.
-  config.generator_steps_per_batch = (
-    1  # No discriminator to keep up with: one update per batch (the paper's baseline minimises the Euclidean distance).
-  )
+  config.generator_steps_per_batch = 1  # No discriminator to keep up with: one update per batch.
   return config

@@ -23,7 +23,7 @@ def test_evaluate_writes_metrics_with_the_gray_baseline_a_report_and_a_grid(trai
     metrics = json.load(f)
   assert metrics == returned
   assert KEYS <= metrics.keys() and KEYS <= metrics["baselines"]["gray"].keys()
-  assert {key: metrics[key] for key in evaluate.METRIC_KEYS} == metrics["kept_l"]  # 'ab': G keeps the input L
+  assert KEYS <= metrics["kept_l"].keys()
   assert metrics["step"] == 2 and metrics["num_images"] == 12  # every held-out demo tile
   gray = metrics["baselines"]["gray"]
   assert gray["colorfulness"] == pytest.approx(0.0, abs=1.0)  # a = b = 0: (almost) no colour

@@ -1,5 +1,7 @@
 import colorsys
+import io
 import itertools
+import json
 import os
 
 import numpy as np
@@ -140,12 +142,64 @@ def test_missing_folder_names_the_setting(tmp_path):
     input_pipeline.train_batches(config)
 
 
-def test_tfds_dataset_through_a_mocked_data_source():
-  config = tiny_config(dataset="cifar10", image_size=32, batch_size=8)
-  with tfds.testing.mock_data(num_examples=16):
-    (batch,) = take(input_pipeline.train_batches(config), 1)
-    (val,) = list(input_pipeline.eval_dataset(config, num_images=4).batches())
-  assert batch["image"].shape == (8, 32, 32, 3) and val["mask"].sum() == 4
+class TinyPhotos(tfds.core.GeneratorBasedBuilder):
+  """A tfds image dataset small enough to prepare in a test, in ArrayRecord, without TensorFlow."""
+
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({"image": tfds.features.Image()}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples(12, 0), "test": self._generate_examples(6, 1)}
+
+  def _generate_examples(self, count, seed):
+    for i in range(count):
+      png = io.BytesIO()
+      Image.fromarray(colourful(100 * seed + i, 24)).save(png, "PNG")
+      png.seek(0)
+      yield i, {"image": png}
+
+
+def prepared_tiny_photos(data_dir) -> str:
+  """Prepares `tiny_photos` in ArrayRecord under `data_dir`; returns its version folder."""
+  builder = TinyPhotos(data_dir=str(data_dir), file_format="array_record")
+  builder.download_and_prepare()
+  return builder.data_dir
+
+
+def test_a_prepared_tfds_dataset_trains_and_evaluates_through_its_data_source(tmp_path):
+  prepared_tiny_photos(tmp_path)
+  config = tiny_config(dataset="tiny_photos", data_dir=str(tmp_path), batch_size=8)
+  (batch,) = take(input_pipeline.train_batches(config), 1)
+  (val,) = list(input_pipeline.eval_dataset(config, num_images=4).batches())
+  assert batch["image"].shape == (8, 16, 16, 3) and val["mask"].sum() == 4
+  assert int(batch["gray_skipped"]) == 0
+
+
+def test_a_tfds_dataset_prepared_as_tfrecord_names_the_rebuild_and_the_conversion(tmp_path):
+  version_dir = prepared_tiny_photos(tmp_path)
+  info_path = os.path.join(version_dir, "dataset_info.json")
+  info = json.load(open(info_path))
+  json.dump({**info, "fileFormat": "tfrecord"}, open(info_path, "w"))  # As tfds' old default writes it.
+  with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
+    input_pipeline.train_batches(tiny_config(dataset="tiny_photos", data_dir=str(tmp_path)))
+  message = str(error.value)
+  assert "prepared as tfrecord" in message
+  assert f"tfds build tiny_photos --file_format=array_record --data_dir={tmp_path}" in message
+  assert (
+    f"tfds convert_format --dataset_version_dir={version_dir} --out_file_format=array_record "
+    "--out_dir=NEW_ROOT/tiny_photos/1.0.0" in message
+  )
+
+
+def test_a_missing_split_is_named_with_the_splits_there_are(tmp_path):
+  prepared_tiny_photos(tmp_path)
+  config = tiny_config(dataset="tiny_photos", data_dir=str(tmp_path), eval_split="validation")
+  with pytest.raises(
+    input_pipeline.DatasetUnavailableError, match=r"no split 'validation' \(config.eval_split\); it has test, train"
+  ):
+    input_pipeline.validation_images(config, 2)
 
 
 @pytest.mark.parametrize("download", [False, True])
@@ -157,22 +211,6 @@ def test_missing_tfds_dataset_fails_fast_offline(tmp_path, monkeypatch, download
   message = str(error.value)
   assert "'cifar10'" in message and str(tmp_path) in message
   assert f"tfds build cifar10 --file_format=array_record --data_dir={tmp_path}" in message
-
-
-def test_a_tfds_dataset_prepared_as_tfrecord_names_the_conversion(tmp_path, monkeypatch):
-  class PreparedAsTfrecord:
-    data_dir = str(tmp_path / "cifar10" / "3.0.2")
-    info = type("Info", (), {"file_format": "tfrecord"})
-
-    def is_prepared(self):
-      return True
-
-  monkeypatch.setattr(tfds, "builder", lambda *args, **kwargs: PreparedAsTfrecord())
-  with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
-    input_pipeline.train_batches(tiny_config(dataset="cifar10", data_dir=str(tmp_path)))
-  message = str(error.value)
-  assert "prepared as tfrecord" in message
-  assert f"tfds convert_format --dataset_version_dir={tmp_path}/cifar10/3.0.2 --out_file_format=array_record" in message
 
 
 def test_folder_training_reads_any_format_and_survives_unreadable_and_truncated_photos(tmp_path):

@@ -80,13 +80,37 @@ def input_kinds(folder):
   }
 
 
+def lightness(rgb):
+  return skcolor.rgb2lab(rgb[..., :3])[..., 0]
+
+
+def upright_source(name):
+  """What each input kind of `input_kinds` shows a viewer, as uint8 RGB."""
+  rgb = photo()
+  gray = np.asarray(Image.fromarray(rgb).convert("L").convert("RGB"))
+  return {
+    "gray.png": gray,
+    "la.png": gray,
+    "sixteen_bit.png": gray,
+    "rotated_exif.jpg": np.rot90(rgb, k=-1),  # EXIF orientation 6: turned 90 degrees clockwise.
+    "anim.gif": np.asarray(Image.fromarray(rgb).convert("P").convert("RGB")),  # The first frame.
+    "palette.png": np.asarray(Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=32).convert("RGB")),
+  }.get(name, rgb)
+
+
 def test_every_input_kind_gives_an_output_of_its_size(run_dir, tmp_path):
   kinds = input_kinds(str(tmp_path / "in"))
   assert colorize(run_dir, tmp_path / "in", tmp_path / "out") == 0
+  shared = {"photo.webp", "photo.tiff", "photo.bmp"}  # One name, three formats: three outputs.
+  assert len(os.listdir(tmp_path / "out")) == len(kinds)
   for name, (_, size, alpha) in kinds.items():
-    result = Image.open(tmp_path / "out" / (os.path.splitext(name)[0] + ".png"))
+    result = Image.open(tmp_path / "out" / ((name if name in shared else os.path.splitext(name)[0]) + ".png"))
     assert result.size[::-1] == size, name
     assert result.mode == ("RGBA" if alpha else "RGB"), name
+    # Lightness per pixel against the upright source: a wrong rotation (90 vs 270 degrees), CMYK
+    # inversion, 16-bit scaling or GIF frame gives mean gaps of 10-50; lossy formats stay below 2.
+    gap = np.abs(lightness(np.asarray(result)) - lightness(upright_source(name)))
+    assert gap.mean() < 2.5, (name, gap.mean())
 
 
 def test_output_keeps_the_input_lightness_and_alpha(run_dir, tmp_path):
