@@ -51,6 +51,11 @@ def test_runs_evaluated_on_different_data_are_refused():
     compare.check_same_eval_data([small, large], ["a", "b"])
   with pytest.raises(ValueError, match="same --eval_images"):
     compare.check_same_image_count([{"num_images": 4}, {"num_images": 8}], ["a", "b"])
+  # A folder's split does not depend on the seed: runs that differ only in it compare.
+  folder = {"dataset": "folder", "data_dir": "/photos"}
+  compare.check_same_eval_data([tiny_config(seed=0, **folder), tiny_config(seed=1, **folder)], ["a", "b"])
+  with pytest.raises(ValueError, match="config.folder_val_fraction"):
+    compare.check_same_eval_data([tiny_config(**folder), tiny_config(folder_val_fraction=0.2, **folder)], ["a", "b"])
 
 
 def test_command_line_needs_two_runs_and_an_output(tmp_path):

@@ -213,6 +213,18 @@ def test_missing_tfds_dataset_fails_fast_offline(tmp_path, monkeypatch, download
   assert f"tfds build cifar10 --file_format=array_record --data_dir={tmp_path}" in message
 
 
+def test_preparing_a_dataset_that_needs_tensorflow_says_so_in_one_line(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, "_network_reachable", lambda: True)
+
+  def needs_tensorflow(self, **kwargs):
+    raise ModuleNotFoundError("No module named 'tensorflow'")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", needs_tensorflow)
+  config = tiny_config(dataset="cifar10", data_dir=str(tmp_path), download=True)
+  with pytest.raises(input_pipeline.DatasetUnavailableError, match="pip install tensorflow-cpu` for the preparation"):
+    input_pipeline.train_batches(config)
+
+
 def test_folder_training_reads_any_format_and_survives_unreadable_and_truncated_photos(tmp_path):
   solid = {"png": (220, 30, 30), "webp": (30, 220, 30), "tiff": (30, 30, 220)}
   for extension, rgb in solid.items():
