@@ -127,15 +127,20 @@ def restore_newest_usable(manager: ocp.CheckpointManager, state):
   )
 
 
-def restore_generator(workdir: str, generator_state, step: int | None = None):
-  """The generator alone (for evaluation and colorizing), newest checkpoint by default."""
+def restore_generator_variables(workdir: str, abstract_variables: dict, step: int | None = None):
+  """(G's {'params', 'batch_stats'}, step) of the newest checkpoint (or `step`): for inference.
+
+  Reads only those two of G's item, never its optimiser state nor the discriminator.
+  """
   manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=ITEMS)
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}: train the run first.")
-  restored = manager.restore(
-    step, args=ocp.args.Composite(generator=ocp.args.StandardRestore(_abstract(generator_state)))
+  target = _abstract(abstract_variables)
+  only_these = ocp.args.PyTreeRestore(
+    target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
   )
+  restored = manager.restore(step, args=ocp.args.Composite(generator=only_these))
   return restored.generator, step
 
 

@@ -7,12 +7,12 @@ restore, apply and show the generator the same way: BatchNorm's running averages
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from colorize import checkpoint
 from colorize import color
 from colorize import models
-from colorize import steps
 
 
 def generator_module(config):
@@ -24,14 +24,16 @@ def generator_module(config):
 def load_generator(config, workdir: str):
   """(generator module, its variables, step) from the newest checkpoint of `workdir`.
 
-  Restores the generator alone onto the first local device; the discriminator is never built.
+  Restores G's parameters and batch statistics alone onto the first local device: no optimiser
+  state, no discriminator.
   """
+  generator = generator_module(config)
+  gray = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 1), jnp.float32)
+  shapes = jax.eval_shape(lambda x: generator.init(jax.random.key(0), x, train=False), gray)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), steps.abstract_generator_state(config)
-  )
-  network, step = checkpoint.restore_generator(workdir, abstract)
-  return generator_module(config), network.variables(), step
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), dict(shapes))
+  variables, step = checkpoint.restore_generator_variables(workdir, abstract)
+  return generator, variables, step
 
 
 @functools.partial(jax.jit, static_argnums=0)

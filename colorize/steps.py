@@ -149,15 +149,6 @@ def _network(variables, optimizers: Optimizers) -> NetworkState:
   return NetworkState(variables["params"], variables["batch_stats"], tx.init(variables["params"]))
 
 
-def abstract_generator_state(config) -> NetworkState:
-  """Shapes of G's state alone, computing nothing: what inference restores (D is never built)."""
-  generator, _ = models.create_models(config.model, config.dtype)
-  gray = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 1), jnp.float32)
-  return jax.eval_shape(
-    lambda x: _network(generator.init(jax.random.key(0), x, train=False), create_optimizers(config)), gray
-  )
-
-
 # ----------------------------------------------------------------------------- the step
 
 
