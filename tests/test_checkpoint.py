@@ -13,6 +13,7 @@ from tests.conftest import tiny_config
 from tests.conftest import train_losses
 
 
+@pytest.mark.slow
 def test_a_failed_save_stops_the_run_naming_the_step_and_keeps_older_checkpoints(tmp_path, monkeypatch):
   real_save = ocp.CheckpointManager.save
 
@@ -27,6 +28,7 @@ def test_a_failed_save_stops_the_run_naming_the_step_and_keeps_older_checkpoints
   assert params_of(str(tmp_path))[0] == 2
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
   reference, damaged = str(tmp_path / "reference"), str(tmp_path / "damaged")
   train.train_and_evaluate(tiny_config(num_train_steps=4), reference)
@@ -54,9 +56,8 @@ def test_checkpoints_of_earlier_versions_give_their_data_position():
   assert checkpoint.data_position({"step": 8, "epoch": 2, "index": 5}) == {"epoch": 2, "index": 5}
 
 
-def test_weights_of_another_run_bring_its_parameters_and_batch_statistics_and_a_fresh_optimiser(tmp_path):
-  source = str(tmp_path / "source")
-  train.train_and_evaluate(tiny_config(num_train_steps=2), source)
+def test_weights_of_another_run_bring_its_parameters_and_batch_statistics_and_a_fresh_optimiser(trained_run):
+  source = trained_run
   fresh, _ = steps.setup(tiny_config(), steps.make_mesh())
   loaded, step = checkpoint.load_weights(source, fresh)
   _, saved = params_of(source)

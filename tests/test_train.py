@@ -20,6 +20,7 @@ from tests.conftest import train_losses
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_skip_nonfinite_keeps_the_old_state_and_counts_the_skipped_updates(tmp_path):
   config = tiny_config(num_train_steps=4, log_every_steps=2, skip_nonfinite=True)
   config.optim.g_learning_rate = float("nan")  # Every update would make G's parameters NaN.
@@ -44,6 +45,7 @@ def test_average_finite_metrics_leaves_out_and_counts_skipped_steps():
     train.average_finite_metrics({3: {"g_loss": 1.0}, 4: {"g_loss": nan}}, None)
 
 
+@pytest.mark.slow
 def test_same_seed_is_bitwise_reproducible_and_resume_matches_an_uninterrupted_run(tmp_path):
   config = tiny_config(num_train_steps=4)
   first, second, resumed = (str(tmp_path / name) for name in ("first", "second", "resumed"))
@@ -69,9 +71,8 @@ def test_same_seed_is_bitwise_reproducible_and_resume_matches_an_uninterrupted_r
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(first))
 
 
-def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
-  source, tuned = str(tmp_path / "source"), str(tmp_path / "tuned")
-  train.train_and_evaluate(tiny_config(num_train_steps=2), source)
+def test_init_from_starts_a_new_run_from_another_runs_weights(trained_run, tmp_path):
+  source, tuned = trained_run, str(tmp_path / "tuned")
   frozen = tiny_config(num_train_steps=1, init_from=source)
   frozen.optim.g_learning_rate = frozen.optim.d_learning_rate = 0.0  # Adam with lr 0 leaves params as loaded.
   train.train_and_evaluate(frozen, tuned)
@@ -83,6 +84,7 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     train.train_and_evaluate(tiny_config(init_from=str(tmp_path / "nothing")), str(tmp_path / "other"))
 
 
+@pytest.mark.slow
 def test_non_finite_values_stop_the_run_with_the_step_and_save_no_nan_state(tmp_path):
   config = tiny_config(num_train_steps=4, log_every_steps=4, checkpoint_every_steps=2, generator_steps_per_batch=1)
   config.optim.g_learning_rate = float("nan")  # Step 1's update makes the parameters and later losses NaN.
@@ -96,6 +98,7 @@ def test_non_finite_values_stop_the_run_with_the_step_and_save_no_nan_state(tmp_
     assert manager.latest_step() is None
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
   script = (
     "import sys; from tests.conftest import tiny_config; from colorize import train; "
