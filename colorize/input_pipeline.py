@@ -315,9 +315,12 @@ class TrainBatchMaker:
     self._permutation = (None, None)  # (epoch, permutation): the last epoch's, cached
 
   def permutation(self, epoch: int) -> np.ndarray:
-    if self._permutation[0] != epoch:
-      self._permutation = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.source)))
-    return self._permutation[1]
+    """The order of epoch `epoch`: a seeded permutation of every record (decoding threads share it)."""
+    cached_epoch, order = self._permutation  # Read once: another thread may replace it meanwhile.
+    if cached_epoch != epoch:
+      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source))
+      self._permutation = (epoch, order)
+    return order
 
   def colour_photo(self, epoch: int, index: int):
     """(photo, stand-ins used): example `index` of `epoch`, or a seeded stand-in if gray or broken."""
