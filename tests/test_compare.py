@@ -8,6 +8,9 @@ import pytest
 from PIL import Image
 
 from colorize import compare
+from colorize import evaluate
+from colorize import inference
+from colorize import input_pipeline
 from colorize import run_setup
 from colorize import train
 from tests.conftest import tiny_config
@@ -35,11 +38,26 @@ def test_compare_writes_one_table_and_one_grid_of_the_same_images(trained_run, u
   for run in (trained_run, unet_run):  # Runs without a report are evaluated first, then reused.
     assert summary[run] == json.loads(open(os.path.join(run, "eval", "metrics.json")).read())
 
+  rows = {line.split(" | ")[0].lstrip("| "): line.strip(" |").split(" | ")[1:] for line in table.splitlines()[4:10]}
+  for label, cells in rows.items():  # Every cell is its run's own metrics.json value, then the gray baseline.
+    key = next(
+      k
+      for k, text in evaluate.METRIC_LABELS.items()
+      if label == text.format(real=summary[trained_run]["real_colorfulness"])
+    )
+    expected = [summary[trained_run][key], summary[unet_run][key], summary[trained_run]["baselines"]["gray"][key]]
+    assert [float(cell) for cell in cells] == pytest.approx(expected, abs=5e-5), label
+  assert len(rows) == 6
+
   grid = np.asarray(Image.open(out / "comparison.png"))
   assert grid.shape == (2 * (16 + 2), 2 * (4 * 16 + 2), 3)  # 4 images, 2 groups a row: gray|real|GAN|U-Net
-  group = grid[:16, : 4 * 16]
-  gan_column, unet_column = group[:, 32:48], group[:, 48:64]
-  assert not np.array_equal(gan_column, unet_column)
+  real = input_pipeline.validation_images(tiny_config(), 4)
+  for column, run in ((2, trained_run), (3, unet_run)):  # Each column is its own run's output.
+    generator, variables, _ = inference.load_generator(tiny_config(), run)
+    own = np.asarray(inference.colorize_images(generator, variables, real))
+    for i in range(4):
+      top, left = (i // 2) * 18, (i % 2) * (4 * 16 + 2) + column * 16
+      np.testing.assert_array_equal(grid[top : top + 16, left : left + 16], own[i])
 
   with pytest.raises(run_setup.UsageError, match="--overwrite"):
     compare.compare([trained_run, unet_run], str(out))
