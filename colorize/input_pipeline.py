@@ -147,19 +147,6 @@ def readable_photos(paths: list) -> list:
   return good
 
 
-class InMemoryPhotos:
-  """Decoded photos held in memory (the demo)."""
-
-  def __init__(self, photos: list):
-    self.photos = photos
-
-  def __len__(self) -> int:
-    return len(self.photos)
-
-  def __getitem__(self, index: int) -> np.ndarray:
-    return self.photos[index]
-
-
 class PhotoFiles:
   """A user's photo files, decoded on access by the colorize mode's Pillow loader (EXIF, ICC, any mode)."""
 
@@ -204,11 +191,12 @@ def _format_name(file_format) -> str:
   return str(getattr(file_format, "value", file_format))
 
 
-def _tfds_source(config, split: str) -> TfdsImages:
-  """A prepared tfds split in ArrayRecord, or within seconds one line saying how to get it."""
+def _tfds_source(config, field: str) -> TfdsImages:
+  """The tfds split named by `config.<field>`, prepared in ArrayRecord, or within seconds one
+  line saying how to get it."""
   import tensorflow_datasets as tfds  # Imported lazily: folders and the demo do not need it.
 
-  name, field = config.dataset, "train_split" if split == config.train_split else "eval_split"
+  name, split = config.dataset, config[field]
   builder = tfds.builder(name, data_dir=config.data_dir or None)
   root = os.path.dirname(os.path.dirname(builder.data_dir))
   build = f"`tfds build {name} --file_format=array_record --data_dir={root}`"
@@ -252,14 +240,15 @@ def _prepare(builder, config, build: str) -> None:
 
 
 def photo_source(config, split: str):
-  """Every photo of `split` ('train' or 'eval') as a random-access sequence of uint8 RGB arrays."""
+  """Every photo of `split` ('train' or 'eval') as a random-access sequence of uint8 RGB arrays
+  (a list for the demo's photos, held in memory)."""
   if config.dataset == "demo":
-    return InMemoryPhotos([_demo_photo(n) for n in DEMO_TRAIN_PHOTOS] if split == "train" else _demo_eval_tiles())
+    return [_demo_photo(n) for n in DEMO_TRAIN_PHOTOS] if split == "train" else _demo_eval_tiles()
   if config.dataset == "folder":
     return PhotoFiles(readable_photos(folder_split(config.data_dir, split, config.folder_val_fraction)))
   if config.dataset == "tfds":
     raise ValueError("config.dataset must name the tfds dataset itself, e.g. 'cifar10'.")
-  return _tfds_source(config, config.train_split if split == "train" else config.eval_split)
+  return _tfds_source(config, "train_split" if split == "train" else "eval_split")
 
 
 # ----------------------------------------------------------------------------- preprocessing

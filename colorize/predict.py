@@ -21,6 +21,7 @@ from PIL import Image
 from colorize import color
 from colorize import inference
 from colorize import photos
+from colorize import run_setup
 from colorize.run_setup import UsageError
 
 _ROWS_PER_CHUNK = 256  # Full-resolution colour maths runs in row chunks: bounded memory.
@@ -192,15 +193,6 @@ def plan_jobs(found: list, output_dir: str, image_format: str, overwrite: bool):
   return jobs, skipped
 
 
-def check_output_dir(output_dir: str) -> None:
-  try:
-    os.makedirs(output_dir, exist_ok=True)
-  except OSError as error:
-    raise UsageError(f"cannot create --output={output_dir}: {error.strerror or error}") from None
-  if not os.access(output_dir, os.W_OK | os.X_OK):
-    raise UsageError(f"--output={output_dir} is not writable: choose a folder you can write to.")
-
-
 def run(
   config,
   workdir: str,
@@ -222,7 +214,7 @@ def run(
   found = photos.find_photos(input_pattern, recursive)
   if not found:
     raise UsageError(f"no photos ({', '.join(photos.PHOTO_EXTENSIONS)}) found at --input={input_pattern}.")
-  check_output_dir(output_dir)
+  run_setup.make_writable_folder(output_dir, "--output")
   jobs, skipped = plan_jobs(found, output_dir, image_format, overwrite)
   generator, variables, step = inference.load_generator(config, workdir)
   print(f"Colorizing {len(jobs)} photo(s) with {workdir} at step {step}.", file=sys.stderr)

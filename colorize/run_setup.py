@@ -41,13 +41,18 @@ def resolve(config: ml_collections.ConfigDict | None, config_path: str | None, w
   if config is None:
     config = saved_config(workdir)
   config.lock()
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as error:
-    raise UsageError(f"cannot create --workdir={workdir}: {error.strerror or error}.") from None
-  if not os.access(workdir, os.W_OK):
-    raise UsageError(f"--workdir={workdir} is not writable: choose a folder you can write to.")
+  make_writable_folder(workdir, "--workdir")
   return config, workdir
+
+
+def make_writable_folder(path: str, flag: str) -> None:
+  """Creates `path` if needed; a UsageError naming `flag` when that fails or it is not writable."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as error:
+    raise UsageError(f"cannot create {flag}={path}: {error.strerror or error}") from None
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise UsageError(f"{flag}={path} is not writable: choose a folder you can write to.")
 
 
 _CLUSTER_SIZE_VARIABLES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")

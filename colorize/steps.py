@@ -116,12 +116,8 @@ class Optimizers(NamedTuple):
 def create_optimizers(config) -> Optimizers:
   """Adam (the paper's and the reference code's) or plain SGD (for exact gradient checks)."""
   optim = config.optim
-  if optim.optimizer == "adam":
-    family = functools.partial(optax.adam, b1=optim.beta1, b2=optim.beta2, eps=1e-8)
-  elif optim.optimizer == "sgd":
-    family = optax.sgd
-  else:
-    raise ValueError(f"config.optim.optimizer={optim.optimizer!r} is unknown; use 'adam' or 'sgd'.")
+  families = {"adam": functools.partial(optax.adam, b1=optim.beta1, b2=optim.beta2, eps=1e-8), "sgd": optax.sgd}
+  family = families[optim.optimizer]  # A name outside these is refused by check_model_config.
 
   def make(rate):
     # The rate enters as a schedule that ignores the optimiser's count: the state keeps the

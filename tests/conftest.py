@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import tempfile
 
 import jax
@@ -65,3 +66,10 @@ def train_losses(workdir):
 
 def assert_trees_equal(a, b):
   jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def free_port() -> int:
+  """A TCP port the OS says is free, for a multi-process coordinator."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]

@@ -2,13 +2,13 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from colorize import predict
+from tests.conftest import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HINT = "Run `python main.py --help` for the modes, their flags and an example of each."
@@ -83,12 +83,6 @@ def test_the_colorize_rate_counts_written_photos_only(monkeypatch):
   assert progress.text() == "[2/4] 0.00 img/s"
   progress.advance(written=True)
   assert progress.text().startswith("[3/4] 0.50 img/s, ETA 2 s")
-
-
-def free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
 
 
 def start_main(workdir, devices: int, *flags: str) -> subprocess.Popen:

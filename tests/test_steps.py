@@ -1,6 +1,5 @@
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import pytest
 
 from colorize import models
 from colorize import steps
+from tests.conftest import free_port
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,7 +86,7 @@ def test_unknown_optimizer_is_a_clear_error():
   config = tiny_config()
   config.optim.optimizer = "rmsprop"
   with pytest.raises(ValueError, match="config.optim.optimizer='rmsprop' is unknown"):
-    steps.create_optimizers(config)
+    steps.check_model_config(config)
 
 
 def smooth_colour_images(count, size):
@@ -173,12 +173,6 @@ def losses_of(process) -> dict:
   assert process.returncode == 0, err[-3000:]
   results = [line for line in out.splitlines() if line.startswith("{")]  # Gloo prints to stdout too.
   return json.loads(results[-1]) if results else {}
-
-
-def free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
 
 
 def assert_same_training(reference, other):
