@@ -1,7 +1,9 @@
 """Orbax checkpoints of a run: generator, discriminator and data position as separate items.
 
-The generator is its own item so inference can restore it alone. The data position is a plain
-dict {'epoch', 'index'}: the global training stream's position, the same on every process.
+The generator is its own item so inference can restore it alone; so is the moving average of
+its weights (`generator_ema`, only in runs with config.ema_decay > 0), which inference prefers.
+The data position is a plain dict {'epoch', 'index'}: the global training stream's position,
+the same on every process.
 """
 
 import os
@@ -13,7 +15,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-ITEMS = ("generator", "discriminator", "data")
+ITEMS = ("generator", "discriminator", "data", "generator_ema")
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -29,15 +31,15 @@ def save(manager: ocp.CheckpointManager, state, data_position: dict) -> None:
   """Starts an asynchronous save of `state` and the data position {'epoch', 'index'} at the state's
   step; collective over processes."""
   step = int(state.step)
+  items = dict(
+    generator=ocp.args.StandardSave(state.generator),
+    discriminator=ocp.args.StandardSave(state.discriminator),
+    data=ocp.args.JsonSave({"step": step, **{k: int(v) for k, v in data_position.items()}}),
+  )
+  if state.generator_ema is not None:
+    items["generator_ema"] = ocp.args.StandardSave(state.generator_ema)
   try:
-    manager.save(
-      step,
-      args=ocp.args.Composite(
-        generator=ocp.args.StandardSave(state.generator),
-        discriminator=ocp.args.StandardSave(state.discriminator),
-        data=ocp.args.JsonSave({"step": step, **{k: int(v) for k, v in data_position.items()}}),
-      ),
-    )
+    manager.save(step, args=ocp.args.Composite(**items))
   except OSError as error:  # A full disk, a vanished mount: stop and say so; older checkpoints stay.
     raise OSError(
       error.errno,
@@ -56,18 +58,19 @@ def restore(manager: ocp.CheckpointManager, state, step: int | None = None):
   Returns (state, data position {'epoch', 'index'}).
   """
   step = manager.latest_step() if step is None else step
-  restored = manager.restore(
-    step,
-    args=ocp.args.Composite(
-      generator=ocp.args.StandardRestore(_abstract(state.generator)),
-      discriminator=ocp.args.StandardRestore(_abstract(state.discriminator)),
-      data=ocp.args.JsonRestore(),
-    ),
+  items = dict(
+    generator=ocp.args.StandardRestore(_abstract(state.generator)),
+    discriminator=ocp.args.StandardRestore(_abstract(state.discriminator)),
+    data=ocp.args.JsonRestore(),
   )
+  if state.generator_ema is not None:
+    items["generator_ema"] = ocp.args.StandardRestore(_abstract(state.generator_ema))
+  restored = manager.restore(step, args=ocp.args.Composite(**items))
   state = state.replace(
     step=jax.device_put(np.int32(step), state.step.sharding),
     generator=restored.generator,
     discriminator=restored.discriminator,
+    generator_ema=restored.get("generator_ema"),
   )
   return state, data_position(restored.data)
 
@@ -130,7 +133,8 @@ def restore_newest_usable(manager: ocp.CheckpointManager, state):
 def restore_generator_variables(workdir: str, abstract_variables: dict, step: int | None = None):
   """(G's {'params', 'batch_stats'}, step) of the newest checkpoint (or `step`): for inference.
 
-  Reads only those two of G's item, never its optimiser state nor the discriminator.
+  The moving average of G's weights when the run keeps one, else G's own; never an optimiser
+  state nor the discriminator.
   """
   manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=ITEMS)
   step = manager.latest_step() if step is None else step
@@ -140,8 +144,10 @@ def restore_generator_variables(workdir: str, abstract_variables: dict, step: in
   only_these = ocp.args.PyTreeRestore(
     target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
   )
-  restored = manager.restore(step, args=ocp.args.Composite(generator=only_these))
-  return restored.generator, step
+  has_average = os.path.isdir(os.path.join(str(manager.directory), str(step), "generator_ema"))
+  item = "generator_ema" if has_average else "generator"
+  restored = manager.restore(step, args=ocp.args.Composite(**{item: only_these}))
+  return restored[item], step
 
 
 def load_weights(other_workdir: str, state):
@@ -170,8 +176,10 @@ def load_weights(other_workdir: str, state):
   def weights_of(restored_net, net):
     return net.replace(params=restored_net.params, batch_stats=restored_net.batch_stats)
 
+  generator = weights_of(restored.generator, state.generator)
   state = state.replace(
-    generator=weights_of(restored.generator, state.generator),
+    generator=generator,
     discriminator=weights_of(restored.discriminator, state.discriminator),
+    generator_ema=None if state.generator_ema is None else generator.variables(),  # The average starts afresh.
   )
   return state, step

@@ -19,7 +19,7 @@ _RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
 _D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 
 # The paper's normalisation of Lab into [-1, 1]: L/50 - 1, a/110, b/110.
-_LAB_SCALE = np.array([50.0, 110.0, 110.0])
+LAB_SCALE = np.array([50.0, 110.0, 110.0])
 _LAB_SHIFT = np.array([50.0, 0.0, 0.0])
 
 
@@ -63,16 +63,16 @@ def lab_to_rgb(lab, xp=jnp):
 
 def normalize_lab(lab):
   """Lab -> the network's space: every channel in about [-1, 1]."""
-  return (lab - _LAB_SHIFT) / _LAB_SCALE
+  return (lab - _LAB_SHIFT) / LAB_SCALE
 
 
 def denormalize_lab(lab_normalized):
-  return lab_normalized * _LAB_SCALE + _LAB_SHIFT
+  return lab_normalized * LAB_SCALE + _LAB_SHIFT
 
 
 def normalize_lightness(lightness):
   """L in [0, 100] -> the generator's input in [-1, 1] (the L channel of `normalize_lab`)."""
-  return (lightness - _LAB_SHIFT[0]) / _LAB_SCALE[0]
+  return (lightness - _LAB_SHIFT[0]) / LAB_SCALE[0]
 
 
 # sRGB -> linear for each 8-bit value, and the luminance row of RGB -> XYZ: L* of uint8 photos

@@ -108,7 +108,7 @@ def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
   if jax.process_index() == 0:
     os.makedirs(out_dir, exist_ok=True)
     images = input_pipeline.first_images(data, config.num_sample_images)
-    generated = np.asarray(inference.colorize_images(generator, state.generator.variables(), images))
+    generated = np.asarray(inference.colorize_images(generator, state.inference_variables(), images))
     Image.fromarray(inference.comparison_grid(images, generated)).save(os.path.join(out_dir, "grid.png"))
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
       json.dump(metrics, f, indent=2)

@@ -261,6 +261,18 @@ def is_gray(image: np.ndarray, tolerance: int) -> bool:
   return not (spread > tolerance).any()
 
 
+def colorfulness(image: np.ndarray) -> float:
+  """Hasler & Suesstrunk's colourfulness of a uint8 RGB photo, on every 4th pixel (fast, close)."""
+  rgb = image[::4, ::4].astype(np.float32)
+  rg, yb = rgb[..., 0] - rgb[..., 1], 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+  return float(np.sqrt(rg.var() + yb.var()) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
+
+
+def too_gray_to_learn_from(image: np.ndarray, tolerance: int, min_colorfulness: float) -> bool:
+  """Pure gray (no channel spread over `tolerance`), or less colourful than `min_colorfulness`."""
+  return is_gray(image, tolerance) or (min_colorfulness > 0 and colorfulness(image) < min_colorfulness)
+
+
 def resize_square(crop: np.ndarray, size: int) -> np.ndarray:
   if crop.shape[0] == size:
     return crop
@@ -301,6 +313,7 @@ class TrainBatchMaker:
     self.offset = process_index * self.local_batch
     self.seed, self.size = config.seed, config.image_size
     self.min_crop_fraction, self.gray_tolerance = config.min_crop_fraction, config.gray_tolerance
+    self.min_colorfulness = config.min_colorfulness
     self._permutation = (None, None)  # (epoch, permutation): the last epoch's, cached
 
   def permutation(self, epoch: int) -> np.ndarray:
@@ -312,11 +325,11 @@ class TrainBatchMaker:
     return order
 
   def colour_photo(self, epoch: int, index: int):
-    """(photo, stand-ins used): example `index` of `epoch`, or a seeded stand-in if gray or broken."""
+    """(photo, stand-ins used): example `index` of `epoch`, or a seeded stand-in if (near) gray or broken."""
     record = int(self.permutation(epoch)[index])
     for attempt in range(_MAX_STAND_INS):
       photo = self.source[record]
-      if photo is not None and not is_gray(photo, self.gray_tolerance):
+      if photo is not None and not too_gray_to_learn_from(photo, self.gray_tolerance, self.min_colorfulness):
         return photo, attempt
       record = int(np.random.default_rng([self.seed, epoch, index, attempt + 1]).integers(len(self.source)))
     raise DatasetUnavailableError(

@@ -1,7 +1,15 @@
-"""The GAN objective (DESIGN section 2) on logits and normalised Lab images."""
+"""The GAN objective (DESIGN section 2) on logits and normalised Lab images, and the optional
+class-rebalancing weights of the regression term (Zhang et al. 2016, section 2.2)."""
 
 import jax.numpy as jnp
+import numpy as np
 import optax
+from scipy import ndimage
+
+from colorize import color
+
+AB_BIN = 10.0  # Lab units per a,b bin (Zhang et al.'s grid).
+AB_BINS = 23  # Bins centred on a, b = -110, -100, ..., 110: gray is the middle of one.
 
 
 def sigmoid_cross_entropy(logits, label: float):
@@ -31,9 +39,46 @@ def l2_loss(prediction, target):
   return jnp.mean(jnp.square(prediction - target))
 
 
-def regression_loss(prediction, target, kind: str):
-  if kind == "l1":
-    return l1_loss(prediction, target)
-  if kind == "l2":
-    return l2_loss(prediction, target)
-  raise ValueError(f"loss.regression={kind!r} is unknown; use 'l1' or 'l2'.")
+def regression_loss(prediction, target, kind: str, pixel_weights=None):
+  """Mean L1 or L2 error; `pixel_weights` [B, H, W] weight each pixel's error (all channels)."""
+  if kind not in ("l1", "l2"):
+    raise ValueError(f"loss.regression={kind!r} is unknown; use 'l1' or 'l2'.")
+  if pixel_weights is None:
+    return l1_loss(prediction, target) if kind == "l1" else l2_loss(prediction, target)
+  error = jnp.abs(prediction - target) if kind == "l1" else jnp.square(prediction - target)
+  return jnp.mean(error * pixel_weights[..., None])
+
+
+# ----------------------------------------------------------------------------- class rebalancing
+
+
+def ab_bin_index(normalized_lab, xp=jnp):
+  """Flat index of each pixel's a,b bin on the AB_BINS x AB_BINS grid, [..., 3] -> [...]."""
+  ab = normalized_lab[..., 1:] * color.LAB_SCALE[1]  # Lab units
+  cells = xp.clip(xp.round(ab / AB_BIN) + AB_BINS // 2, 0, AB_BINS - 1).astype(xp.int32)
+  return cells[..., 0] * AB_BINS + cells[..., 1]
+
+
+def ab_histogram(uint8_images) -> np.ndarray:
+  """Pixel counts of the a,b bins over uint8 RGB images [N, H, W, 3], shape [AB_BINS**2]."""
+  lab = color.normalize_lab(color.rgb_to_lab(np.asarray(uint8_images, np.float32) / 255.0, np))
+  return np.bincount(ab_bin_index(lab, np).ravel(), minlength=AB_BINS**2).astype(np.float64)
+
+
+def rebalancing_weights(counts: np.ndarray, mix: float, sigma: float = 5.0) -> np.ndarray:
+  """Zhang et al.'s weight per a,b bin: 1 / ((1 - mix) * smoothed frequency + mix / #colours seen).
+
+  The frequencies are smoothed by a Gaussian of `sigma` Lab units, and the weights scaled so
+  their expectation over the training pixels is 1 (the loss keeps its scale). mix = 1: uniform.
+  """
+  frequency = counts.reshape(AB_BINS, AB_BINS) / max(counts.sum(), 1.0)
+  smoothed = ndimage.gaussian_filter(frequency, sigma / AB_BIN, mode="constant")
+  smoothed /= smoothed.sum()
+  weights = 1.0 / ((1.0 - mix) * smoothed + mix / max(np.count_nonzero(counts), 1))
+  weights /= np.sum(smoothed * weights)
+  return weights.ravel().astype(np.float32)
+
+
+def pixel_weights(weights, real_normalized_lab):
+  """The rebalancing weight of each pixel's true a,b bin, [B, H, W, 3] -> [B, H, W]."""
+  return weights[ab_bin_index(real_normalized_lab)]

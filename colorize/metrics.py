@@ -80,8 +80,18 @@ def with_derived_metrics(averages: dict) -> dict:
 
 def image_metrics(predicted_lab, real_uint8):
   """Every per-image metric of DESIGN section 5 for normalised-Lab predictions vs uint8 RGB truth."""
+  predicted_rgb = color.normalized_lab_to_uint8_rgb(predicted_lab)
+  return _scores(predicted_lab, predicted_rgb, real_uint8)
+
+
+def output_metrics(predicted_uint8, real_uint8):
+  """image_metrics of finished uint8 RGB outputs (what the colorize mode writes), [B, H, W, 3]."""
+  return _scores(color.uint8_rgb_to_normalized_lab(predicted_uint8), predicted_uint8, real_uint8)
+
+
+def _scores(predicted_lab, predicted_uint8, real_uint8):
   real_lab = color.uint8_rgb_to_normalized_lab(real_uint8)
-  predicted_rgb = color.normalized_lab_to_uint8_rgb(predicted_lab).astype(jnp.float32)
+  predicted_rgb = predicted_uint8.astype(jnp.float32)
   real_rgb = real_uint8.astype(jnp.float32)
   return {
     "accuracy": pixel_accuracy_normalized(predicted_lab, real_lab),

@@ -196,12 +196,15 @@ class Discriminator(nn.Module):
   """(L, Lab) pair -> one real/fake logit per image.
 
   Units of 3x3 conv + BN + LeakyReLU(0.2) + dropout + 2x2 max-pool, widths doubling from
-  `base_width`, then a dense layer to one logit.
+  `base_width`, then a dense layer to one logit. `norm='spectral'` replaces BatchNorm by
+  spectral normalisation of every layer's weights (Miyato et al. 2018): D stays 1-Lipschitz,
+  which keeps its gradients to G bounded; the power iteration's vectors live in `batch_stats`.
   """
 
   base_width: int = 64
   num_units: int = 4
   dropout_rate: float = 0.2
+  norm: str = "batch"  # "batch" | "spectral"
   bn_momentum: float = 0.9
   axis_name: str | None = None
   dtype: Dtype = jnp.float32
@@ -211,13 +214,18 @@ class Discriminator(nn.Module):
     _check_divisible(gray.shape, 2**self.num_units, f"Discriminator (model.disc_units={self.num_units})")
     x = jnp.concatenate([gray, lab], axis=-1).astype(self.dtype)
     for i in range(self.num_units):
-      x = ConvNormAct(self.base_width * 2**i, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(
-        x, train
-      )
+      width = self.base_width * 2**i
+      if self.norm == "spectral":
+        conv = nn.Conv(width, (3, 3), padding="SAME", dtype=self.dtype, conv_general_dilated=small_map_conv)
+        x = nn.leaky_relu(nn.SpectralNorm(conv)(x, update_stats=train), 0.2)
+      else:
+        x = ConvNormAct(width, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(x, train)
       x = PerExampleDropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape(x.shape[0], -1)
-    return nn.Dense(1, dtype=self.dtype)(x).astype(jnp.float32)[:, 0]
+    dense = nn.Dense(1, dtype=self.dtype)
+    logits = nn.SpectralNorm(dense)(x, update_stats=train) if self.norm == "spectral" else dense(x)
+    return logits.astype(jnp.float32)[:, 0]
 
 
 class Pix2PixGenerator(nn.Module):
@@ -326,6 +334,10 @@ def create_models(model_config, dtype: str = "float32", axis_name: str | None = 
   )
   discriminator_options = dict(base_width=model_config.disc_base_width, num_units=model_config.disc_units)
   if model_config.discriminator == "paper":
-    discriminator_options["dropout_rate"] = model_config.disc_dropout
+    discriminator_options |= dict(dropout_rate=model_config.disc_dropout, norm=model_config.disc_norm)
+  elif model_config.disc_norm != "batch":
+    raise ValueError(
+      "model.disc_norm='spectral' is implemented for the paper discriminator: use discriminator='paper'."
+    )
   discriminator = discriminators[model_config.discriminator](**discriminator_options, **common)
   return generator, discriminator

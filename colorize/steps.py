@@ -44,6 +44,12 @@ class TrainState:
   step: jax.Array  # Batches trained on.
   generator: NetworkState
   discriminator: NetworkState
+  # Exponential moving average of G's {'params', 'batch_stats'} (config.ema_decay > 0), else None.
+  generator_ema: Any = None
+
+  def inference_variables(self):
+    """G's variables for validation, samples, evaluate and colorize: the average when kept."""
+    return self.generator.variables() if self.generator_ema is None else self.generator_ema
 
 
 # ----------------------------------------------------------------------------- config checks
@@ -80,6 +86,12 @@ def check_model_config(config) -> None:
     raise ValueError(f"config.dtype={config.dtype!r} is unknown; use 'float32' or 'bfloat16'.")
   if config.generator_steps_per_batch < 1:
     raise ValueError("config.generator_steps_per_batch must be at least 1.")
+  if not 0.0 <= config.ema_decay < 1.0:
+    raise ValueError(f"config.ema_decay={config.ema_decay} must be in [0, 1): 0 keeps no average, 0.999 is usual.")
+  if not 0.0 <= config.loss.rebalance <= 1.0:
+    raise ValueError(f"config.loss.rebalance={config.loss.rebalance} must be in [0, 1] (0: off; Zhang et al.: 0.5).")
+  if config.model.disc_norm not in ("batch", "spectral"):
+    raise ValueError(f"config.model.disc_norm={config.model.disc_norm!r} is unknown; use 'batch' or 'spectral'.")
 
 
 # ----------------------------------------------------------------------------- optimisers
@@ -137,12 +149,13 @@ def create_train_state(config, generator, discriminator, optimizers: Optimizers)
   lab = jnp.zeros((1, size, size, 3), jnp.float32)
   g_vars = generator.init(g_key, gray, train=False)
   d_vars = discriminator.init({"params": d_key, "dropout": dropout_key}, gray, lab, train=False)
-  return TrainState(jnp.zeros((), jnp.int32), _network(g_vars, optimizers), _network(d_vars, optimizers))
+  g, d = _network(g_vars, optimizers), _network(d_vars, optimizers)
+  return TrainState(jnp.zeros((), jnp.int32), g, d, g.variables() if config.ema_decay else None)
 
 
 def _network(variables, optimizers: Optimizers) -> NetworkState:
   tx = optimizers.make(0.0)  # The optimiser's state does not depend on the rate.
-  return NetworkState(variables["params"], variables["batch_stats"], tx.init(variables["params"]))
+  return NetworkState(variables["params"], variables.get("batch_stats", {}), tx.init(variables["params"]))
 
 
 # ----------------------------------------------------------------------------- the step
@@ -207,20 +220,32 @@ def discriminator_update(config, discriminator, tx, d: NetworkState, gray, real,
 
   (total, (batch_stats, real_part, fake_part)), grads = jax.value_and_grad(loss_fn, has_aux=True)(_per_device(d.params))
   grads = jax.lax.pmean(grads, AXIS)
+  if config.model.disc_norm == "spectral":
+    # The power iteration ran on the per-device parameters: its vectors are typed per-device,
+    # though equal on all. Averaging makes them replicated again (BatchNorm's already are).
+    batch_stats = jax.lax.pmean(batch_stats, AXIS)
   d, grad_norm = _apply_update(d, grads, tx, batch_stats)
   return d, {"d_loss": total, "d_loss_real": real_part, "d_loss_fake": fake_part, "d_grad_norm": grad_norm}
 
 
-def generator_loss(config, discriminator, d: NetworkState, gray, real, fake, rng):
-  """Adversarial + lambda * L1 (or plain regression) of G's output `fake`. Returns (loss, metrics)."""
+def generator_loss(config, discriminator, d: NetworkState, gray, real, fake, rng, colour_weights=None):
+  """Adversarial + lambda * L1 (or plain regression) of G's output `fake`. Returns (loss, metrics).
+
+  With `colour_weights` (config.loss.rebalance > 0) each pixel's L1 (or regression) term is
+  weighted by the rarity of its true a,b; the logged `g_loss_l1` stays the plain L1.
+  """
   channels = _predicted_channels(config)
   l1 = losses.l1_loss(fake[..., channels], real[..., channels])
+  weights = None if colour_weights is None else losses.pixel_weights(colour_weights, real)
   if not config.adversarial:
-    loss = losses.regression_loss(fake[..., channels], real[..., channels], config.loss.regression)
+    loss = losses.regression_loss(fake[..., channels], real[..., channels], config.loss.regression, weights)
     return loss, {"g_loss": loss, "g_loss_l1": l1}
   logits, _ = discriminator.apply(d.variables(), gray, fake, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
   adversarial = losses.generator_adversarial_loss(logits)
-  loss = adversarial + config.loss.l1_weight * l1
+  weighted_l1 = (
+    l1 if weights is None else losses.regression_loss(fake[..., channels], real[..., channels], "l1", weights)
+  )
+  loss = adversarial + config.loss.l1_weight * weighted_l1
   return loss, {"g_loss": loss, "g_loss_adv": adversarial, "g_loss_l1": l1}
 
 
@@ -233,7 +258,9 @@ def generator_update(tx, g: NetworkState, loss_of_fake, forward):
   return g, fake, metrics
 
 
-def train_step(state: TrainState, images, *, config, generator, discriminator, optimizers: Optimizers):
+def train_step(
+  state: TrainState, images, *, config, generator, discriminator, optimizers: Optimizers, colour_weights=None
+):
   """Per-device step: uint8 RGB [b, S, S, 3] -> (new state, global scalar metrics).
 
   The D update and the first G update share one G forward pass (same parameters, same input):
@@ -255,16 +282,27 @@ def train_step(state: TrainState, images, *, config, generator, discriminator, o
     if i > 0:
       forward = generator_forward(generator, g, gray, jax.random.fold_in(g_dropout_rng, i))
     g_rng = jax.random.fold_in(rng, i + 1)
-    loss_of_fake = functools.partial(generator_loss, config, discriminator, d, gray, real, rng=g_rng)
+    loss_of_fake = functools.partial(
+      generator_loss, config, discriminator, d, gray, real, rng=g_rng, colour_weights=colour_weights
+    )
     g, fake, g_metrics = generator_update(optimizers.make(g_rate), g, loss_of_fake, forward)
   metrics.update(g_metrics)
   metrics["accuracy"] = metrics_lib.pixel_accuracy_normalized(fake, real).mean()
   metrics = jax.lax.pmean(metrics, AXIS)
   metrics["g_learning_rate"], metrics["d_learning_rate"] = g_rate, d_rate
-  new_state = TrainState(state.step + 1, g, d)
+  new_state = TrainState(state.step + 1, g, d, _moving_average(config.ema_decay, state, g))
   if config.skip_nonfinite:
     new_state, metrics["nonfinite_skipped"] = _keep_old_if_nonfinite(state, new_state, metrics)
   return new_state, metrics
+
+
+def _moving_average(decay: float, state: TrainState, g: NetworkState):
+  """G's new weight average; the decay ramps up from 0.1 (TF's ExponentialMovingAverage with
+  num_updates), so the average is not dominated by the initial weights in short runs."""
+  if state.generator_ema is None:
+    return None
+  decay = jnp.minimum(decay, (1.0 + state.step) / (10.0 + state.step))
+  return jax.tree.map(lambda avg, new: decay * avg + (1.0 - decay) * new, state.generator_ema, g.variables())
 
 
 def all_finite(tree) -> jax.Array:
@@ -290,7 +328,7 @@ def eval_step(state: TrainState, batch, *, config, generator, discriminator):
   """Per-device validation sums over real (mask=1) images; the caller divides by `count`."""
   real = color.uint8_rgb_to_normalized_lab(batch["image"])
   gray, mask = real[..., :1], batch["mask"]
-  fake = generator.apply(state.generator.variables(), gray, train=False)
+  fake = generator.apply(state.inference_variables(), gray, train=False)
   channels = _predicted_channels(config)
   gray_baseline = jnp.concatenate([gray, jnp.zeros_like(real[..., 1:])], axis=-1)  # a = b = 0
   per_image = {
@@ -318,11 +356,11 @@ def _init_function(config):
   return functools.partial(create_train_state, config, generator, discriminator, optimizers), optimizers
 
 
-def setup(config, mesh):
+def setup(config, mesh, colour_weights=None):
   """The initial state (replicated over `mesh`) and the jitted (train step, eval step)."""
   init, optimizers = _init_function(config)
   state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
-  return state, compile_steps(config, mesh, optimizers)
+  return state, compile_steps(config, mesh, optimizers, colour_weights)
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -331,20 +369,46 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
   return jax.make_mesh((len(devices),), (AXIS,), devices=devices)
 
 
-def compile_steps(config, mesh, optimizers: Optimizers):
-  """The jitted data-parallel train and eval steps over `mesh`."""
+def pretraining_config(config):
+  """The config of the L1-only phase (`pretrain_steps`): G alone, by regression, once a batch."""
+  pretraining = config.copy_and_resolve_references()
+  with pretraining.unlocked():
+    pretraining.adversarial = False
+    pretraining.loss.regression = "l1"
+    pretraining.generator_steps_per_batch = 1
+  return pretraining
+
+
+def compile_steps(config, mesh, optimizers: Optimizers, colour_weights=None):
+  """The jitted data-parallel (train step, eval step) over `mesh`.
+
+  With `config.pretrain_steps` the train step is a function of the batch number: the L1-only
+  step (`pretraining_config`) for batches 1..pretrain_steps, the config's own step after them.
+  """
   generator, discriminator = models.create_models(config.model, config.dtype, axis_name=AXIS)
-  step = functools.partial(
-    train_step,
-    config=config,
-    generator=generator,
-    discriminator=discriminator,
-    optimizers=optimizers,
-  )
+
+  def parallel_step(step_config):
+    step = functools.partial(
+      train_step,
+      config=step_config,
+      generator=generator,
+      discriminator=discriminator,
+      optimizers=optimizers,
+      colour_weights=None if colour_weights is None else jnp.asarray(colour_weights, jnp.float32),
+    )
+    return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P())), donate_argnums=0)
+
   evaluate = functools.partial(eval_step, config=config, generator=generator, discriminator=discriminator)
-  parallel_step = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
-  parallel_eval = jax.shard_map(evaluate, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P())
-  return jax.jit(parallel_step, donate_argnums=0), jax.jit(parallel_eval)
+  parallel_eval = jax.jit(jax.shard_map(evaluate, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P()))
+  main_step = parallel_step(config)
+  if not (config.pretrain_steps and config.adversarial):
+    return main_step, parallel_eval
+  pretrain_step = parallel_step(pretraining_config(config))
+
+  def step_for_batch(state, images):
+    return (pretrain_step if int(state.step) < config.pretrain_steps else main_step)(state, images)
+
+  return step_for_batch, parallel_eval
 
 
 def global_batch(mesh, local_array: np.ndarray) -> jax.Array:

@@ -16,6 +16,7 @@ from colorize import checkpoint
 from colorize import evaluate
 from colorize import inference
 from colorize import input_pipeline
+from colorize import losses
 from colorize import reporting
 from colorize import steps
 
@@ -58,7 +59,9 @@ def average_finite_metrics(metrics_by_step: dict, last_checkpoint) -> dict:
     bad = {name: float(value) for name, value in metrics.items() if "loss" in name and not np.isfinite(value)}
     if bad:
       raise _non_finite_error(f"non-finite loss at step {step}: {bad}; stopping without saving it", last_checkpoint)
-  averaged = jax.tree.map(lambda *xs: float(np.mean(xs)), *kept.values()) if kept else {}
+  # Keys are averaged over the steps that have them (the L1-only pretraining step logs no D losses).
+  names = dict.fromkeys(name for metrics in kept.values() for name in metrics)
+  averaged = {name: float(np.mean([m[name] for m in kept.values() if name in m])) for name in names}
   if skipped:
     logging.warning("Skipped the updates of steps %s: non-finite loss or parameters.", sorted(skipped))
   if "nonfinite_skipped" in averaged or skipped:
@@ -74,6 +77,22 @@ def check_finite_state(state: steps.TrainState, step: int, last_checkpoint) -> N
     raise _non_finite_error(f"non-finite parameters after step {step}; stopping without saving them", last_checkpoint)
 
 
+def colour_weights(config):
+  """Class-rebalancing weights of the regression term (config.loss.rebalance > 0), else None.
+
+  From the a,b histogram of the first `loss.rebalance_images` training images (the seeded
+  order's, whatever the resume point), summed over processes so every replica uses the same.
+  """
+  if not config.loss.rebalance:
+    return None
+  batches = input_pipeline.train_batches(config, input_pipeline.DataPosition(), workers=0)
+  counts = sum(
+    losses.ab_histogram(next(batches)["image"]) for _ in range(-(-config.loss.rebalance_images // config.batch_size))
+  )
+  counts = np.sum(multihost_utils.process_allgather(counts), axis=0) if jax.process_count() > 1 else counts
+  return losses.rebalancing_weights(counts, config.loss.rebalance)
+
+
 def train_and_evaluate(config, workdir: str) -> steps.TrainState:
   """Trains (or resumes) the run in `workdir`; returns the final state."""
   # ---- Devices and the run folder.
@@ -82,7 +101,7 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
   run = reporting.RunFolder(workdir, config, mesh)
 
   # ---- Model and optimisers.
-  state, (train_fn, eval_fn) = steps.setup(config, mesh)
+  state, (train_fn, eval_fn) = steps.setup(config, mesh, colour_weights(config))
   plain_generator = inference.generator_module(config)
 
   # ---- Resume.
@@ -137,7 +156,7 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
         results = evaluate.evaluate_subset(eval_fn, state, mesh, eval_data.batches())
         run.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
       if step % config.sample_every_steps == 0 or last:
-        generated = inference.colorize_images(plain_generator, state.generator.variables(), sample_images)
+        generated = inference.colorize_images(plain_generator, state.inference_variables(), sample_images)
         sample_path = run.write_samples(step, inference.comparison_grid(sample_images, np.asarray(generated)))
       if step % config.checkpoint_every_steps == 0 or last or stop.received:
         average_finite_metrics(jax.device_get(pending), manager.latest_step())

@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.image_size = 32  # Training side length in pixels; a multiple of 2**model.depth.
   config.min_crop_fraction = 1.0  # Random square crops span [this, 1] of the short side (1.0: largest square).
   config.gray_tolerance = 3  # Images whose channels never differ by more are pure gray: skipped.
+  config.min_colorfulness = 0.0  # Training photos less colourful (Hasler-Suesstrunk) are skipped; 0: off.
   config.data_workers = -1  # Decoding worker processes (Grain); 0: threads only; -1: from the CPU count.
   config.batch_size = 128  # Global batch size, over all devices and hosts.
   config.num_eval_images = 1_000  # Size of the fixed validation subset.
@@ -40,12 +41,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.adversarial = True  # False: the same U-Net trained by regression only (the paper's baseline).
   config.generator_steps_per_batch = 2  # Generator updates after each discriminator update (ref. code: 2).
   config.dtype = "float32"  # Compute dtype of the networks: 'float32' | 'bfloat16' (params stay float32).
+  config.pretrain_steps = 0  # First batches train G alone by L1 (no D), then the GAN from there.
+  config.ema_decay = 0.0  # > 0: keep a moving average of G's weights (e.g. 0.999), used by every inference.
   config.skip_nonfinite = False  # True: a step with a non-finite loss keeps the old state (counted); False: stop.
 
   config.loss = ml_collections.ConfigDict()
   config.loss.l1_weight = 100.0  # lambda: weight of the L1 term next to the adversarial loss.
   config.loss.label_smoothing = 0.0  # One-sided: real labels become 1 - this (0.1 gives 0.9).
   config.loss.regression = "l1"  # Loss of the non-adversarial baseline: 'l1' | 'l2'.
+  # Class rebalancing (Zhang et al. 2016): each pixel's regression term weighted by the rarity of
+  # its true a,b in the training images, mixed with uniform by this much (0: off; Zhang: 0.5).
+  config.loss.rebalance = 0.0
+  config.loss.rebalance_images = 512  # Training images whose a,b histogram gives the weights.
 
   # --- Networks ---------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
@@ -61,6 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
   # has 4 at both sizes): 4 at 32 px, 5 at 256 px; 3 for pix2pix's 70x70 PatchGAN.
   config.model.disc_units = 4
   config.model.disc_dropout = 0.2  # Dropout after every unit of the paper's discriminator.
+  config.model.disc_norm = "batch"  # Paper discriminator: 'batch' (paper) | 'spectral' (Miyato et al. 2018).
 
   # --- Optimiser ---------------------------------------------------------------------------
   config.optim = ml_collections.ConfigDict()
