@@ -4,6 +4,7 @@ One example per mode:
   python main.py --config=configs/demo.py                           # train, or resume the run
   python main.py --workdir=runs/demo --mode=evaluate                # metrics.json, report.md, grid.png
   python main.py --workdir=runs/demo --mode=colorize --input=PHOTOS --output=OUT
+  python main.py --mode=colorize --input=PHOTOS --output=OUT          # the bundled model (weights/)
   python main.py --workdir=runs/demo --mode=turing --output=PAGE    # real-or-fake web page
   python main.py --mode=compare --runs=runs/a,runs/b --output=CMP   # runs side by side
 
@@ -29,6 +30,12 @@ config_flags.DEFINE_config_file(
   "config", None, "Config file (configs/*.py); optional if --workdir holds a run.", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "Run folder; default runs/<config file name>.")
+flags.DEFINE_string(
+  "weights",
+  None,
+  "colorize, evaluate, turing: an exported generator folder (python -m colorize.bundle) instead of a run; "
+  "without --workdir and --config these modes use the bundled weights/.",
+)
 flags.DEFINE_enum(
   "mode",
   "train",
@@ -38,7 +45,11 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_integer("eval_images", -1, "evaluate, compare: images of the eval split to use; -1 = all.")
 flags.DEFINE_string("input", None, "colorize: a photo, a folder or a glob.")
-flags.DEFINE_string("output", None, "colorize: the folder for the coloured photos; turing: for index.html; compare.")
+flags.DEFINE_string(
+  "output",
+  None,
+  "colorize: the folder for the coloured photos; turing: for index.html; evaluate: for the report; compare.",
+)
 flags.DEFINE_list("runs", [], "compare: the run folders, comma-separated.")
 flags.DEFINE_integer("grid_images", 8, "compare: validation images in the grid.")
 flags.DEFINE_bool("recursive", False, "colorize: also photos in subfolders of --input.")
@@ -122,7 +133,15 @@ def resolved_run():
   from colorize import steps
 
   config_path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
-  config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
+  if FLAGS.mode in ("colorize", "evaluate", "turing") and (FLAGS.weights or not (FLAGS.workdir or FLAGS.config)):
+    from colorize import bundle
+
+    if FLAGS.workdir:
+      raise run_setup.UsageError("pass --workdir=RUN or --weights=DIR, not both.")
+    workdir = FLAGS.weights or bundle.BUNDLED  # --config, if given, says which data to evaluate on.
+    config = bundle.bundle_config(workdir, FLAGS.config)
+  else:
+    config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
   try:
     steps.check_model_config(config)  # Every mode; train and evaluate also check the devices.
   except ValueError as error:
@@ -139,7 +158,7 @@ def train():
 def evaluate():
   from colorize import evaluate
 
-  evaluate.evaluate_run(*resolved_run(), num_images=FLAGS.eval_images)
+  evaluate.evaluate_run(*resolved_run(), num_images=FLAGS.eval_images, output_dir=FLAGS.output)
 
 
 def colorize():

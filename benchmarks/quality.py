@@ -4,6 +4,7 @@
     python -m benchmarks.quality --data_dir=../shared/photos --config=configs/photos.py --row=unet \
         --config.adversarial=False --config.loss.regression=l2 --config.generator_steps_per_batch=1
     python -m benchmarks.quality --data_dir=../shared/photos            # the classic colorizers only
+    python -m benchmarks.quality --data_dir=../shared/photos --weights=weights   # the bundled model
     python -m benchmarks.quality --quick                                 # CI smoke run, tiny everything
 
 1. Trains the config (dataset = the folder's `train/` photos) for `--steps` batches in
@@ -34,6 +35,7 @@ from PIL import Image
 
 from benchmarks import common
 from colorize import baselines
+from colorize import bundle
 from colorize import inference
 from colorize import metrics
 from colorize import photos
@@ -48,6 +50,8 @@ flags.DEFINE_integer("steps", None, "Training batches; default: the config's num
 flags.DEFINE_integer("eval_size", 256, "Side of the val photos that are colorized and scored.")
 flags.DEFINE_string("out_dir", "runs/quality", "Runs, rows.jsonl, outputs and the grid.")
 flags.DEFINE_integer("grid_photos", 8, "Val photos in the grid: the first that may be shown (public domain, CC0).")
+flags.DEFINE_string("weights", None, "Score an exported generator (e.g. weights/, the bundled one): no training.")
+flags.DEFINE_list("grid_rows", [], "Grid rows after gray | real; default: the best classic, every model.")
 flags.DEFINE_bool("quick", False, "CI smoke run: the tests' tiny networks, 3 steps, 4 val photos at 64 px.")
 FLAGS = flags.FLAGS
 SHOWABLE_LICENCES = ("Public Domain", "CC0")
@@ -129,19 +133,24 @@ def benchmark_config(config, data_dir: str, steps: int | None, quick: bool):
   return config
 
 
+def colorize_gray(config, source: str, gray: np.ndarray) -> tuple:
+  """(outputs of a run or bundle for the gray val photos, its step), through the colorize mode's path."""
+  generator, variables, step = inference.load_generator(config, source)
+  colorize = functools.partial(
+    predict.colorize_group, generator, variables, size=config.image_size, multiple=2**config.model.depth
+  )
+  group = [photos.Photo("", "", image, None) for image in gray]
+  return np.concatenate([np.stack(colorize(group[i : i + 8])) for i in range(0, len(group), 8)]), step
+
+
 def train_and_colorize(config, workdir: str, gray: np.ndarray) -> tuple:
   """(outputs of the trained run for the gray val photos, training minutes, step)."""
   start = time.perf_counter()
   train.train_and_evaluate(config, workdir)
   minutes = (time.perf_counter() - start) / 60
-  generator, variables, step = inference.load_generator(config, workdir)
+  outputs, step = colorize_gray(config, workdir, gray)
   if step < config.num_train_steps:
     raise SystemExit(f"training stopped at step {step} of {config.num_train_steps}; rerun to resume and score it.")
-  colorize = functools.partial(
-    predict.colorize_group, generator, variables, size=config.image_size, multiple=2**config.model.depth
-  )
-  group = [photos.Photo("", "", image, None) for image in gray]
-  outputs = np.concatenate([np.stack(colorize(group[i : i + 8])) for i in range(0, len(group), 8)])
   return outputs, minutes, step
 
 
@@ -182,10 +191,10 @@ def save_outputs(folder: str, names: list, outputs: np.ndarray) -> None:
 
 
 def write_grid(out_dir: str, rows: list, names: list, real: np.ndarray, gray: np.ndarray, indices: list) -> str:
-  """gray | real | the best classic (by PSNR) | each model row with saved outputs."""
+  """gray | real | `--grid_rows`, or the best classic (by PSNR) and each model row with saved outputs."""
   classic = [r for r in rows if r["row"] in baselines.NAMES and r["row"] != "gray"]
   shown = [max(classic, key=lambda r: r["psnr"])["row"]] if classic else []
-  shown += [r["row"] for r in rows if r["row"] not in baselines.NAMES]
+  shown = FLAGS.grid_rows or shown + [r["row"] for r in rows if r["row"] not in baselines.NAMES]
   columns = [gray[indices], real[indices]]
   for row in shown:
     folder = os.path.join(out_dir, "outputs", row)
@@ -210,7 +219,12 @@ def main(argv):
 
   gray_psnr = per_image_scores(gray, real)["psnr"]
   new_rows = []
-  if FLAGS.config is None or FLAGS.quick:
+  if FLAGS.weights:
+    row = FLAGS.row or "bundled"
+    outputs, step = colorize_gray(bundle.bundle_config(FLAGS.weights), FLAGS.weights, gray)
+    new_rows.append(summary_row(row, per_image_scores(outputs, real), gray_psnr) | context | {"steps": step})
+    save_outputs(os.path.join(FLAGS.out_dir, "outputs", row), names, outputs)
+  elif FLAGS.config is None or FLAGS.quick:
     for name, outputs in classic_outputs(FLAGS.data_dir, gray, FLAGS.quick).items():
       new_rows.append(summary_row(name, per_image_scores(outputs, real), gray_psnr) | context)
       save_outputs(os.path.join(FLAGS.out_dir, "outputs", name), names, outputs)

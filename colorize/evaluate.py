@@ -11,13 +11,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 from PIL import Image
 
+from colorize import bundle
 from colorize import checkpoint
 from colorize import inference
 from colorize import input_pipeline
 from colorize import metrics as metrics_lib
 from colorize import steps
+from colorize.run_setup import UsageError
 
 METRIC_KEYS = ("accuracy", "mae_rgb", "psnr", "ssim", "colorfulness", "delta_colorfulness")
 METRIC_LABELS = {
@@ -88,23 +92,42 @@ def report_markdown(metrics: dict, workdir: str, data: str) -> str:
   return "\n".join(lines)
 
 
-def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
-  """Evaluates the newest checkpoint of `workdir` on `config.eval_split`; returns metrics.json."""
+def trained_state(config, source: str, state, mesh):
+  """`state` with the trained networks of a run (its newest checkpoint) or of a bundle (G alone)."""
+  if bundle.is_bundle(source):
+    _, variables, step = inference.load_generator(config, source)
+    variables = jax.device_put(variables, NamedSharding(mesh, P()))
+    generator = state.generator.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+    return state.replace(step=jax.device_put(np.int32(step), state.step.sharding), generator=generator)
+  manager = checkpoint.create_manager(source, config.keep_checkpoints)
+  try:
+    if manager.latest_step() is None:
+      raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(source)}: train the run first.")
+    return checkpoint.restore(manager, state)[0]
+  finally:
+    manager.close()
+
+
+def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | None = None) -> dict:
+  """Evaluates the newest checkpoint of `workdir` (or a bundle) on `config.eval_split`.
+
+  Writes metrics.json, report.md and grid.png to `output_dir` (default: workdir/eval; a bundle
+  needs one) and returns the metrics.
+  """
+  if bundle.is_bundle(workdir) and not output_dir:
+    raise UsageError("evaluating exported weights needs --output=DIR for the report.")
   mesh = steps.make_mesh()
   steps.check_config(config, jax.device_count(), jax.process_count())
   state, (_, eval_fn) = steps.setup(config, mesh)
   generator = inference.generator_module(config)
-  manager = checkpoint.create_manager(workdir, config.keep_checkpoints)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(workdir)}: train the run first.")
-  state, _ = checkpoint.restore(manager, state)
+  state = trained_state(config, workdir, state, mesh)
   step = int(state.step)
   data = input_pipeline.eval_dataset(config, num_images=num_images)
   logging.info("Evaluating %s at step %d on %s.", workdir, step, split_name(config))
   results = evaluate_subset(eval_fn, state, mesh, _with_progress(data.batches()))
   metrics = metrics_json(results, step)
 
-  out_dir = os.path.join(workdir, "eval")
+  out_dir = output_dir or os.path.join(workdir, "eval")
   if jax.process_index() == 0:
     os.makedirs(out_dir, exist_ok=True)
     images = input_pipeline.first_images(data, config.num_sample_images)
@@ -123,7 +146,6 @@ def evaluate_run(config, workdir: str, num_images: int = -1) -> dict:
     metrics["num_images"],
     os.path.join(out_dir, "report.md"),
   )
-  manager.close()
   return metrics
 
 

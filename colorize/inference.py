@@ -21,18 +21,24 @@ def generator_module(config):
   return generator
 
 
-def load_generator(config, workdir: str):
-  """(generator module, its variables, step) from the newest checkpoint of `workdir`.
+def load_generator(config, source: str):
+  """(generator module, its variables, step) of a run or of an exported bundle (`bundle.py`).
 
-  Restores G's parameters and batch statistics alone onto the first local device: no optimiser
-  state, no discriminator.
+  `source` is a run folder (its newest checkpoint: G's parameters and batch statistics alone,
+  or their moving average when the run keeps one) or a bundle folder such as the shipped
+  `weights/` (its checksum checked). Placed on the first local device.
   """
+  from colorize import bundle  # bundle's export command imports this module.
+
   generator = generator_module(config)
   gray = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 1), jnp.float32)
   shapes = jax.eval_shape(lambda x: generator.init(jax.random.key(0), x, train=False), gray)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), dict(shapes))
-  variables, step = checkpoint.restore_generator_variables(workdir, abstract)
+  if bundle.is_bundle(source):
+    variables, step = bundle.load_variables(source, abstract)
+    return generator, jax.device_put(variables, device), step
+  variables, step = checkpoint.restore_generator_variables(source, abstract)
   return generator, variables, step
 
 

@@ -19,8 +19,6 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
 
   Fields added to configs/default.py since that run take their defaults, so older runs still load.
   """
-  from configs import default
-
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise UsageError(
@@ -28,7 +26,13 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
       "pass --config=configs/<name>.py, or the --workdir of a run."
     )
   with open(path) as f:
-    saved = json.load(f)["config"]
+    return config_from_dict(json.load(f)["config"])
+
+
+def config_from_dict(saved: dict) -> ml_collections.ConfigDict:
+  """A saved config over today's defaults: fields added since then take their defaults."""
+  from configs import default
+
   config = default.get_config()
   config.update(saved)
   return config

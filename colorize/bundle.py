@@ -1,0 +1,146 @@
+"""A trained generator as a self-contained folder: what inference needs, and nothing else.
+
+    python -m colorize.bundle --workdir=runs/photos --output=weights --notes="..."   # export a run
+
+The folder holds `generator.msgpack` (flax serialization of G's {'params', 'batch_stats'}: the
+weight average when the run keeps one) and `manifest.json`: the config, the training facts
+(data, steps, seed, commit, scores) and the file's SHA-256, which `load` checks. The project
+ships one such folder, `weights/`: `python main.py --mode=colorize --input=... --output=...`
+uses it when no run is named.
+"""
+
+import hashlib
+import json
+import os
+
+import flax.serialization
+import jax
+import ml_collections
+import numpy as np
+
+from colorize import reporting
+from colorize import run_setup
+from colorize.run_setup import UsageError
+
+BUNDLED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+MANIFEST = "manifest.json"
+WEIGHTS_FILE = "generator.msgpack"
+FORMAT = "colorize-generator-1"
+
+
+def is_bundle(folder: str) -> bool:
+  return os.path.isfile(os.path.join(folder, MANIFEST))
+
+
+def sha256_of(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def export(config, variables, step: int, out_dir: str, facts: dict | None = None) -> dict:
+  """Writes G's variables and the manifest to `out_dir` (refusing to replace a bundle there)."""
+  if is_bundle(out_dir):
+    raise UsageError(f"{out_dir} already holds a bundle: choose another --output, or move it away first.")
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, WEIGHTS_FILE)
+  host = jax.tree.map(lambda x: np.asarray(x, np.float32), jax.device_get(variables))
+  with open(path, "wb") as f:
+    f.write(flax.serialization.msgpack_serialize(host))
+  manifest = {
+    "format": FORMAT,
+    "file": WEIGHTS_FILE,
+    "sha256": sha256_of(path),
+    "bytes": os.path.getsize(path),
+    "step": int(step),
+    "seed": int(config.seed),
+    "commit": reporting.git_commit(),
+    **(facts or {}),
+    "config": config.to_dict(),
+  }
+  with open(os.path.join(out_dir, MANIFEST), "w") as f:
+    json.dump(manifest, f, indent=2)
+  return manifest
+
+
+def read_manifest(folder: str) -> dict:
+  path = os.path.join(folder, MANIFEST)
+  if not os.path.isfile(path):
+    raise UsageError(f"no trained generator at {folder} (no {MANIFEST}): pass --workdir=RUN, or restore weights/.")
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+  except (OSError, ValueError) as error:
+    raise UsageError(f"{path} cannot be read ({error}): restore it (git checkout weights/).") from None
+  if manifest.get("format") != FORMAT:
+    raise UsageError(f"{path} is not a {FORMAT} manifest: export the run again with python -m colorize.bundle.")
+  return manifest
+
+
+def bundle_config(folder: str, data_config=None) -> ml_collections.ConfigDict:
+  """The bundle's config, or `data_config` (data and evaluation settings) with the bundle's networks.
+
+  The discriminator is not shipped: `adversarial` is off, so evaluation scores G alone.
+  """
+  config = run_setup.config_from_dict(read_manifest(folder)["config"])
+  if data_config is not None:
+    networks = config
+    config = ml_collections.ConfigDict(data_config.to_dict())
+    config.model, config.image_size, config.dtype = networks.model, networks.image_size, networks.dtype
+  config.adversarial = False
+  return config
+
+
+def load_variables(folder: str, abstract_variables: dict) -> tuple:
+  """(G's variables, step) from the bundle in `folder`, its checksum and shapes checked."""
+  manifest = read_manifest(folder)
+  path = os.path.join(folder, manifest["file"])
+  if not os.path.isfile(path):
+    raise UsageError(f"{path} is missing: restore it (git checkout weights/), or pass --workdir=RUN.")
+  if (found := sha256_of(path)) != manifest["sha256"]:
+    raise UsageError(
+      f"{path} is damaged (SHA-256 {found[:12]}..., the manifest says {manifest['sha256'][:12]}...): "
+      "restore it (git checkout weights/)."
+    )
+  with open(path, "rb") as f:
+    restored = flax.serialization.msgpack_restore(f.read())
+  shapes = jax.tree.map(lambda x: x.shape, abstract_variables)
+  if jax.tree.map(np.shape, restored) != shapes:
+    raise UsageError(f"{path} does not fit the networks of its manifest's config: export the run again.")
+  variables = jax.tree.map(lambda x, a: np.asarray(x, a.dtype), restored, abstract_variables)
+  return variables, manifest["step"]
+
+
+# ----------------------------------------------------------------------------- export command
+
+
+def main(argv):
+  del argv
+  from absl import flags
+
+  from colorize import inference
+
+  workdir, output = flags.FLAGS.workdir, flags.FLAGS.output
+  config = run_setup.saved_config(workdir)
+  _, variables, step = inference.load_generator(config, workdir)
+  facts = {}
+  if flags.FLAGS.facts:
+    with open(flags.FLAGS.facts) as f:
+      facts = json.load(f)
+  manifest = export(config, variables, step, output, facts)
+  print(f"Exported step {step} of {workdir}: {manifest['bytes']:,} bytes -> {output}")
+
+
+if __name__ == "__main__":
+  from absl import app
+  from absl import flags
+  from absl import logging
+
+  logging.set_verbosity(logging.WARNING)
+  flags.DEFINE_string("workdir", None, "The run to export (its newest checkpoint).")
+  flags.DEFINE_string("output", None, "The new bundle's folder.")
+  flags.DEFINE_string("facts", None, "A JSON file of facts for the manifest (training data, scores).")
+  flags.mark_flags_as_required(["workdir", "output"])
+  app.run(main)
