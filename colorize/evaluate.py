@@ -11,10 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
 
+from colorize import baselines
 from colorize import bundle
 from colorize import checkpoint
 from colorize import inference
@@ -47,7 +49,36 @@ def evaluate_subset(eval_fn, state, mesh, eval_batches) -> dict:
   return results
 
 
-def metrics_json(results: dict, step: int) -> dict:
+CLASSIC_FIT_IMAGES = 512  # Training images whose colours fill the classic colorizers' tables.
+
+
+@jax.jit
+def _output_metrics(outputs, real):
+  return metrics_lib.output_metrics(outputs, real)
+
+
+def classic_baselines(config, eval_batches) -> dict:
+  """{name: averages} of each classic colorizer (`baselines.py`, fitted on the first training
+  images) on the evaluation images, scored like the model."""
+  tables = baselines.fit(input_pipeline.first_training_images(config, CLASSIC_FIT_IMAGES))
+  names = [name for name in baselines.NAMES if name != "gray"]  # Gray is scored in the eval step.
+  sums = {name: {} for name in names}
+  for batch in eval_batches:
+    real = batch["image"][batch["mask"] > 0]
+    for name in names if len(real) else ():
+      outputs = np.stack([baselines.colorize(tables, name, image) for image in real])
+      for key, values in jax.device_get(_output_metrics(outputs, real)).items():
+        sums[name][key] = sums[name].get(key, 0.0) + float(values.sum())
+      sums[name]["count"] = sums[name].get("count", 0.0) + len(real)
+  if jax.process_count() > 1:  # Each process scored its own rows of every batch.
+    sums = jax.tree.map(lambda x: float(np.sum(multihost_utils.process_allgather(np.float64(x)))), sums)
+  return {
+    name: metrics_lib.with_derived_metrics({k: v / max(s["count"], 1.0) for k, v in s.items() if k != "count"})
+    for name, s in sums.items()
+  }
+
+
+def metrics_json(results: dict, step: int, classic: dict | None = None) -> dict:
   """The evaluation averages in the layout of DESIGN section 5.
 
   `kept_l` holds the same keys for what the colorize mode writes: G's a,b with the input's own
@@ -58,12 +89,15 @@ def metrics_json(results: dict, step: int) -> dict:
   model = {key: results[key] for key in METRIC_KEYS}
   kept_l = {key: results.get(f"kept_l/{key}", results[key]) for key in METRIC_KEYS}
   gray = {key: results[f"gray/{key}"] for key in METRIC_KEYS}
+  classic = {name: {key: values[key] for key in METRIC_KEYS} for name, values in (classic or {}).items()}
   return {
     **model,
     "num_images": count,
     "step": step,
     "kept_l": {**kept_l, "num_images": count, "step": step},
-    "baselines": {"gray": {**gray, "num_images": count, "step": step}},
+    "baselines": {
+      name: {**values, "num_images": count, "step": step} for name, values in {"gray": gray, **classic}.items()
+    },
     "real_colorfulness": results["real_colorfulness"],
   }
 
@@ -78,15 +112,16 @@ def report_markdown(metrics: dict, workdir: str, data: str) -> str:
   lines = [
     f"# Evaluation of `{workdir}`",
     "",
-    f"Step {metrics['step']}, {metrics['num_images']} images ({data}); gray baseline: the input's "
-    "lightness with a = b = 0.",
+    f"Step {metrics['step']}, {metrics['num_images']} images ({data}). Baselines: gray is the input's "
+    "lightness with a = b = 0; the classic colorizers (colorize/baselines.py) predict a,b from the training "
+    "images' mean colours: overall, per lightness, per lightness and local texture.",
     "",
-    "| metric | model | model, input L kept (what colorize writes) | gray baseline |",
-    "|---|---:|---:|---:|",
+    "| metric | model | model, input L kept (what colorize writes) | " + " | ".join(metrics["baselines"]) + " |",
+    "|---|---:|---:|" + "---:|" * len(metrics["baselines"]),
   ]
   for key in METRIC_KEYS:
     label = METRIC_LABELS[key].format(real=metrics["real_colorfulness"])
-    values = (metrics[key], metrics["kept_l"][key], metrics["baselines"]["gray"][key])
+    values = (metrics[key], metrics["kept_l"][key], *(b[key] for b in metrics["baselines"].values()))
     lines.append(f"| {label} | " + " | ".join(f"{value:.4f}" for value in values) + " |")
   lines += ["", "![gray | real | generated](grid.png)", "", "*gray input | real | generated*", ""]
   return "\n".join(lines)
@@ -125,7 +160,7 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
   data = input_pipeline.eval_dataset(config, num_images=num_images)
   logging.info("Evaluating %s at step %d on %s.", workdir, step, split_name(config))
   results = evaluate_subset(eval_fn, state, mesh, _with_progress(data.batches()))
-  metrics = metrics_json(results, step)
+  metrics = metrics_json(results, step, classic_baselines(config, data.batches()))
 
   out_dir = output_dir or os.path.join(workdir, "eval")
   if jax.process_index() == 0:

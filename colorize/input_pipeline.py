@@ -385,6 +385,16 @@ def train_batches(config, start: DataPosition = DataPosition(), workers: int | N
   return iter(batches.to_iter_dataset(read).mp_prefetch(grain.MultiprocessingOptions(num_workers=workers)))
 
 
+def first_training_images(config, count: int) -> np.ndarray:
+  """This process's rows of the first global batches holding `count` training images, uint8.
+
+  The seeded order's first batches, whatever a run's resume point: for statistics of the
+  training data (class-rebalancing weights, the classic colorizers' tables).
+  """
+  batches = train_batches(config, DataPosition(), workers=0)
+  return np.concatenate([next(batches)["image"] for _ in range(-(-count // config.batch_size))])
+
+
 def position_after(batch) -> DataPosition:
   """The data position right after `batch` (a batch from `train_batches`)."""
   return DataPosition(int(batch["epoch"]), int(batch["index"]))

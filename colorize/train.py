@@ -85,10 +85,7 @@ def colour_weights(config):
   """
   if not config.loss.rebalance:
     return None
-  batches = input_pipeline.train_batches(config, input_pipeline.DataPosition(), workers=0)
-  counts = sum(
-    losses.ab_histogram(next(batches)["image"]) for _ in range(-(-config.loss.rebalance_images // config.batch_size))
-  )
+  counts = losses.ab_histogram(input_pipeline.first_training_images(config, config.loss.rebalance_images))
   counts = np.sum(multihost_utils.process_allgather(counts), axis=0) if jax.process_count() > 1 else counts
   return losses.rebalancing_weights(counts, config.loss.rebalance)
 

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from colorize import baselines
 from colorize import color
 from colorize import evaluate
 from colorize import inference
@@ -58,3 +59,12 @@ def test_a_model_that_predicts_lightness_is_also_scored_as_colorize_writes_it(tm
   assert metrics["mae_rgb"] == pytest.approx(float(own["mae_rgb"].mean()), rel=1e-3)  # G's own L, the paper's way
   assert metrics["kept_l"]["psnr"] != pytest.approx(metrics["psnr"], rel=1e-3)  # G's own L differs
   assert "input L kept" in open(os.path.join(str(tmp_path), "eval", "report.md")).read()
+  # The classic colorizers, fitted on the first training images, on the same 7 images.
+  tables = baselines.fit(input_pipeline.first_training_images(config, evaluate.CLASSIC_FIT_IMAGES))
+  for name in ("mean_ab", "ab_of_l", "ab_of_l_texture"):
+    outputs = np.stack([baselines.colorize(tables, name, image) for image in images])
+    scores = metrics_lib.output_metrics(outputs, images)
+    for key in ("accuracy", "mae_rgb", "psnr", "ssim", "colorfulness"):
+      expected_value = float(scores[key].mean())
+      assert metrics["baselines"][name][key] == pytest.approx(expected_value, rel=1e-4, abs=1e-6), (name, key)
+    assert metrics["baselines"][name]["num_images"] == 7
