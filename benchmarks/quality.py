@@ -73,14 +73,20 @@ def read_photos(folder: str, size: int, limit: int | None = None) -> tuple:
   return [name for _, name in found], np.stack(images)
 
 
-def showable(names: list, data_dir: str) -> list:
-  """Indices of the photos whose licence lets them be shown without conditions (manifest.csv)."""
+def photo_credits(data_dir: str) -> dict:
+  """{file: (author, licence)} from the folder's manifest.csv, if it has one."""
   manifest = os.path.join(data_dir, "manifest.csv")
   if not os.path.exists(manifest):
-    return list(range(len(names)))
+    return {}
   with open(manifest) as f:
-    licences = {row["file"]: row["license"] for row in csv.DictReader(f)}
-  return [i for i, name in enumerate(names) if licences.get(name, "").startswith(SHOWABLE_LICENCES)]
+    return {row["file"]: (row["author"], row["license"]) for row in csv.DictReader(f)}
+
+
+def showable(names: list, credits: dict) -> list:
+  """Indices of the photos whose licence lets them be shown without conditions."""
+  if not credits:
+    return list(range(len(names)))
+  return [i for i, name in enumerate(names) if credits.get(name, ("", ""))[1].startswith(SHOWABLE_LICENCES)]
 
 
 # ----------------------------------------------------------------------------- scores
@@ -240,8 +246,11 @@ def main(argv):
       f.write(json.dumps(common.emit(row)) + "\n")
   rows = read_rows(rows_path)
   print("\n" + markdown_table(rows), file=sys.stderr)
-  indices = showable(names, FLAGS.data_dir)[: FLAGS.grid_photos] or list(range(min(len(names), FLAGS.grid_photos)))
+  credits = photo_credits(FLAGS.data_dir)
+  indices = showable(names, credits)[: FLAGS.grid_photos] or list(range(min(len(names), FLAGS.grid_photos)))
   write_grid(FLAGS.out_dir, rows, names, real, gray, indices)
+  shown = [f"{names[i]} ({', '.join(credits.get(names[i], ('?', '?')))})" for i in indices]
+  print("grid photos, row by row: " + "; ".join(shown), file=sys.stderr)
 
 
 if __name__ == "__main__":
