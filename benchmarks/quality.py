@@ -54,7 +54,7 @@ flags.DEFINE_string("weights", None, "Score an exported generator (e.g. weights/
 flags.DEFINE_list("grid_rows", [], "Grid rows after gray | real; default: the best classic, every model.")
 flags.DEFINE_bool("quick", False, "CI smoke run: the tests' tiny networks, 3 steps, 4 val photos at 64 px.")
 FLAGS = flags.FLAGS
-SHOWABLE_LICENCES = ("Public Domain", "CC0")
+SHOWABLE_LICENCES = ("public domain", "cc0")  # Lower case, '-' as ' ': "public-domain", "CC0-1.0".
 SCORES = ("psnr", "psnr_vs_gray", "ssim", "mae_rgb", "accuracy", "colorfulness", "delta_colorfulness")
 
 
@@ -86,7 +86,8 @@ def showable(names: list, credits: dict) -> list:
   """Indices of the photos whose licence lets them be shown without conditions."""
   if not credits:
     return list(range(len(names)))
-  return [i for i, name in enumerate(names) if credits.get(name, ("", ""))[1].startswith(SHOWABLE_LICENCES)]
+  licences = [credits.get(name, ("", ""))[1].lower().replace("-", " ") for name in names]
+  return [i for i, licence in enumerate(licences) if licence.startswith(SHOWABLE_LICENCES)]
 
 
 # ----------------------------------------------------------------------------- scores
