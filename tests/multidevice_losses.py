@@ -4,7 +4,9 @@ several sizes.
 Run by tests/test_steps.py in subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N
 (it must be set before jax is imported). With `PROCESS_ID NUM_PROCESSES PORT` arguments it joins
 a multi-process CPU cluster (gloo collectives) and trains on the mesh of all processes' devices,
-each process feeding its own rows of the same global batches.
+each process feeding its own rows of the same global batches. With `--recipe` first, the
+quality recipe's switches are on: L1 pretraining (step 1), the weight average, spectral norm in
+D and class-rebalancing weights.
 
 Plain SGD, not Adam: Adam divides by the gradient's own scale, so gradients N times too large
 (summed over N devices instead of averaged) would leave Adam's updates almost unchanged.
@@ -16,6 +18,7 @@ import sys
 import jax
 import numpy as np
 
+from colorize import losses
 from colorize import steps
 from tests.conftest import tiny_config
 
@@ -29,13 +32,15 @@ def local_rows(global_array):
 def flat_params(state) -> dict:
   """Every parameter and batch statistic of G and D, by path, as nested lists."""
   networks = {"generator": state.generator.variables(), "discriminator": state.discriminator.variables()}
+  networks["generator_ema"] = state.generator_ema or {}
   leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(networks))
   return {jax.tree_util.keystr(path): np.asarray(value).tolist() for path, value in leaves}
 
 
 def run(config, devices, images, num_steps):
   mesh = steps.make_mesh(devices)
-  state, (step_fn, eval_fn) = steps.setup(config, mesh)
+  weights = losses.rebalancing_weights(losses.ab_histogram(images[0]), config.loss.rebalance)
+  state, (step_fn, eval_fn) = steps.setup(config, mesh, weights if config.loss.rebalance else None)
 
   def batch(array):
     return steps.global_batch(mesh, local_rows(array))
@@ -50,6 +55,8 @@ def run(config, devices, images, num_steps):
 
 
 def main(argv):
+  recipe = argv[:1] == ["--recipe"]
+  argv = argv[1:] if recipe else argv
   if len(argv) == 3:
     process_id, num_processes, port = map(int, argv)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -57,6 +64,10 @@ def main(argv):
   config = tiny_config(batch_size=8)
   config.optim.optimizer = "sgd"
   config.optim.g_learning_rate = config.optim.d_learning_rate = 1e-2
+  if recipe:
+    config.update_from_flattened_dict(
+      {"pretrain_steps": 1, "ema_decay": 0.5, "model.disc_norm": "spectral", "loss.rebalance": 0.5}
+    )
   images = np.random.default_rng(0).integers(0, 256, (3, 8, 16, 16, 3), dtype=np.uint8)
   sizes = (jax.device_count(),) if jax.process_count() > 1 else (1, jax.device_count())
   result = {n: run(config, jax.devices()[:n], images, num_steps=3) for n in sizes}
