@@ -82,14 +82,15 @@ def read_manifest(folder: str) -> dict:
 def bundle_config(folder: str, data_config=None) -> ml_collections.ConfigDict:
   """The bundle's config, or `data_config` (data and evaluation settings) with the bundle's networks.
 
-  The discriminator is not shipped: `adversarial` is off, so evaluation scores G alone.
+  The discriminator is not shipped: `adversarial` is off, so evaluation scores G alone; the
+  weights are final (a run's average already), so no average is kept (`ema_decay` 0).
   """
   config = run_setup.config_from_dict(read_manifest(folder)["config"])
   if data_config is not None:
     networks = config
     config = ml_collections.ConfigDict(data_config.to_dict())
     config.model, config.image_size, config.dtype = networks.model, networks.image_size, networks.dtype
-  config.adversarial = False
+  config.adversarial, config.ema_decay = False, 0.0
   return config
 
 

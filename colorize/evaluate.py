@@ -133,7 +133,8 @@ def trained_state(config, source: str, state, mesh):
     _, variables, step = inference.load_generator(config, source)
     variables = jax.device_put(variables, NamedSharding(mesh, P()))
     generator = state.generator.replace(params=variables["params"], batch_stats=variables["batch_stats"])
-    return state.replace(step=jax.device_put(np.int32(step), state.step.sharding), generator=generator)
+    step = jax.device_put(np.int32(step), state.step.sharding)
+    return state.replace(step=step, generator=generator, generator_ema=None)  # The bundle's weights are final.
   manager = checkpoint.create_manager(source, config.keep_checkpoints)
   try:
     if manager.latest_step() is None:

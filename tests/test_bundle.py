@@ -10,11 +10,13 @@ import skimage.data
 
 from colorize import bundle
 from colorize import color
+from colorize import evaluate
 from colorize import inference
 from colorize import photos
 from colorize import predict
 from colorize import run_setup
 from colorize.run_setup import UsageError
+from tests.conftest import tiny_config
 from tests.test_main import HINT
 from tests.test_main import run_main
 
@@ -92,3 +94,16 @@ def test_the_command_line_colours_with_exported_weights_and_names_a_damaged_file
   assert failed.returncode == 2
   lines = failed.stderr.strip().splitlines()
   assert lines[-1] == HINT and "is damaged" in lines[-2], failed.stderr
+
+
+def test_evaluating_a_bundle_scores_its_run_whatever_the_data_config_says(trained_run, exported, tmp_path):
+  run_metrics = evaluate.evaluate_run(run_setup.saved_config(trained_run), trained_run, output_dir=str(tmp_path / "a"))
+  data_config = tiny_config(ema_decay=0.9)  # A recipe config: its average must not replace the bundle's weights.
+  bundle_metrics = evaluate.evaluate_run(
+    bundle.bundle_config(exported, data_config), exported, output_dir=str(tmp_path / "b")
+  )
+  for key in ("accuracy", "mae_rgb", "psnr", "ssim", "colorfulness", "num_images", "step"):
+    assert bundle_metrics[key] == pytest.approx(run_metrics[key], rel=1e-6), key
+  assert os.path.exists(tmp_path / "b" / "report.md")
+  with pytest.raises(UsageError, match="needs --output"):
+    evaluate.evaluate_run(bundle.bundle_config(exported), exported)
