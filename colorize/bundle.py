@@ -121,7 +121,7 @@ def main(argv):
   del argv
   from absl import flags
 
-  from colorize import inference
+  from colorize import inference  # Here only: inference reads bundles through this module.
 
   workdir, output = flags.FLAGS.workdir, flags.FLAGS.output
   config = run_setup.saved_config(workdir)

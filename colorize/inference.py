@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from colorize import bundle
 from colorize import checkpoint
 from colorize import color
 from colorize import models
@@ -28,8 +29,6 @@ def load_generator(config, source: str):
   or their moving average when the run keeps one) or a bundle folder such as the shipped
   `weights/` (its checksum checked). Placed on the first local device.
   """
-  from colorize import bundle  # bundle's export command imports this module.
-
   generator = generator_module(config)
   gray = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 1), jnp.float32)
   shapes = jax.eval_shape(lambda x: generator.init(jax.random.key(0), x, train=False), gray)
