@@ -198,6 +198,8 @@ def main(argv):
   try:
     if len(argv) > 1:
       raise run_setup.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value).")
+    if FLAGS.weights and FLAGS.mode not in ("colorize", "evaluate", "turing"):
+      raise run_setup.UsageError(f"--weights is for the colorize, evaluate and turing modes, not --mode={FLAGS.mode}.")
     run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     return MODES[FLAGS.mode]()
   except run_setup.UsageError as error:

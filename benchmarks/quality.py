@@ -83,7 +83,7 @@ def photo_credits(data_dir: str) -> dict:
 
 
 def showable(names: list, credits: dict) -> list:
-  """Indices of the photos whose licence lets them be shown without conditions."""
+  """Indices of the photos whose licence lets them be shown without conditions (all, without a manifest)."""
   if not credits:
     return list(range(len(names)))
   licences = [credits.get(name, ("", ""))[1].lower().replace("-", " ") for name in names]
@@ -224,7 +224,8 @@ def main(argv):
   rows_path = os.path.join(FLAGS.out_dir, "rows.jsonl")
   context = {"data_dir": FLAGS.data_dir, "eval_size": size, "cpu": common.cpu_model(), "devices": jax.device_count()}
 
-  gray_psnr = per_image_scores(gray, real)["psnr"]
+  # The reference of every paired difference: the gray colorizer's outputs, as its row scores them.
+  gray_psnr = per_image_scores(np.stack([baselines.colorize(None, "gray", g) for g in gray]), real)["psnr"]
   new_rows = []
   if FLAGS.weights:
     row = FLAGS.row or "bundled"
@@ -248,7 +249,7 @@ def main(argv):
   rows = read_rows(rows_path)
   print("\n" + markdown_table(rows), file=sys.stderr)
   credits = photo_credits(FLAGS.data_dir)
-  indices = showable(names, credits)[: FLAGS.grid_photos] or list(range(min(len(names), FLAGS.grid_photos)))
+  indices = showable(names, credits)[: FLAGS.grid_photos]
   write_grid(FLAGS.out_dir, rows, names, real, gray, indices)
   shown = [f"{names[i]} ({', '.join(credits.get(names[i], ('?', '?')))})" for i in indices]
   print("grid photos, row by row: " + "; ".join(shown), file=sys.stderr)

@@ -83,8 +83,10 @@ def fit(photos, min_count: int = 200) -> ColourTables:
   )
 
 
-def predict_ab(tables: ColourTables, name: str, lightness: np.ndarray) -> np.ndarray:
-  """a,b [H, W, 2] that the classic colorizer `name` gives a photo of lightness [H, W] (0..100)."""
+def predict_ab(tables: ColourTables | None, name: str, lightness: np.ndarray) -> np.ndarray:
+  """a,b [H, W, 2] that the classic colorizer `name` gives a photo of lightness [H, W] (0..100).
+
+  `tables` may be None for `gray`, which needs none."""
   if name == "gray":
     return np.zeros((*lightness.shape, 2), np.float32)
   if name == "mean_ab":
@@ -100,7 +102,7 @@ def predict_ab(tables: ColourTables, name: str, lightness: np.ndarray) -> np.nda
   raise ValueError(f"unknown classic colorizer {name!r}; use one of {', '.join(NAMES)}.")
 
 
-def colorize(tables: ColourTables, name: str, rgb_uint8: np.ndarray) -> np.ndarray:
+def colorize(tables: ColourTables | None, name: str, rgb_uint8: np.ndarray) -> np.ndarray:
   """uint8 RGB [H, W, 3] -> uint8 RGB with its own lightness and the colorizer's a,b."""
   lightness = color.lightness(rgb_uint8)
   lab = np.concatenate([lightness[..., None], predict_ab(tables, name, lightness)], axis=-1)

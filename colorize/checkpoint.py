@@ -10,6 +10,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
@@ -63,16 +64,28 @@ def restore(manager: ocp.CheckpointManager, state, step: int | None = None):
     discriminator=ocp.args.StandardRestore(_abstract(state.discriminator)),
     data=ocp.args.JsonRestore(),
   )
-  if state.generator_ema is not None:
+  keeps_average = state.generator_ema is not None
+  if keeps_average and has_average(manager.directory, step):
     items["generator_ema"] = ocp.args.StandardRestore(_abstract(state.generator_ema))
   restored = manager.restore(step, args=ocp.args.Composite(**items))
+  average = restored.get("generator_ema")
+  if keeps_average and average is None:  # A run saved without an average (older, or ema_decay was 0).
+    logging.warning("Checkpoint %d holds no weight average: it starts from the restored generator.", step)
+    average = jax.tree.map(
+      jnp.copy, {"params": restored.generator.params, "batch_stats": restored.generator.batch_stats}
+    )
   state = state.replace(
     step=jax.device_put(np.int32(step), state.step.sharding),
     generator=restored.generator,
     discriminator=restored.discriminator,
-    generator_ema=restored.get("generator_ema"),
+    generator_ema=average,
   )
   return state, data_position(restored.data)
+
+
+def has_average(directory, step: int) -> bool:
+  """Whether checkpoint `step` holds a moving average of G's weights (config.ema_decay > 0)."""
+  return os.path.isdir(os.path.join(str(directory), str(step), "generator_ema"))
 
 
 def data_position(saved: dict) -> dict:
@@ -144,8 +157,7 @@ def restore_generator_variables(workdir: str, abstract_variables: dict, step: in
   only_these = ocp.args.PyTreeRestore(
     target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
   )
-  has_average = os.path.isdir(os.path.join(str(manager.directory), str(step), "generator_ema"))
-  item = "generator_ema" if has_average else "generator"
+  item = "generator_ema" if has_average(manager.directory, step) else "generator"
   restored = manager.restore(step, args=ocp.args.Composite(**{item: only_these}))
   return restored[item], step
 
@@ -180,6 +192,7 @@ def load_weights(other_workdir: str, state):
   state = state.replace(
     generator=generator,
     discriminator=weights_of(restored.discriminator, state.discriminator),
-    generator_ema=None if state.generator_ema is None else generator.variables(),  # The average starts afresh.
+    # The average starts afresh, in buffers of its own (the train step donates its state).
+    generator_ema=None if state.generator_ema is None else jax.tree.map(jnp.copy, generator.variables()),
   )
   return state, step

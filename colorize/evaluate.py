@@ -59,8 +59,15 @@ def _output_metrics(outputs, real):
 
 def classic_baselines(config, eval_batches) -> dict:
   """{name: averages} of each classic colorizer (`baselines.py`, fitted on the first training
-  images) on the evaluation images, scored like the model."""
-  tables = baselines.fit(input_pipeline.first_training_images(config, CLASSIC_FIT_IMAGES))
+  images) on the evaluation images, scored like the model; {} without training images."""
+  try:
+    fit_images = input_pipeline.first_training_images(config, CLASSIC_FIT_IMAGES)
+  except input_pipeline.DatasetUnavailableError as error:
+    logging.warning("No classic colorizers in the report: no training images to fit them (%s).", error)
+    return {}
+  if jax.process_count() > 1:  # Every process fits the same tables: on every process's images.
+    fit_images = multihost_utils.process_allgather(fit_images, tiled=True)
+  tables = baselines.fit(fit_images)
   names = [name for name in baselines.NAMES if name != "gray"]  # Gray is scored in the eval step.
   sums = {name: {} for name in names}
   for batch in eval_batches:
@@ -139,6 +146,10 @@ def trained_state(config, source: str, state, mesh):
   try:
     if manager.latest_step() is None:
       raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(source)}: train the run first.")
+    if checkpoint.has_average(manager.directory, manager.latest_step()):  # Score what colorize writes.
+      state = state.replace(generator_ema=state.generator.variables())
+    elif state.generator_ema is not None:
+      state = state.replace(generator_ema=None)  # No average saved: the generator itself.
     return checkpoint.restore(manager, state)[0]
   finally:
     manager.close()

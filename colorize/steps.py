@@ -2,10 +2,12 @@
 
 One step = 1 discriminator update, then `generator_steps_per_batch` generator updates, all in
 one jit-compiled function written per device under `jax.shard_map` over the 1-D mesh axis
-`data`. The quality recipe's switches live here too: L1-only pretraining (`pretrain_steps`, a
-second compiled step for the first batches), the moving average of G's weights (`ema_decay`,
-used by every inference) and class-rebalancing weights of the L1 term (`loss.rebalance`). Gradients are averaged with `lax.pmean`; BatchNorm averages its batch statistics over
+`data`. Gradients are averaged with `lax.pmean`; BatchNorm averages its batch statistics over
 the same axis; so N devices compute what one device computes on the whole global batch.
+
+The quality recipe's switches live here too: L1-only pretraining (`pretrain_steps`, a second
+compiled step for the first batches), the moving average of G's weights (`ema_decay`, used by
+every inference) and class-rebalancing weights of the L1 term (`loss.rebalance`).
 
 Needs only jax, flax and optax (no TensorFlow), so benchmarks run it on bare accelerator machines.
 """
@@ -94,6 +96,10 @@ def check_model_config(config) -> None:
     raise ValueError(f"config.loss.rebalance={config.loss.rebalance} must be in [0, 1] (0: off; Zhang et al.: 0.5).")
   if config.model.disc_norm not in ("batch", "spectral"):
     raise ValueError(f"config.model.disc_norm={config.model.disc_norm!r} is unknown; use 'batch' or 'spectral'.")
+  if config.model.disc_norm == "spectral" and config.model.discriminator != "paper":
+    raise ValueError(
+      "config.model.disc_norm='spectral' needs the paper discriminator: set model.discriminator='paper'."
+    )
 
 
 # ----------------------------------------------------------------------------- optimisers
@@ -405,12 +411,32 @@ def compile_steps(config, mesh, optimizers: Optimizers, colour_weights=None):
   main_step = parallel_step(config)
   if not (config.pretrain_steps and config.adversarial):
     return main_step, parallel_eval
-  pretrain_step = parallel_step(pretraining_config(config))
+  return PretrainingThenMain(parallel_step(pretraining_config(config)), main_step, config.pretrain_steps), parallel_eval
 
-  def step_for_batch(state, images):
-    return (pretrain_step if int(state.step) < config.pretrain_steps else main_step)(state, images)
 
-  return step_for_batch, parallel_eval
+class PretrainingThenMain:
+  """The pretraining step for batches 1..`pretrain_steps`, then the main step.
+
+  Reads the state's step (a device sync) only until pretraining is over, so the GAN phase keeps
+  asynchronous dispatch. The pretraining step logs its loss as `g_loss_l1` alone: `g_loss`
+  keeps one meaning (the GAN's objective) in every logging window.
+  """
+
+  def __init__(self, pretrain_step, main_step, pretrain_steps: int):
+    self.pretrain_step, self.main_step, self.pretrain_steps = pretrain_step, main_step, pretrain_steps
+    self.pretraining_over = False
+
+  def __call__(self, state, images):
+    if not self.pretraining_over:
+      self.pretraining_over = int(state.step) >= self.pretrain_steps
+    if self.pretraining_over:
+      return self.main_step(state, images)
+    state, metrics = self.pretrain_step(state, images)
+    return state, {name: value for name, value in metrics.items() if name != "g_loss"}
+
+  def lower(self, *args, **kwargs):
+    """The main step's, for cost analyses (benchmarks/train_step.py)."""
+    return self.main_step.lower(*args, **kwargs)
 
 
 def global_batch(mesh, local_array: np.ndarray) -> jax.Array:

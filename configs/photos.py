@@ -31,7 +31,7 @@ def get_config():
   # The recipe, in the order the benchmark adds it to the paper's GAN:
   config.model.output = "ab"  # Predict a,b and keep the photo's own lightness (the paper predicts L too).
   config.min_crop_fraction = 0.5  # Scale jitter: random squares of 50-100% of the short side.
-  config.min_colorfulness = 10.0  # Skip near-gray and sepia photos (colourfulness under 10).
+  config.min_colorfulness = 10.0  # Skip near-gray photos with a faint cast (colourfulness under 10).
   config.pretrain_steps = 1_000  # G alone by L1 first: the GAN starts from a sane colorizer.
   config.ema_decay = 0.999  # Validate, sample and colorize with the moving average of G's weights.
   config.model.disc_norm = "spectral"  # Spectral norm instead of BatchNorm in D.

@@ -59,8 +59,10 @@ def test_flag_mistakes_are_one_line_and_one_hint(args, message):
       ["--config=configs/demo.py", "--config.image_size=50"],
       "config.image_size=50 is not a multiple of 2**model.depth=16",
     ),
+    (["--config=configs/demo.py", "--weights=weights"], "--weights is for the colorize, evaluate and turing modes"),
+    (["--mode=colorize", "--weights=weights", "--input=x", "--output=y"], "pass --workdir=RUN or --weights=DIR"),
   ],
-  ids=["no-run", "colorize-input", "turing-output", "compare-runs", "bad-setting"],
+  ids=["no-run", "colorize-input", "turing-output", "compare-runs", "bad-setting", "weights-train", "weights-and-run"],
 )
 def test_mode_mistakes_are_one_line_and_one_hint(args, message, tmp_path):
   out = run_main(f"--workdir={tmp_path}", *args)
