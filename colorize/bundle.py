@@ -41,7 +41,10 @@ def sha256_of(path: str) -> str:
 
 
 def export(config, variables, step: int, out_dir: str, facts: dict | None = None) -> dict:
-  """Writes G's variables and the manifest to `out_dir` (refusing to replace a bundle there)."""
+  """Writes G's variables and the manifest to `out_dir` (refusing to replace a bundle there).
+
+  `facts` go into the manifest as they are (training data, scores, the run's commit); without a
+  `commit` among them, this checkout's is recorded."""
   if is_bundle(out_dir):
     raise UsageError(f"{out_dir} already holds a bundle: choose another --output, or move it away first.")
   os.makedirs(out_dir, exist_ok=True)
@@ -56,7 +59,7 @@ def export(config, variables, step: int, out_dir: str, facts: dict | None = None
     "bytes": os.path.getsize(path),
     "step": int(step),
     "seed": int(config.seed),
-    "commit": reporting.git_commit(),
+    "commit": reporting.git_commit(),  # Replaced by the run's own when `facts` names it.
     **(facts or {}),
     "config": config.to_dict(),
   }
@@ -126,10 +129,11 @@ def main(argv):
   workdir, output = flags.FLAGS.workdir, flags.FLAGS.output
   config = run_setup.saved_config(workdir)
   _, variables, step = inference.load_generator(config, workdir)
-  facts = {}
+  with open(os.path.join(workdir, "config.json")) as f:
+    facts = {"commit": json.load(f).get("git_commit", "unknown")}  # The code that trained it.
   if flags.FLAGS.facts:
     with open(flags.FLAGS.facts) as f:
-      facts = json.load(f)
+      facts |= json.load(f)
   manifest = export(config, variables, step, output, facts)
   print(f"Exported step {step} of {workdir}: {manifest['bytes']:,} bytes -> {output}")
 

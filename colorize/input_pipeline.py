@@ -386,11 +386,15 @@ def train_batches(config, start: DataPosition = DataPosition(), workers: int | N
 
 
 def first_training_images(config, count: int) -> np.ndarray:
-  """This process's rows of the first global batches holding `count` training images, uint8.
+  """This process's rows of the first global batches holding at least `count` training images, uint8.
 
   The seeded order's first batches, whatever a run's resume point: for statistics of the
   training data (class-rebalancing weights, the classic colorizers' tables).
   """
+  # Larger batches read the same first images of the stream, in fewer calls.
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.batch_size *= max(1, 64 // config.batch_size)
   batches = train_batches(config, DataPosition(), workers=0)
   return np.concatenate([next(batches)["image"] for _ in range(-(-count // config.batch_size))])
 

@@ -77,6 +77,7 @@ def test_a_damaged_or_missing_bundle_is_a_clear_error(exported, tmp_path):
     bundle.export(config, {}, 0, exported)
 
 
+@pytest.mark.slow
 def test_the_command_line_colours_with_exported_weights_and_names_a_damaged_file(exported, tmp_path):
   inputs = tmp_path / "in"
   inputs.mkdir()
@@ -107,3 +108,16 @@ def test_evaluating_a_bundle_scores_its_run_whatever_the_data_config_says(traine
   assert os.path.exists(tmp_path / "b" / "report.md")
   with pytest.raises(UsageError, match="needs --output"):
     evaluate.evaluate_run(bundle.bundle_config(exported), exported)
+
+
+def test_the_shipped_model_is_checked_loads_and_colours_a_photo_alike_every_time():
+  manifest = bundle.read_manifest(bundle.BUNDLED)
+  assert manifest["bytes"] <= 25 * 2**20 and manifest["step"] > 0 and "train/" in manifest["trained_on"]
+  assert bundle.sha256_of(os.path.join(bundle.BUNDLED, manifest["file"])) == manifest["sha256"]
+  config = bundle.bundle_config(bundle.BUNDLED)
+  photo = coffee_photo((300, 400))
+  first = colorize_with(bundle.BUNDLED, config, photo)
+  np.testing.assert_array_equal(first, colorize_with(bundle.BUNDLED, config, photo))
+  gap = np.abs(color.lightness(first) - color.lightness(photo.rgb))
+  assert gap.mean() < 0.5 and np.percentile(gap, 95) < 1.0
+  assert color.rgb_to_lab(first / 255.0, np)[..., 1:].std() > 2.0  # It colours: not the gray input back.

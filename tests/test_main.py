@@ -142,6 +142,7 @@ assert os.listdir(out) and "tensorflow" not in sys.modules
 """
 
 
+@pytest.mark.slow
 def test_training_evaluating_and_colorizing_need_no_tensorflow(tmp_path):
   import skimage.data
   from PIL import Image

@@ -80,6 +80,7 @@ def test_the_weight_average_follows_its_formula_and_is_what_evaluation_scores():
   assert scores != float(eval_fn(state.replace(generator_ema=None), eval_batch(mesh))["l1"])
 
 
+@pytest.mark.slow
 def test_a_run_with_a_weight_average_resumes_it_and_colorizes_with_it(tmp_path):
   config = tiny_config(ema_decay=0.9, num_train_steps=2)
   final = train.train_and_evaluate(config, str(tmp_path))
@@ -95,6 +96,7 @@ def test_a_run_with_a_weight_average_resumes_it_and_colorizes_with_it(tmp_path):
   assert not np.array_equal(jax.tree.leaves(variables["params"])[0], jax.tree.leaves(live)[0])
 
 
+@pytest.mark.slow
 def test_a_run_without_an_average_resumes_and_fine_tunes_with_one(tmp_path):
   # Runs saved before the average existed (or with ema_decay=0): the average starts from G.
   old, new = str(tmp_path / "old"), str(tmp_path / "new")

@@ -122,6 +122,7 @@ def test_a_few_steps_lower_the_l1_loss_on_a_fixed_batch(adversarial, architectur
   assert ("d_loss" in metrics) == adversarial
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
   config = tiny_config(dtype="bfloat16")
   state, _, l1 = train_on_fixed_batch(config)
