@@ -23,6 +23,7 @@ import functools
 import json
 import os
 import sys
+import tempfile
 import time
 
 import jax
@@ -218,6 +219,10 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   size = 64 if FLAGS.quick else FLAGS.eval_size
+  if FLAGS.quick and not os.path.isdir(os.path.join(FLAGS.data_dir, "val")):  # No photo set here: bundled photos.
+    FLAGS.data_dir = tempfile.mkdtemp(prefix="quality-quick-")
+    common.photo_folder(os.path.join(FLAGS.data_dir, "train"), 16, 64, 64)
+    common.photo_folder(os.path.join(FLAGS.data_dir, "val"), 4, 64, 64)
   names, real = read_photos(os.path.join(FLAGS.data_dir, "val"), size, limit=4 if FLAGS.quick else None)
   gray = inference.gray_version(real)
   os.makedirs(FLAGS.out_dir, exist_ok=True)
