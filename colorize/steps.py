@@ -250,9 +250,7 @@ def generator_loss(config, discriminator, d: NetworkState, gray, real, fake, rng
     return loss, {"g_loss": loss, "g_loss_l1": l1}
   logits, _ = discriminator.apply(d.variables(), gray, fake, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
   adversarial = losses.generator_adversarial_loss(logits)
-  weighted_l1 = (
-    l1 if weights is None else losses.regression_loss(fake[..., channels], real[..., channels], "l1", weights)
-  )
+  weighted_l1 = losses.regression_loss(fake[..., channels], real[..., channels], "l1", weights)  # = l1 unweighted
   loss = adversarial + config.loss.l1_weight * weighted_l1
   return loss, {"g_loss": loss, "g_loss_adv": adversarial, "g_loss_l1": l1}
 
