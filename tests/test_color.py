@@ -71,3 +71,32 @@ def test_gradients_are_finite_at_black():
 
   grad = jax.grad(lambda rgb: color.rgb_to_lab(rgb).sum())(np.zeros(3, np.float32))
   assert np.isfinite(np.asarray(grad)).all()
+
+
+def test_host_conversions_compute_in_float32_whatever_the_input():
+  """Full-resolution photos are converted on the host: float64 would double their memory."""
+  rgb = random_image().astype(np.float64) / 255.0
+  lab = color.rgb_to_lab(rgb, np)
+  assert lab.dtype == np.float32
+  np.testing.assert_array_equal(lab, color.rgb_to_lab(rgb.astype(np.float32), np))
+  back = color.lab_to_rgb(lab.astype(np.float64), np)
+  assert back.dtype == np.float32
+  np.testing.assert_array_equal(back, color.lab_to_rgb(lab, np))
+
+
+def test_uint8_output_is_computed_in_float32_from_a_bfloat16_network():
+  import jax.numpy as jnp
+
+  lab = color.uint8_rgb_to_normalized_lab(random_image()).astype(jnp.bfloat16)
+  rgb = color.normalized_lab_to_uint8_rgb(lab)
+  assert rgb.dtype == jnp.uint8
+  np.testing.assert_array_equal(rgb, color.normalized_lab_to_uint8_rgb(lab.astype(jnp.float32)))
+
+
+def test_lightness_of_uint8_photos_matches_scikit_image_and_normalises_like_lab():
+  image = random_image()
+  lightness = color.lightness(image)
+  assert lightness.dtype == np.float32
+  np.testing.assert_allclose(lightness, skcolor.rgb2lab(image)[..., 0], atol=2e-3)
+  normalized = np.asarray(color.uint8_rgb_to_normalized_lab(image))[..., 0]
+  np.testing.assert_allclose(color.normalize_lightness(lightness), normalized, atol=1e-5)

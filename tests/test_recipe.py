@@ -166,6 +166,14 @@ def test_rebalancing_weights_favour_rare_colours_and_mix_one_is_uniform():
   smoothed /= smoothed.sum()
   expected = 1.0 / (0.5 * smoothed + 0.5 / np.count_nonzero(counts))
   np.testing.assert_allclose(weights, expected / np.sum(smoothed * expected), rtol=1e-5)
+  assert weights.dtype == np.float32
+  # One colour seen (Q = 1): w = 1 / (0.5 p~ + 0.5), still scaled so that E_p~[w] = 1.
+  single = np.zeros(losses.AB_BINS**2)
+  single[common] = 7
+  smoothed = ndimage.gaussian_filter(single.reshape(23, 23) / 7, 0.5, mode="constant").ravel()
+  smoothed /= smoothed.sum()
+  expected = 1.0 / (0.5 * smoothed + 0.5)
+  np.testing.assert_allclose(losses.rebalancing_weights(single, 0.5), expected / np.sum(smoothed * expected), rtol=1e-5)
 
 
 def test_pixel_weights_are_the_weights_of_each_pixels_true_colour_bin():
