@@ -3,15 +3,16 @@
     python -m benchmarks.colorize_photos                 # places365 networks (256 px), as users run them
     python -m benchmarks.colorize_photos --quick         # demo networks, 10 photos, no 6000x4000 (CI smoke run)
     python -m benchmarks.colorize_photos --workdir=runs/p365   # a trained run instead of fresh weights
+    python -m benchmarks.colorize_photos --weights=weights     # the bundled model (what users get by default)
 
-Without --workdir the generator has freshly initialised weights (speed does not depend on them),
-saved as a checkpoint of a throwaway run so that the real loading path is timed too. Prints JSON
-lines, then a table. Peak memory of the 6000x4000 photo is measured in a separate process.
+Without --workdir or --weights the generator has freshly initialised weights (speed does not
+depend on them), saved as a checkpoint of a throwaway run so that the real loading path is timed
+too. Prints JSON lines, then a table. Peak memory of the 6000x4000 photo is measured in a separate
+process, as that process's own high-water mark.
 """
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
+from colorize import bundle
 from colorize import checkpoint
 from colorize import inference
 from colorize import predict
@@ -30,6 +32,7 @@ from configs import demo
 from configs import places365
 
 flags.DEFINE_string("workdir", None, "A trained run; default: fresh weights of --config_name.")
+flags.DEFINE_string("weights", None, "An exported generator folder (e.g. the bundled weights/) instead of a run.")
 flags.DEFINE_enum("config_name", "places365", ["places365", "demo"], "Networks when --workdir is not given.")
 flags.DEFINE_bool("quick", False, "Demo networks, 10 photos, no 6000x4000 photo.")
 flags.DEFINE_integer("folder_photos", 50, "Photos in the throughput folder.")
@@ -66,27 +69,44 @@ def timed_colorize(config, generator, variables, sources: list, output_dir: str)
   return time.perf_counter() - start
 
 
-def peak_rss_of_big_photo(workdir: str, folder: str) -> float:
+# Runs main.py in the child and prints that process's own peak RSS. The child's ru_maxrss would
+# not do: a child started by vfork + exec from this (large) process inherits its high-water mark.
+_MAIN_REPORTING_PEAK_RSS = """
+import atexit, re, runpy, sys
+def report():
+  status = open("/proc/self/status").read()
+  print("PEAK_RSS_KB", re.search(r"VmHWM:\\s+(\\d+)", status).group(1), file=sys.stderr)
+atexit.register(report)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def peak_rss_of_big_photo(source_flag: str, folder: str) -> float:
   """Peak RSS (MB) of `main.py --mode=colorize` on one 6000x4000 JPEG, in its own process."""
   big = common.write_jpeg(os.path.join(folder, "big.jpg"), common.photo_like(4000, 6000))
-  command = [sys.executable, os.path.join(REPO, "main.py"), f"--workdir={workdir}", "--mode=colorize"]
-  command += [f"--input={big}", f"--output={os.path.join(folder, 'big_out')}"]
+  command = [sys.executable, "-c", _MAIN_REPORTING_PEAK_RSS, os.path.join(REPO, "main.py"), source_flag]
+  command += ["--mode=colorize", f"--input={big}", f"--output={os.path.join(folder, 'big_out')}"]
   child = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
   if child.returncode:
     raise RuntimeError(child.stderr[-2000:])
-  return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+  return int(child.stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0]) / 1024
 
 
 def main(argv):
   del argv
   folder = tempfile.mkdtemp(prefix="colorize-bench-")
-  if FLAGS.workdir:
+  if FLAGS.weights:
+    workdir, networks = FLAGS.weights, f"bundle {FLAGS.weights}"
+    config = bundle.bundle_config(workdir)
+  elif FLAGS.workdir:
     workdir, networks = FLAGS.workdir, f"run {FLAGS.workdir}"
     config = run_setup.saved_config(workdir)
   else:
     networks = "demo" if FLAGS.quick else FLAGS.config_name
     config = {"demo": demo, "places365": places365}[networks].get_config()
     workdir = fresh_run(config, os.path.join(folder, "run"))
+  source_flag = f"--weights={workdir}" if FLAGS.weights else f"--workdir={workdir}"
   generator, variables, _ = inference.load_generator(config, workdir)
   photo = common.write_jpeg(os.path.join(folder, "one.jpg"), common.photo_like(768, 1024))
   cold = timed_colorize(config, generator, variables, [photo], os.path.join(folder, "cold"))
@@ -104,7 +124,8 @@ def main(argv):
     "photo_1024x768_warm_s": round(warm, 3),
     "folder_photos": count,
     "folder_photos_per_s": round(count / folder_s, 2),
-    "peak_rss_mb_6000x4000": None if FLAGS.quick else round(peak_rss_of_big_photo(workdir, folder)),
+    "peak_rss_mb_6000x4000": None if FLAGS.quick else round(peak_rss_of_big_photo(source_flag, folder)),
+    "cpu": common.cpu_model(),
   }
   common.emit(row)
   common.print_table([row], list(row))

@@ -150,11 +150,52 @@ def test_another_seed_gives_other_parameters(tmp_path):
     ({"batch_size": 6}, r"config.batch_size=6 is not divisible by the 4 devices"),
     ({"image_size": 18}, r"config.image_size=18 is not a multiple of 2\*\*model.depth=4"),
     ({"dtype": "float16"}, r"config.dtype='float16' is unknown"),
+    ({"generator_steps_per_batch": 0}, r"config.generator_steps_per_batch must be at least 1"),
+    ({"ema_decay": 1.0}, r"config.ema_decay=1.0 must be in \[0, 1\)"),
+    ({"loss.rebalance": 1.5}, r"config.loss.rebalance=1.5 must be in \[0, 1\]"),
+    ({"loss.regression": "huber"}, r"config.loss.regression='huber' is unknown; use 'l1' or 'l2'"),
+    ({"model.disc_norm": "layer"}, r"config.model.disc_norm='layer' is unknown"),
+    ({"model.disc_norm": "spectral", "model.discriminator": "patchgan"}, r"needs the paper discriminator"),
   ],
 )
 def test_bad_settings_fail_at_start_with_the_field_and_the_fix(overrides, message):
   with pytest.raises(ValueError, match=message):
     steps.check_config(tiny_config(**overrides), num_devices=4)
+
+
+@pytest.mark.parametrize(
+  "overrides",
+  [
+    {"loss.regression": "l2", "optim.optimizer": "sgd", "model.output": "ab"},
+    {"dtype": "bfloat16", "generator_steps_per_batch": 1, "ema_decay": 0.0, "loss.rebalance": 1.0},
+    {"model.disc_norm": "spectral", "ema_decay": 0.999, "loss.rebalance": 0.0},
+  ],
+)
+def test_every_known_setting_is_accepted(overrides):
+  steps.check_config(tiny_config(**overrides), num_devices=4)
+
+
+def test_evaluation_scores_the_discriminator_on_real_and_generated_images_in_eval_mode():
+  config = tiny_config()
+  mesh = steps.make_mesh()
+  state, (_, eval_fn) = steps.setup(config, mesh)
+  images = smooth_colour_images(4, 16)
+  batch = {"image": steps.global_batch(mesh, images), "mask": steps.global_batch(mesh, np.ones(4, np.float32))}
+  sums = jax.device_get(eval_fn(state, batch))
+  state = jax.device_get(state)
+  generator, discriminator = models.create_models(config.model, config.dtype)
+  real = steps.color.uint8_rgb_to_normalized_lab(images)
+  fake = generator.apply(state.inference_variables(), real[..., :1], train=False)
+  real_logits = discriminator.apply(state.discriminator.variables(), real[..., :1], real, train=False)
+  fake_logits = discriminator.apply(state.discriminator.variables(), real[..., :1], fake, train=False)
+  expected = {
+    "d_loss_real": steps.losses.sigmoid_cross_entropy(real_logits, 1.0),
+    "d_loss_fake": steps.losses.sigmoid_cross_entropy(fake_logits, 0.0),
+    "g_loss_adv": steps.losses.sigmoid_cross_entropy(fake_logits, 1.0),
+  }
+  assert float(sums["count"]) == 4
+  for key, value in expected.items():
+    assert float(sums[key]) / 4 == pytest.approx(float(value), rel=1e-4), key
 
 
 def losses_subprocess(devices_per_process: int, *args: str) -> subprocess.Popen:
