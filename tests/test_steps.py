@@ -337,3 +337,25 @@ def test_label_smoothing_sets_the_real_target_inside_the_step():
   expected = steps.losses.sigmoid_cross_entropy(logits, 0.9)
   assert float(history[0]["d_loss_real"]) == pytest.approx(float(expected), rel=1e-5)
   assert float(expected) != pytest.approx(float(steps.losses.sigmoid_cross_entropy(logits, 1.0)), rel=1e-3)
+
+
+def test_the_discriminator_trains_on_each_batchs_own_statistics_real_then_fake():
+  # Catches a fake pass in eval mode (running averages instead of the fake batch's statistics),
+  # running averages that skip the fake batch, and a fake pass that sees the real images' statistics.
+  config = tiny_config()
+  config.model.disc_dropout = 0.0  # D is then a function of the state and its inputs alone.
+  first, state, history = steps_on_fixed_batch(config, 1)
+  generator, discriminator = models.create_models(config.model, config.dtype)
+  real = steps.color.uint8_rgb_to_normalized_lab(smooth_colour_images(4, 16))
+  gray = real[..., :1]
+  fake, _ = generator.apply(first.generator.variables(), gray, train=True, mutable=["batch_stats"])
+  _, after_real = discriminator.apply(first.discriminator.variables(), gray, real, train=True, mutable=["batch_stats"])
+  after_real = {"params": first.discriminator.params, **after_real}
+  fake_logits, after_fake = discriminator.apply(after_real, gray, fake, train=True, mutable=["batch_stats"])
+  expected = steps.losses.sigmoid_cross_entropy(fake_logits, 0.0)
+  assert float(history[0]["d_loss_fake"]) == pytest.approx(float(expected), rel=1e-5)
+  jax.tree.map(
+    lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6),
+    jax.device_get(state.discriminator.batch_stats),
+    jax.device_get(after_fake["batch_stats"]),
+  )
