@@ -40,6 +40,7 @@ def test_evaluate_without_a_checkpoint_is_a_clear_error(tmp_path):
     evaluate.evaluate_run(tiny_config(), str(tmp_path))
 
 
+@pytest.mark.slow
 def test_a_model_that_predicts_lightness_is_also_scored_as_colorize_writes_it(tmp_path):
   config = tiny_config(num_train_steps=1, **{"model.output": "lab"})
   train.train_and_evaluate(config, str(tmp_path))

@@ -108,19 +108,22 @@ def test_dropout_mask_depends_on_the_example_index_only():
   np.testing.assert_array_equal(layer.apply({}, x, deterministic=True), x)
 
 
-@pytest.mark.parametrize("size,kernel", [(1, 3), (2, 3), (2, 2), (1, 2)])
-def test_small_map_conv_matches_xla_convolution_and_its_gradients(size, kernel):
-  lhs = jax.random.normal(jax.random.key(0), (3, size, size, 5))
+@pytest.mark.parametrize(
+  "height,width,kernel",
+  [(1, 1, 3), (2, 2, 2), (4, 4, 3), (2, 4, 3)]
+  + [pytest.param(*case, marks=pytest.mark.slow) for case in [(2, 2, 3), (1, 1, 2), (4, 4, 2), (1, 3, 3)]],
+)
+def test_small_map_conv_matches_xla_convolution_and_its_gradients(height, width, kernel):
+  lhs = jax.random.normal(jax.random.key(0), (3, height, width, 5))
   rhs = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 7))
-
-  def conv(fn):
-    return lambda a, b: fn(a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")).sum(-1).sum()
-
-  ours, xla = conv(models.small_map_conv), conv(jax.lax.conv_general_dilated)
-  np.testing.assert_allclose(ours(lhs, rhs), xla(lhs, rhs), rtol=1e-5)
-  for got, want in zip(jax.grad(ours, (0, 1))(lhs, rhs), jax.grad(xla, (0, 1))(lhs, rhs), strict=True):
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-  dense = models.small_map_conv(lhs, rhs, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  np.testing.assert_allclose(
-    dense, jax.lax.conv_general_dilated(lhs, rhs, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")), atol=1e-5
+  cotangent = jax.random.normal(jax.random.key(2), (3, height, width, 7))  # Unequal weights: a misplaced tap shows.
+  numbers = ("NHWC", "HWIO", "NHWC")
+  ours, ours_vjp = jax.vjp(
+    lambda a, b: models.small_map_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers), lhs, rhs
   )
+  xla, xla_vjp = jax.vjp(
+    lambda a, b: jax.lax.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=numbers), lhs, rhs
+  )
+  np.testing.assert_allclose(ours, xla, rtol=1e-5, atol=1e-5)
+  for got, want in zip(ours_vjp(cotangent), xla_vjp(cotangent), strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
