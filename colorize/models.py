@@ -23,48 +23,54 @@ def _check_divisible(shape, factor: int, what: str):
     )
 
 
-SMALL_MAP_PIXELS = 16  # Maps of up to 4x4 pixels: the U-Net's deepest levels at 32 and 64 px.
+SMALL_MAP_PIXELS = 16  # Maps of at most 16 pixels (4x4, 2x8, ...): the U-Net's deepest levels at 32 and 64 px.
+NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def _taps_touching_data(kernel: int, pad_low: int, size: int, out: int) -> list:
-  """Kernel offsets whose window, over all outputs, reads at least one real (unpadded) pixel."""
+  """Kernel offsets whose window, over all outputs, reads at least one real (unpadded) pixel: a range."""
   return [k for k in range(kernel) if k < pad_low + size and k + out > pad_low]
 
 
-def small_map_conv(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None, **kwargs):
-  """`lax.conv_general_dilated` (NHWC, HWIO), but one matrix product for stride-1 convs on small maps on CPU.
+def takes_matrix_route(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, **kwargs) -> bool:
+  """Whether `small_map_conv` rewrites this convolution: NHWC, stride 1, undilated, ungrouped, small map, CPU."""
+  if lhs.ndim != 4 or jax.default_backend() != "cpu" or lhs.shape[1] * lhs.shape[2] > SMALL_MAP_PIXELS:
+    return False
+  numbers = kwargs.pop("dimension_numbers", None)
+  nhwc = numbers is not None and jax.lax.conv_dimension_numbers(
+    lhs.shape, rhs.shape, numbers
+  ) == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC)
+  plain = all(s == 1 for s in window_strides) and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+  known_padding = padding in ("SAME", "VALID") or not isinstance(padding, str)
+  groups = kwargs.pop("feature_group_count", 1) == 1 and kwargs.pop("batch_group_count", 1) == 1
+  kwargs.pop("precision", None)
+  return nhwc and plain and known_padding and groups and not any(v is not None for v in kwargs.values())
+
+
+def small_map_conv(lhs, rhs, window_strides, padding, **kwargs):
+  """`lax.conv_general_dilated`, but one matrix product for NHWC stride-1 convolutions on small maps on CPU.
 
   XLA's CPU backend runs 3x3 convolutions over 1x1 and 2x2 maps about 100x below its speed on
-  larger maps, and over 4x4 maps forward and backward 1.2-1.8x slower than this; written as
-  im2col + dot, only the kernel taps that reach real pixels are computed (on a 1x1 map, the
-  centre tap alone). Same parameters, same results up to rounding.
+  larger maps, and is slower than this on 4x4 maps too (`python -m benchmarks.conv_ops`); written
+  as im2col + dot, only the kernel taps that reach real pixels are computed (on a 1x1 map, the
+  centre tap alone). Same parameters, same results up to rounding. Anything else goes to XLA.
   """
+  if not takes_matrix_route(lhs, rhs, window_strides, padding, **kwargs):
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
   height, width = lhs.shape[1:3]
-  dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-  if (
-    jax.default_backend() != "cpu"
-    or height * width > SMALL_MAP_PIXELS
-    or any(s != 1 for s in window_strides)
-    or dilated
-    or kwargs.get("feature_group_count", 1) != 1
-  ):
-    return jax.lax.conv_general_dilated(
-      lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, **kwargs
-    )
   kernel_h, kernel_w = rhs.shape[:2]
   if isinstance(padding, str):
     padding = [((k - 1) // 2, k // 2) for k in (kernel_h, kernel_w)] if padding == "SAME" else [(0, 0), (0, 0)]
   (top, bottom), (left, right) = padding
   out_h, out_w = height + top + bottom - kernel_h + 1, width + left + right - kernel_w + 1
   x = jnp.pad(lhs, [(0, 0), (top, bottom), (left, right), (0, 0)])
-  taps = [
-    (i, j)
-    for i in _taps_touching_data(kernel_h, top, height, out_h)
-    for j in _taps_touching_data(kernel_w, left, width, out_w)
-  ]
-  patches = jnp.concatenate([x[:, i : i + out_h, j : j + out_w, :] for i, j in taps], axis=-1)
-  kernel = jnp.concatenate([rhs[i, j] for i, j in taps], axis=0)
-  # A 2-D product: its gradients are 2-D products too (4-D ones cost up to 10% more).
+  rows = _taps_touching_data(kernel_h, top, height, out_h)
+  columns = _taps_touching_data(kernel_w, left, width, out_w)
+  patches = jnp.concatenate([x[:, i : i + out_h, j : j + out_w, :] for i in rows for j in columns], axis=-1)
+  # The taps form one block of the kernel: a slice and a reshape, no copy (a concatenation of the
+  # taps fused into the product and made it 2.5x slower on 4x4 maps).
+  kernel = rhs[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].reshape(-1, rhs.shape[-1])
+  # A 2-D product, so that both gradients are 2-D products as well.
   out = jnp.dot(patches.reshape(-1, patches.shape[-1]), kernel, precision=kwargs.get("precision"))
   return out.reshape(*patches.shape[:3], kernel.shape[-1])
 

@@ -110,14 +110,17 @@ def test_dropout_mask_depends_on_the_example_index_only():
 
 @pytest.mark.parametrize(
   "height,width,kernel",
-  [(1, 1, 3), (2, 2, 2), (4, 4, 3), (2, 4, 3)]
-  + [pytest.param(*case, marks=pytest.mark.slow) for case in [(2, 2, 3), (1, 1, 2), (4, 4, 2), (1, 3, 3)]],
+  [(1, 1, 3), (4, 4, 2), (4, 4, 3), (2, 4, 3)]
+  + [pytest.param(*case, marks=pytest.mark.slow) for case in [(2, 2, 3), (1, 1, 2), (2, 2, 2), (1, 3, 3)]],
 )
 def test_small_map_conv_matches_xla_convolution_and_its_gradients(height, width, kernel):
   lhs = jax.random.normal(jax.random.key(0), (3, height, width, 5))
   rhs = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 7))
   cotangent = jax.random.normal(jax.random.key(2), (3, height, width, 7))  # Unequal weights: a misplaced tap shows.
   numbers = ("NHWC", "HWIO", "NHWC")
+  assert models.takes_matrix_route(lhs, rhs, (1, 1), "SAME", dimension_numbers=numbers)
+  jaxpr = jax.make_jaxpr(lambda a, b: models.small_map_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers))
+  assert "conv_general_dilated" not in str(jaxpr(lhs, rhs))  # The matrix route, not XLA's convolution.
   ours, ours_vjp = jax.vjp(
     lambda a, b: models.small_map_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers), lhs, rhs
   )
@@ -127,3 +130,28 @@ def test_small_map_conv_matches_xla_convolution_and_its_gradients(height, width,
   np.testing.assert_allclose(ours, xla, rtol=1e-5, atol=1e-5)
   for got, want in zip(ours_vjp(cotangent), xla_vjp(cotangent), strict=True):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+  "shape,strides,padding,extra",
+  [
+    ((2, 5, 4, 3), (1, 1), "SAME", {}),  # 20 pixels: a larger map
+    ((2, 4, 4, 3), (2, 2), "SAME", {}),
+    ((2, 4, 4, 3), (1, 1), "SAME_LOWER", {}),
+    ((2, 4, 4, 3), (1, 1), "SAME", {"rhs_dilation": (2, 2)}),
+    ((2, 4, 4, 3), (1, 1), "SAME", {"dimension_numbers": None}),  # lax's default layout, NCHW
+    ((2, 4, 4, 4), (1, 1), "SAME", {"feature_group_count": 2}),
+    ((2, 4, 4, 3), (1, 1), "SAME", {"preferred_element_type": jnp.float32}),
+  ],
+)
+def test_small_map_conv_leaves_every_other_convolution_to_xla(shape, strides, padding, extra):
+  lhs = jax.random.normal(jax.random.key(0), shape)
+  rhs = jax.random.normal(jax.random.key(1), (3, 3, shape[-1] // extra.get("feature_group_count", 1), 6))
+  kwargs = {"dimension_numbers": ("NHWC", "HWIO", "NHWC"), **extra}
+  if kwargs["dimension_numbers"] is None:
+    lhs, rhs = lhs.transpose(0, 3, 1, 2), rhs.transpose(3, 2, 0, 1)  # lax's default: NCHW, OIHW
+  assert not models.takes_matrix_route(lhs, rhs, strides, padding, **kwargs)
+  np.testing.assert_array_equal(
+    models.small_map_conv(lhs, rhs, strides, padding, **kwargs),
+    jax.lax.conv_general_dilated(lhs, rhs, strides, padding, **kwargs),
+  )

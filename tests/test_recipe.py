@@ -136,7 +136,6 @@ def test_spectral_norm_makes_the_discriminator_blind_to_the_scale_of_its_weights
     assert not np.allclose(logits(scaled), logits(variables["params"]), rtol=1e-2)
 
 
-@pytest.mark.slow
 def test_spectral_norm_trains_and_keeps_its_vectors_in_the_checkpointed_statistics():
   config = tiny_config()
   config.model.disc_norm = "spectral"
