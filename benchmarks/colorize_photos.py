@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+import jax
+import jax.numpy as jnp
 from absl import app
 from absl import flags
 
@@ -67,6 +69,19 @@ def timed_colorize(config, generator, variables, sources: list, output_dir: str)
   )
   assert summary.done == len(jobs), summary
   return time.perf_counter() - start
+
+
+def generator_alone_photos_per_s(generator, variables, size: int, batch_size: int = 8) -> float:
+  """The folder rate's ceiling: the generator alone on batches of square gray photos at network size."""
+  apply = jax.jit(lambda v, gray: generator.apply(v, gray, train=False))
+  gray = jnp.zeros((batch_size, size, size, 1), jnp.float32)
+  jax.block_until_ready(apply(variables, gray))  # Compiles.
+  best = float("inf")
+  for _ in range(3):
+    start = time.perf_counter()
+    jax.block_until_ready(apply(variables, gray))
+    best = min(best, time.perf_counter() - start)
+  return batch_size / best
 
 
 # Runs main.py in the child and prints that process's own peak RSS. The child's ru_maxrss would
@@ -124,6 +139,7 @@ def main(argv):
     "photo_1024x768_warm_s": round(warm, 3),
     "folder_photos": count,
     "folder_photos_per_s": round(count / folder_s, 2),
+    "generator_alone_photos_per_s": round(generator_alone_photos_per_s(generator, variables, config.image_size), 2),
     "peak_rss_mb_6000x4000": None if FLAGS.quick else round(peak_rss_of_big_photo(source_flag, folder)),
     "cpu": common.cpu_model(),
   }

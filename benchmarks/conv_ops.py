@@ -1,13 +1,16 @@
-"""Times one convolution of the networks, XLA's vs `models.small_map_conv`'s matrix product, forward and backward.
+"""Times the networks' convolutions: XLA's own against this project's CPU routes, forward and backward.
 
     python -m benchmarks.conv_ops                # the paper U-Net's convolutions on its 2x2 to 8x8 maps at 64x16
-    python -m benchmarks.conv_ops --quick        # two tiny shapes (CI smoke run)
+    python -m benchmarks.conv_ops --upsampled    # its decoders' upsampling convolutions at 256x4
+    python -m benchmarks.conv_ops --quick        # tiny shapes (CI smoke run)
     python -m benchmarks.conv_ops --shape=16,4,4,512,1024,3
 
 Each --shape is batch,height,width,in,out,kernel (stride 1, 'SAME', NHWC/HWIO, float32). One row
 per shape: the median of --repeats calls of the jitted forward pass and of both gradients
-(`jax.vjp` with a random cotangent) for `lax.conv_general_dilated` and, where it takes the matrix
-route (maps of at most `models.SMALL_MAP_PIXELS` pixels, CPU), for `small_map_conv`.
+(`jax.vjp` with a random cotangent). Routes: `xla` is `lax.conv_general_dilated`; `matmul` is
+`models.small_map_conv` where it takes the matrix route (maps of at most `SMALL_MAP_PIXELS`
+pixels). With --upsampled the input is first upsampled 2x (nearest), as in the decoder: `xla`
+convolves the upsampled map, `phases` is `models.nearest_upsample_conv`.
 """
 
 import statistics
@@ -30,7 +33,10 @@ PAPER_64x16 = [
   "16,8,8,256,512,3",
   "16,8,8,768,256,3",
 ]
-flags.DEFINE_multi_string("shape", PAPER_64x16, "batch,height,width,in,out,kernel; repeatable.")
+# The decoders' 2x2 convolutions at 256 px, batch 4, given their inputs before upsampling.
+UPSAMPLED_256x4 = ["4,128,128,64,32,2", "4,64,64,128,64,2", "4,32,32,256,128,2", "4,16,16,512,256,2"]
+flags.DEFINE_multi_string("shape", None, "batch,height,width,in,out,kernel; repeatable (default: see above).")
+flags.DEFINE_bool("upsampled", False, "Time the decoder's upsampling convolution (kernel 2) instead.")
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (after one untimed call).")
 flags.DEFINE_bool("quick", False, "Two tiny shapes, 3 repeats.")
 FLAGS = flags.FLAGS
@@ -55,28 +61,50 @@ def forward_and_backward(conv):
   return forward, backward
 
 
-def time_shape(spec: str, repeats: int) -> dict:
-  batch, height, width, cin, cout, kernel = (int(v) for v in spec.split(","))
-  keys = jax.random.split(jax.random.key(0), 3)
-  x = jax.random.normal(keys[0], (batch, height, width, cin))
-  w = 0.05 * jax.random.normal(keys[1], (kernel, kernel, cin, cout))
-  g = jax.random.normal(keys[2], (batch, height, width, cout))
-  row = {"benchmark": "conv_ops", "cpu": common.cpu_model(), "op": f"{batch}x{height}x{width} {cin}->{cout} k{kernel}"}
+def upsampled_xla(lhs, rhs, *args, **kwargs):
+  return jax.lax.conv_general_dilated(models.upsample_nearest(lhs), rhs, *args, **kwargs)
+
+
+def routes_for(height: int, width: int, upsampled: bool) -> dict:
+  if upsampled:
+    return {"xla": upsampled_xla, "phases": models.nearest_upsample_conv}
   routes = {"xla": jax.lax.conv_general_dilated}
   if height * width <= models.SMALL_MAP_PIXELS and jax.default_backend() == "cpu":
     routes["matmul"] = models.small_map_conv
-  for name, conv in routes.items():
+  return routes
+
+
+def time_shape(spec: str, repeats: int, upsampled: bool) -> dict:
+  batch, height, width, cin, cout, kernel = (int(v) for v in spec.split(","))
+  scale = 2 if upsampled else 1
+  keys = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(keys[0], (batch, height, width, cin))
+  w = 0.05 * jax.random.normal(keys[1], (kernel, kernel, cin, cout))
+  g = jax.random.normal(keys[2], (batch, scale * height, scale * width, cout))
+  # 'SAME': an output per pixel of the (upsampled) map.
+  forward_gflop = 2 * batch * scale**2 * height * width * kernel * kernel * cin * cout / 1e9
+  row = {"benchmark": "conv_ops", "cpu": common.cpu_model(), "op": f"{batch}x{height}x{width} {cin}->{cout} k{kernel}"}
+  row |= {"upsampled": upsampled, "forward_gflop": round(forward_gflop, 3)}
+  for name, conv in routes_for(height, width, upsampled).items():
     forward, backward = forward_and_backward(conv)
     row[f"{name}_forward_ms"] = median_ms(forward, x, w, repeats=repeats)
     row[f"{name}_backward_ms"] = median_ms(backward, x, w, g, repeats=repeats)
+    # Both gradients together: twice the forward pass's multiply-adds.
+    row[f"{name}_forward_gflops"] = round(forward_gflop / row[f"{name}_forward_ms"] * 1000, 1)
+    row[f"{name}_backward_gflops"] = round(2 * forward_gflop / row[f"{name}_backward_ms"] * 1000, 1)
   return common.emit(row)
 
 
 def main(argv):
   del argv
-  shapes = ["2,2,2,8,8,3", "2,8,8,8,8,3"] if FLAGS.quick else FLAGS.shape
-  rows = [time_shape(spec, 3 if FLAGS.quick else FLAGS.repeats) for spec in shapes]
-  columns = ["op", "xla_forward_ms", "matmul_forward_ms", "xla_backward_ms", "matmul_backward_ms"]
+  if FLAGS.quick:
+    shapes = ["2,4,4,8,8,2"] if FLAGS.upsampled else ["2,2,2,8,8,3", "2,8,8,8,8,3"]
+  else:
+    shapes = FLAGS.shape or (UPSAMPLED_256x4 if FLAGS.upsampled else PAPER_64x16)
+  rows = [time_shape(spec, 3 if FLAGS.quick else FLAGS.repeats, FLAGS.upsampled) for spec in shapes]
+  ours = "phases" if FLAGS.upsampled else "matmul"
+  columns = ["op", "xla_forward_ms", f"{ours}_forward_ms", "xla_backward_ms", f"{ours}_backward_ms"]
+  columns += ["xla_forward_gflops", "xla_backward_gflops"]
   common.print_table(rows, columns)
 
 

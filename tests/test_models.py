@@ -132,6 +132,26 @@ def test_small_map_conv_matches_xla_convolution_and_its_gradients(height, width,
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("height,width", [(1, 1), (2, 3), (4, 4), (6, 5)])
+def test_nearest_upsample_conv_is_upsampling_then_the_2x2_convolution(height, width):
+  # (6, 5): 30 pixels, so its phases go to XLA's convolution; the others take the matrix route.
+  lhs = jax.random.normal(jax.random.key(0), (3, height, width, 5))
+  rhs = jax.random.normal(jax.random.key(1), (2, 2, 5, 7))
+  cotangent = jax.random.normal(jax.random.key(2), (3, 2 * height, 2 * width, 7))
+  numbers = ("NHWC", "HWIO", "NHWC")
+  ours, ours_vjp = jax.vjp(
+    lambda a, b: models.nearest_upsample_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers), lhs, rhs
+  )
+  plain, plain_vjp = jax.vjp(
+    lambda a, b: jax.lax.conv_general_dilated(models.upsample_nearest(a), b, (1, 1), "SAME", dimension_numbers=numbers),
+    lhs,
+    rhs,
+  )
+  np.testing.assert_allclose(ours, plain, rtol=1e-5, atol=1e-5)
+  for got, want in zip(ours_vjp(cotangent), plain_vjp(cotangent), strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize(
   "shape,strides,padding,extra",
   [
