@@ -54,7 +54,7 @@ def test_weighted_regression_losses_by_hand():
 def test_pixel_accuracy_counts_pixels_within_the_lab_tolerance():
   real = np.zeros((2, 3, 2, 3), np.float32) + [50.0, 10.0, -10.0]  # 2 images of 3x2 pixels
   predicted = real.copy()
-  predicted[0, 0, 0] += [2.0, 4.4, -4.4]  # exactly at the tolerance: a hit
+  predicted[0, 0, 0] += [2.0, 4.4, -4.4]  # |dL| = 2, at its tolerance; |da|, |db| round to 4 <= 4.4: a hit
   predicted[0, 0, 1] += [2.6, 0.0, 0.0]  # |dL| rounds to 3 > 2: a miss
   predicted[0, 1, 0] += [0.0, 0.0, 5.0]  # |db| = 5 > 4.4: a miss
   predicted[1, 0, 0] += [0.0, -5.0, 5.0]  # |da|, |db| = 5 > 4.4: one miss (a pixel, not a channel)
