@@ -26,6 +26,7 @@ def unet_run(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_compare_writes_one_table_and_one_grid_of_the_same_images(trained_run, unet_run, tmp_path):
   out = tmp_path / "comparison"
   compare.compare([trained_run, unet_run], str(out), num_images=4)

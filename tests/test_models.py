@@ -66,6 +66,7 @@ def test_pix2pix_unet_and_patchgan_have_pix2pix_parameter_counts(upsample):
   assert logits.shape == (1, 30, 30)  # 70x70 patches, as pix2pix at 256 px
 
 
+@pytest.mark.slow
 def test_pix2pix_unet_output_and_its_dropout_in_training_only():
   generator = models.Pix2PixGenerator(base_width=4, depth=6, output="ab")
   gray = jax.random.uniform(jax.random.key(1), (2, 64, 64, 1), minval=-1, maxval=1)

@@ -71,6 +71,7 @@ def test_same_seed_is_bitwise_reproducible_and_resume_matches_an_uninterrupted_r
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(first))
 
 
+@pytest.mark.slow
 def test_init_from_starts_a_new_run_from_another_runs_weights(trained_run, tmp_path):
   source, tuned = trained_run, str(tmp_path / "tuned")
   frozen = tiny_config(num_train_steps=1, init_from=source)
