@@ -145,7 +145,7 @@ def nearest_upsample_conv(lhs, rhs, window_strides, padding, **kwargs):
 
   On CPU it is computed at `lhs`'s size: each output phase (row and column parity) is a 1x1, 1x2,
   2x1 or 2x2 convolution of `lhs` with sums of `rhs`'s taps. That is 9/16 of the multiply-adds
-  and no upsampled map; XLA:CPU ran the upsampled form's backward pass up to 3.8x slower
+  and no upsampled map; XLA:CPU ran the upsampled form's backward pass up to 3.1x slower
   (`benchmarks/conv_ops.py --upsampled`). Same parameters, same results up to rounding.
   """
   if jax.default_backend() != "cpu":
