@@ -75,13 +75,7 @@ def generator_alone_photos_per_s(generator, variables, size: int, batch_size: in
   """The folder rate's ceiling: the generator alone on batches of square gray photos at network size."""
   apply = jax.jit(lambda v, gray: generator.apply(v, gray, train=False))
   gray = jnp.zeros((batch_size, size, size, 1), jnp.float32)
-  jax.block_until_ready(apply(variables, gray))  # Compiles.
-  best = float("inf")
-  for _ in range(3):
-    start = time.perf_counter()
-    jax.block_until_ready(apply(variables, gray))
-    best = min(best, time.perf_counter() - start)
-  return batch_size / best
+  return batch_size / min(common.call_seconds(apply, variables, gray, repeats=3))
 
 
 # Runs main.py in the child and prints that process's own peak RSS. The child's ru_maxrss would

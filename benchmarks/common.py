@@ -4,6 +4,7 @@ import json
 import os
 import resource
 import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -36,6 +37,19 @@ def cpu_model() -> str:
   import platform
 
   return platform.processor() or platform.machine()
+
+
+def call_seconds(fn, *args, repeats: int) -> list:
+  """Seconds of each of `repeats` calls of a jax function (results awaited), after one untimed call that compiles."""
+  import jax
+
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return times
 
 
 def peak_rss_mb() -> float:

@@ -14,7 +14,6 @@ convolves the upsampled map, `phases` is `models.nearest_upsample_conv`.
 """
 
 import statistics
-import time
 
 import jax
 from absl import app
@@ -40,23 +39,16 @@ flags.DEFINE_bool("upsampled", False, "Time the decoder's upsampling convolution
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (after one untimed call).")
 flags.DEFINE_bool("quick", False, "Two tiny shapes, 3 repeats.")
 FLAGS = flags.FLAGS
-NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
 def median_ms(fn, *args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))  # Compiles.
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return round(1000 * statistics.median(times), 2)
+  return round(1000 * statistics.median(common.call_seconds(fn, *args, repeats=repeats)), 2)
 
 
 def forward_and_backward(conv):
-  forward = jax.jit(lambda x, w: conv(x, w, (1, 1), "SAME", dimension_numbers=NUMBERS))
+  forward = jax.jit(lambda x, w: conv(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC))
   backward = jax.jit(
-    lambda x, w, g: jax.vjp(lambda a, b: conv(a, b, (1, 1), "SAME", dimension_numbers=NUMBERS), x, w)[1](g)
+    lambda x, w, g: jax.vjp(lambda a, b: conv(a, b, (1, 1), "SAME", dimension_numbers=models.NHWC), x, w)[1](g)
   )
   return forward, backward
 

@@ -118,7 +118,7 @@ def test_small_map_conv_matches_xla_convolution_and_its_gradients(height, width,
   lhs = jax.random.normal(jax.random.key(0), (3, height, width, 5))
   rhs = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 7))
   cotangent = jax.random.normal(jax.random.key(2), (3, height, width, 7))  # Unequal weights: a misplaced tap shows.
-  numbers = ("NHWC", "HWIO", "NHWC")
+  numbers = models.NHWC
   assert models.takes_matrix_route(lhs, rhs, (1, 1), "SAME", dimension_numbers=numbers)
   jaxpr = jax.make_jaxpr(lambda a, b: models.small_map_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers))
   assert "conv_general_dilated" not in str(jaxpr(lhs, rhs))  # The matrix route, not XLA's convolution.
@@ -139,7 +139,7 @@ def test_nearest_upsample_conv_is_upsampling_then_the_2x2_convolution(height, wi
   lhs = jax.random.normal(jax.random.key(0), (3, height, width, 5))
   rhs = jax.random.normal(jax.random.key(1), (2, 2, 5, 7))
   cotangent = jax.random.normal(jax.random.key(2), (3, 2 * height, 2 * width, 7))
-  numbers = ("NHWC", "HWIO", "NHWC")
+  numbers = models.NHWC
   ours, ours_vjp = jax.vjp(
     lambda a, b: models.nearest_upsample_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers), lhs, rhs
   )
@@ -168,7 +168,7 @@ def test_nearest_upsample_conv_is_upsampling_then_the_2x2_convolution(height, wi
 def test_small_map_conv_leaves_every_other_convolution_to_xla(shape, strides, padding, extra):
   lhs = jax.random.normal(jax.random.key(0), shape)
   rhs = jax.random.normal(jax.random.key(1), (3, 3, shape[-1] // extra.get("feature_group_count", 1), 6))
-  kwargs = {"dimension_numbers": ("NHWC", "HWIO", "NHWC"), **extra}
+  kwargs = {"dimension_numbers": models.NHWC, **extra}
   if kwargs["dimension_numbers"] is None:
     lhs, rhs = lhs.transpose(0, 3, 1, 2), rhs.transpose(3, 2, 0, 1)  # lax's default: NCHW, OIHW
   assert not models.takes_matrix_route(lhs, rhs, strides, padding, **kwargs)
