@@ -60,7 +60,7 @@ def small_map_conv(lhs, rhs, window_strides, padding, **kwargs):
   height, width = lhs.shape[1:3]
   kernel_h, kernel_w = rhs.shape[:2]
   if isinstance(padding, str):
-    padding = [((k - 1) // 2, k // 2) for k in (kernel_h, kernel_w)] if padding == "SAME" else [(0, 0), (0, 0)]
+    padding = jax.lax.padtype_to_pads((height, width), (kernel_h, kernel_w), window_strides, padding)
   (top, bottom), (left, right) = padding
   out_h, out_w = height + top + bottom - kernel_h + 1, width + left + right - kernel_w + 1
   x = jnp.pad(lhs, [(0, 0), (top, bottom), (left, right), (0, 0)])
