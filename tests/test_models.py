@@ -1,3 +1,4 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -180,3 +181,14 @@ def test_small_map_conv_leaves_every_other_convolution_to_xla(shape, strides, pa
     models.small_map_conv(lhs, rhs, strides, padding, **kwargs),
     jax.lax.conv_general_dilated(lhs, rhs, strides, padding, **kwargs),
   )
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (1, 5, 4, 2)])  # (1, 5, 4, 2): odd height, nn.max_pool's route
+def test_max_pool_2x2_gives_nn_max_pool_values_and_gradients_with_ties(shape):
+  # Values from {0, 1, 2}: most windows have tied maxima, and only the first may get the gradient.
+  x = jax.random.randint(jax.random.key(0), shape, 0, 3).astype(jnp.float32)
+  cotangent = jax.random.normal(jax.random.key(1), (shape[0], shape[1] // 2, shape[2] // 2, shape[3]))
+  ours, our_vjp = jax.vjp(models.max_pool_2x2, x)
+  reference, reference_vjp = jax.vjp(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2)), x)
+  np.testing.assert_array_equal(ours, reference)
+  np.testing.assert_array_equal(our_vjp(cotangent)[0], reference_vjp(cotangent)[0])
