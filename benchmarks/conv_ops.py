@@ -1,6 +1,7 @@
 """Times the networks' convolutions: XLA's own against this project's CPU routes, forward and backward.
 
     python -m benchmarks.conv_ops                # the paper U-Net's convolutions on its 2x2 to 8x8 maps at 64x16
+    python -m benchmarks.conv_ops --first_and_last   # its first layers and G's last (1x1) at 256x4
     python -m benchmarks.conv_ops --upsampled    # its decoders' upsampling convolutions at 256x4
     python -m benchmarks.conv_ops --quick        # tiny shapes (CI smoke run)
     python -m benchmarks.conv_ops --shape=16,4,4,512,1024,3
@@ -8,8 +9,8 @@
 Each --shape is batch,height,width,in,out,kernel (stride 1, 'SAME', NHWC/HWIO, float32). One row
 per shape: the median of --repeats calls of the jitted forward pass and of both gradients
 (`jax.vjp` with a random cotangent). Routes: `xla` is `lax.conv_general_dilated`; `matmul` is
-`models.small_map_conv` where it takes the matrix route (maps of at most `SMALL_MAP_PIXELS`
-pixels). With --upsampled the input is first upsampled 2x (nearest), as in the decoder: `xla`
+`models.matmul_conv` where it takes the matrix route (`models.takes_matrix_route`: small maps,
+1x1 kernels, thin patches). With --upsampled the input is first upsampled 2x (nearest), as in the decoder: `xla`
 convolves the upsampled map, `phases` is `models.nearest_upsample_conv`.
 """
 
@@ -34,8 +35,11 @@ PAPER_64x16 = [
 ]
 # The decoders' 2x2 convolutions at 256 px, batch 4, given their inputs before upsampling.
 UPSAMPLED_256x4 = ["4,128,128,64,32,2", "4,64,64,128,64,2", "4,32,32,256,128,2", "4,16,16,512,256,2"]
+# The first layers of G (gray in) and D (gray + Lab in) and G's last (1x1) at 256 px, batch 4 and 8.
+FIRST_AND_LAST_256 = [f"{batch},256,256,{spec}" for batch in (4, 8) for spec in ("1,64,3", "4,64,3", "32,3,1")]
 flags.DEFINE_multi_string("shape", None, "batch,height,width,in,out,kernel; repeatable (default: see above).")
 flags.DEFINE_bool("upsampled", False, "Time the decoder's upsampling convolution (kernel 2) instead.")
+flags.DEFINE_bool("first_and_last", False, "Time the networks' first layers and G's last one at 256 px.")
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (after one untimed call).")
 flags.DEFINE_bool("quick", False, "Two tiny shapes, 3 repeats.")
 FLAGS = flags.FLAGS
@@ -57,12 +61,12 @@ def upsampled_xla(lhs, rhs, *args, **kwargs):
   return jax.lax.conv_general_dilated(models.upsample_nearest(lhs), rhs, *args, **kwargs)
 
 
-def routes_for(height: int, width: int, upsampled: bool) -> dict:
+def routes_for(x, w, upsampled: bool) -> dict:
   if upsampled:
     return {"xla": upsampled_xla, "phases": models.nearest_upsample_conv}
   routes = {"xla": jax.lax.conv_general_dilated}
-  if height * width <= models.SMALL_MAP_PIXELS and jax.default_backend() == "cpu":
-    routes["matmul"] = models.small_map_conv
+  if models.takes_matrix_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC):
+    routes["matmul"] = models.matmul_conv
   return routes
 
 
@@ -77,7 +81,7 @@ def time_shape(spec: str, repeats: int, upsampled: bool) -> dict:
   forward_gflop = 2 * batch * scale**2 * height * width * kernel * kernel * cin * cout / 1e9
   row = {"benchmark": "conv_ops", "cpu": common.cpu_model(), "op": f"{batch}x{height}x{width} {cin}->{cout} k{kernel}"}
   row |= {"upsampled": upsampled, "forward_gflop": round(forward_gflop, 3)}
-  for name, conv in routes_for(height, width, upsampled).items():
+  for name, conv in routes_for(x, w, upsampled).items():
     forward, backward = forward_and_backward(conv)
     row[f"{name}_forward_ms"] = median_ms(forward, x, w, repeats=repeats)
     row[f"{name}_backward_ms"] = median_ms(backward, x, w, g, repeats=repeats)
@@ -92,7 +96,8 @@ def main(argv):
   if FLAGS.quick:
     shapes = ["2,4,4,8,8,2"] if FLAGS.upsampled else ["2,2,2,8,8,3", "2,8,8,8,8,3"]
   else:
-    shapes = FLAGS.shape or (UPSAMPLED_256x4 if FLAGS.upsampled else PAPER_64x16)
+    default = FIRST_AND_LAST_256 if FLAGS.first_and_last else PAPER_64x16
+    shapes = FLAGS.shape or (UPSAMPLED_256x4 if FLAGS.upsampled else default)
   rows = [time_shape(spec, 3 if FLAGS.quick else FLAGS.repeats, FLAGS.upsampled) for spec in shapes]
   ours = "phases" if FLAGS.upsampled else "matmul"
   columns = ["op", "xla_forward_ms", f"{ours}_forward_ms", "xla_backward_ms", f"{ours}_backward_ms"]

@@ -24,6 +24,7 @@ def _check_divisible(shape, factor: int, what: str):
 
 
 SMALL_MAP_PIXELS = 16  # Maps of at most 16 pixels (4x4, 2x8, ...): the U-Net's deepest levels at 32 and 64 px.
+THIN_PATCH_VALUES = 36  # Input values per output pixel (kernel taps x channels): the first layers, 3x3 x 1 or 4.
 NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -33,8 +34,9 @@ def _taps_touching_data(kernel: int, pad_low: int, size: int, out: int) -> list:
 
 
 def takes_matrix_route(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, **kwargs) -> bool:
-  """Whether `small_map_conv` rewrites this convolution: NHWC, stride 1, undilated, ungrouped, small map, CPU."""
-  if lhs.ndim != 4 or jax.default_backend() != "cpu" or lhs.shape[1] * lhs.shape[2] > SMALL_MAP_PIXELS:
+  """Whether `matmul_conv` rewrites this convolution: NHWC, stride 1, undilated, ungrouped, on CPU, and
+  a small map, a 1x1 kernel or a thin patch (at most `THIN_PATCH_VALUES` input values per output)."""
+  if lhs.ndim != 4 or jax.default_backend() != "cpu":
     return False
   numbers = kwargs.pop("dimension_numbers", None)
   nhwc = numbers is not None and jax.lax.conv_dimension_numbers(
@@ -44,16 +46,21 @@ def takes_matrix_route(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs
   known_padding = padding in ("SAME", "VALID") or not isinstance(padding, str)
   groups = kwargs.pop("feature_group_count", 1) == 1 and kwargs.pop("batch_group_count", 1) == 1
   kwargs.pop("precision", None)
-  return nhwc and plain and known_padding and groups and not any(v is not None for v in kwargs.values())
+  if not (nhwc and plain and known_padding and groups and not any(v is not None for v in kwargs.values())):
+    return False
+  taps = rhs.shape[0] * rhs.shape[1]
+  return lhs.shape[1] * lhs.shape[2] <= SMALL_MAP_PIXELS or taps == 1 or taps * lhs.shape[3] <= THIN_PATCH_VALUES
 
 
-def small_map_conv(lhs, rhs, window_strides, padding, **kwargs):
-  """`lax.conv_general_dilated`, but one matrix product for NHWC stride-1 convolutions on small maps on CPU.
+def matmul_conv(lhs, rhs, window_strides, padding, **kwargs):
+  """`lax.conv_general_dilated`, but one matrix product over the patches where XLA:CPU is slow (nn.Conv's hook).
 
-  XLA's CPU backend runs 3x3 convolutions over 1x1 and 2x2 maps about 100x below its speed on
-  larger maps, and is slower than this on 4x4 maps too (`python -m benchmarks.conv_ops`); written
-  as im2col + dot, only the kernel taps that reach real pixels are computed (on a 1x1 map, the
-  centre tap alone). Same parameters, same results up to rounding. Anything else goes to XLA.
+  On CPU (`python -m benchmarks.conv_ops`): 3x3 convolutions over 1x1 and 2x2 maps run about 100x
+  below XLA's speed on larger maps, and are slower than this on 4x4 maps too; 1x1 convolutions
+  (the generator's last layer) are a plain product; and the first layers, 3x3 over 1 or 4
+  channels, have weight gradients 2-4x slower in XLA. Written as im2col + dot, only the kernel
+  taps that reach real pixels are computed (on a 1x1 map, the centre tap alone). Same
+  parameters, same results up to rounding. Anything else (`takes_matrix_route`) goes to XLA.
   """
   if not takes_matrix_route(lhs, rhs, window_strides, padding, **kwargs):
     return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
@@ -172,7 +179,7 @@ class ConvNormAct(nn.Module):
       padding="SAME",
       use_bias=not self.normalize,
       dtype=self.dtype,
-      conv_general_dilated=small_map_conv,
+      conv_general_dilated=matmul_conv,
     )(x)
     if self.normalize:
       x = _batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
@@ -201,7 +208,7 @@ def nearest_upsample_conv(lhs, rhs, window_strides, padding, **kwargs):
     raise ValueError(f"nearest_upsample_conv: a 2x2 stride-1 'SAME' kernel, not {rhs.shape[:2]} {padding!r}.")
 
   def conv(kernel, row_pad, column_pad):
-    return small_map_conv(lhs, kernel, (1, 1), [(0, row_pad), (0, column_pad)], **kwargs)
+    return matmul_conv(lhs, kernel, (1, 1), [(0, row_pad), (0, column_pad)], **kwargs)
 
   # An even output row reads one input row through both kernel rows; an odd one reads two rows.
   rows_summed = rhs[0:1] + rhs[1:2]
@@ -272,7 +279,8 @@ class Generator(nn.Module):
     for width, skip in zip(reversed(widths), reversed(skips), strict=True):
       x = DecoderUnit(width // 2, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
     channels = 3 if self.output == "lab" else 2
-    x = jnp.tanh(nn.Conv(channels, (1, 1), dtype=self.dtype)(x).astype(jnp.float32))
+    x = nn.Conv(channels, (1, 1), dtype=self.dtype, conv_general_dilated=matmul_conv)(x)
+    x = jnp.tanh(x.astype(jnp.float32))
     if self.output == "ab":
       x = jnp.concatenate([gray.astype(jnp.float32), x], axis=-1)
     return x
@@ -302,7 +310,7 @@ class Discriminator(nn.Module):
     for i in range(self.num_units):
       width = self.base_width * 2**i
       if self.norm == "spectral":
-        conv = nn.Conv(width, (3, 3), padding="SAME", dtype=self.dtype, conv_general_dilated=small_map_conv)
+        conv = nn.Conv(width, (3, 3), padding="SAME", dtype=self.dtype, conv_general_dilated=matmul_conv)
         x = nn.leaky_relu(nn.SpectralNorm(conv)(x, update_stats=train), 0.2)
       else:
         x = ConvNormAct(width, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(x, train)

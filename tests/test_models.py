@@ -120,20 +120,21 @@ def assert_same_values_and_gradients(ours, reference, lhs, rhs, cotangent, atol=
 
 
 @pytest.mark.parametrize(
-  "height,width,kernel",
-  [(1, 1, 3), (4, 4, 2), (4, 4, 3), (2, 4, 3)]
-  + [pytest.param(*case, marks=pytest.mark.slow) for case in [(2, 2, 3), (1, 1, 2), (2, 2, 2), (1, 3, 3)]],
+  "height,width,kernel,channels",
+  # Small maps; then larger ones with a 1x1 kernel, and with thin patches (3x3 x 1, 3x3 x 4 = 36 values).
+  [(1, 1, 3, 5), (4, 4, 2, 5), (4, 4, 3, 5), (2, 4, 3, 5), (6, 5, 1, 5), (6, 5, 3, 1), (5, 6, 3, 4)]
+  + [pytest.param(*case, 5, marks=pytest.mark.slow) for case in [(2, 2, 3), (1, 1, 2), (2, 2, 2), (1, 3, 3)]],
 )
-def test_small_map_conv_matches_xla_convolution_and_its_gradients(height, width, kernel):
-  lhs = jax.random.normal(jax.random.key(0), (3, height, width, 5))
-  rhs = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 7))
+def test_matmul_conv_matches_xla_convolution_and_its_gradients(height, width, kernel, channels):
+  lhs = jax.random.normal(jax.random.key(0), (3, height, width, channels))
+  rhs = jax.random.normal(jax.random.key(1), (kernel, kernel, channels, 7))
   cotangent = jax.random.normal(jax.random.key(2), (3, height, width, 7))  # Unequal weights: a misplaced tap shows.
   numbers = models.NHWC
   assert models.takes_matrix_route(lhs, rhs, (1, 1), "SAME", dimension_numbers=numbers)
-  jaxpr = jax.make_jaxpr(lambda a, b: models.small_map_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers))
+  jaxpr = jax.make_jaxpr(lambda a, b: models.matmul_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers))
   assert "conv_general_dilated" not in str(jaxpr(lhs, rhs))  # The matrix route, not XLA's convolution.
   assert_same_values_and_gradients(
-    lambda a, b: models.small_map_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers),
+    lambda a, b: models.matmul_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers),
     lambda a, b: jax.lax.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=numbers),
     lhs,
     rhs,
@@ -161,7 +162,7 @@ def test_nearest_upsample_conv_is_upsampling_then_the_2x2_convolution(height, wi
 @pytest.mark.parametrize(
   "shape,strides,padding,extra",
   [
-    ((2, 5, 4, 3), (1, 1), "SAME", {}),  # 20 pixels: a larger map
+    ((2, 5, 4, 5), (1, 1), "SAME", {}),  # 20 pixels, a 3x3 kernel over 5 channels: 45 values per output
     ((2, 4, 4, 3), (2, 2), "SAME", {}),
     ((2, 4, 4, 3), (1, 1), "SAME_LOWER", {}),
     ((2, 4, 4, 3), (1, 1), "SAME", {"rhs_dilation": (2, 2)}),
@@ -170,7 +171,7 @@ def test_nearest_upsample_conv_is_upsampling_then_the_2x2_convolution(height, wi
     ((2, 4, 4, 3), (1, 1), "SAME", {"preferred_element_type": jnp.float32}),
   ],
 )
-def test_small_map_conv_leaves_every_other_convolution_to_xla(shape, strides, padding, extra):
+def test_matmul_conv_leaves_every_other_convolution_to_xla(shape, strides, padding, extra):
   lhs = jax.random.normal(jax.random.key(0), shape)
   rhs = jax.random.normal(jax.random.key(1), (3, 3, shape[-1] // extra.get("feature_group_count", 1), 6))
   kwargs = {"dimension_numbers": models.NHWC, **extra}
@@ -178,7 +179,7 @@ def test_small_map_conv_leaves_every_other_convolution_to_xla(shape, strides, pa
     lhs, rhs = lhs.transpose(0, 3, 1, 2), rhs.transpose(3, 2, 0, 1)  # lax's default: NCHW, OIHW
   assert not models.takes_matrix_route(lhs, rhs, strides, padding, **kwargs)
   np.testing.assert_array_equal(
-    models.small_map_conv(lhs, rhs, strides, padding, **kwargs),
+    models.matmul_conv(lhs, rhs, strides, padding, **kwargs),
     jax.lax.conv_general_dilated(lhs, rhs, strides, padding, **kwargs),
   )
 
