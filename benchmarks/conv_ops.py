@@ -1,19 +1,22 @@
 """Times the networks' convolutions: XLA's own against this project's CPU routes, forward and backward.
 
-    python -m benchmarks.conv_ops                # the paper U-Net's convolutions on its 2x2 to 8x8 maps at 64x16
-    python -m benchmarks.conv_ops --first_and_last   # its first layers and G's last (1x1) at 256x4
-    python -m benchmarks.conv_ops --upsampled    # its decoders' upsampling convolutions at 256x4
-    python -m benchmarks.conv_ops --quick        # tiny shapes (CI smoke run)
+    python -m benchmarks.conv_ops                    # the paper U-Net's convolutions on its 2x2 to 8x8 maps at 64x16
+    python -m benchmarks.conv_ops --first_and_last   # its first layers and G's last (1x1) at 256 px
+    python -m benchmarks.conv_ops --weight_gradient  # weight gradients alone: XLA's and models.flat_weight_gradient
+    python -m benchmarks.conv_ops --upsampled        # its decoders' upsampling convolutions at 256x4
+    python -m benchmarks.conv_ops --quick            # tiny shapes (CI smoke run)
     python -m benchmarks.conv_ops --shape=16,4,4,512,1024,3
 
 Each --shape is batch,height,width,in,out,kernel (stride 1, 'SAME', NHWC/HWIO, float32). One row
 per shape: the median of --repeats calls of the jitted forward pass and of both gradients
 (`jax.vjp` with a random cotangent). Routes: `xla` is `lax.conv_general_dilated`; `matmul` is
-`models.matmul_conv` where it takes the matrix route (`models.takes_matrix_route`: small maps,
-1x1 kernels, thin patches). With --upsampled the input is first upsampled 2x (nearest), as in the decoder: `xla`
-convolves the upsampled map, `phases` is `models.nearest_upsample_conv`.
+`models.matmul_conv` where it takes one of its routes (`models.takes_matrix_route`: small maps,
+1x1 kernels, thin patches; `models.takes_flat_gradient_route`: large maps). With --upsampled the
+input is first upsampled 2x (nearest), as in the decoder: `xla` convolves the upsampled map,
+`phases` is `models.nearest_upsample_conv`. With --weight_gradient, only the weight gradient.
 """
 
+import functools
 import statistics
 
 import jax
@@ -35,11 +38,23 @@ PAPER_64x16 = [
 ]
 # The decoders' 2x2 convolutions at 256 px, batch 4, given their inputs before upsampling.
 UPSAMPLED_256x4 = ["4,128,128,64,32,2", "4,64,64,128,64,2", "4,32,32,256,128,2", "4,16,16,512,256,2"]
+# The U-Net's 3x3 convolutions at 256 px, batch 4 (and two other batches) for the weight gradient alone.
+WEIGHT_GRADIENT_256x4 = [
+  "4,128,128,64,128,3",
+  "4,256,256,96,32,3",
+  "4,128,128,192,64,3",
+  "4,256,256,32,32,3",
+  "4,64,64,128,256,3",
+  "4,64,64,384,128,3",
+  "2,128,128,64,128,3",
+  "8,128,128,64,128,3",
+]
 # The first layers of G (gray in) and D (gray + Lab in) and G's last (1x1) at 256 px, batch 4 and 8.
 FIRST_AND_LAST_256 = [f"{batch},256,256,{spec}" for batch in (4, 8) for spec in ("1,64,3", "4,64,3", "32,3,1")]
 flags.DEFINE_multi_string("shape", None, "batch,height,width,in,out,kernel; repeatable (default: see above).")
 flags.DEFINE_bool("upsampled", False, "Time the decoder's upsampling convolution (kernel 2) instead.")
 flags.DEFINE_bool("first_and_last", False, "Time the networks' first layers and G's last one at 256 px.")
+flags.DEFINE_bool("weight_gradient", False, "Time the weight gradient alone: XLA's and models.flat_weight_gradient.")
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (after one untimed call).")
 flags.DEFINE_bool("quick", False, "Two tiny shapes, 3 repeats.")
 FLAGS = flags.FLAGS
@@ -65,9 +80,25 @@ def routes_for(x, w, upsampled: bool) -> dict:
   if upsampled:
     return {"xla": upsampled_xla, "phases": models.nearest_upsample_conv}
   routes = {"xla": jax.lax.conv_general_dilated}
-  if models.takes_matrix_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC):
+  route_args = (x, w, (1, 1), "SAME")
+  if models.takes_matrix_route(*route_args, dimension_numbers=models.NHWC) or models.takes_flat_gradient_route(
+    *route_args, dimension_numbers=models.NHWC
+  ):
     routes["matmul"] = models.matmul_conv
   return routes
+
+
+def weight_gradient_ms(x, w, g, repeats: int) -> dict:
+  """The weight gradient alone ('SAME'): XLA's, and `models.flat_weight_gradient`'s."""
+  padding = jax.lax.padtype_to_pads(x.shape[1:3], w.shape[:2], (1, 1), "SAME")
+  conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding=padding)
+  xla = jax.jit(lambda x, w, g: jax.vjp(lambda b: conv(x, b, dimension_numbers=models.NHWC), w)[1](g)[0])
+  flat = jax.jit(lambda x, g: models.flat_weight_gradient(x, g, w.shape[:2], padding))
+  return {
+    "xla_weight_gradient_ms": median_ms(xla, x, w, g, repeats=repeats),
+    "flat_weight_gradient_ms": median_ms(flat, x, g, repeats=repeats),
+    "flat_route_taken": models.takes_flat_gradient_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC),
+  }
 
 
 def time_shape(spec: str, repeats: int, upsampled: bool) -> dict:
@@ -81,6 +112,8 @@ def time_shape(spec: str, repeats: int, upsampled: bool) -> dict:
   forward_gflop = 2 * batch * scale**2 * height * width * kernel * kernel * cin * cout / 1e9
   row = {"benchmark": "conv_ops", "cpu": common.cpu_model(), "op": f"{batch}x{height}x{width} {cin}->{cout} k{kernel}"}
   row |= {"upsampled": upsampled, "forward_gflop": round(forward_gflop, 3)}
+  if FLAGS.weight_gradient:
+    return common.emit(row | weight_gradient_ms(x, w, g, repeats))
   for name, conv in routes_for(x, w, upsampled).items():
     forward, backward = forward_and_backward(conv)
     row[f"{name}_forward_ms"] = median_ms(forward, x, w, repeats=repeats)
@@ -97,8 +130,11 @@ def main(argv):
     shapes = ["2,4,4,8,8,2"] if FLAGS.upsampled else ["2,2,2,8,8,3", "2,8,8,8,8,3"]
   else:
     default = FIRST_AND_LAST_256 if FLAGS.first_and_last else PAPER_64x16
+    default = WEIGHT_GRADIENT_256x4 if FLAGS.weight_gradient else default
     shapes = FLAGS.shape or (UPSAMPLED_256x4 if FLAGS.upsampled else default)
   rows = [time_shape(spec, 3 if FLAGS.quick else FLAGS.repeats, FLAGS.upsampled) for spec in shapes]
+  if FLAGS.weight_gradient:
+    return common.print_table(rows, ["op", "xla_weight_gradient_ms", "flat_weight_gradient_ms", "flat_route_taken"])
   ours = "phases" if FLAGS.upsampled else "matmul"
   columns = ["op", "xla_forward_ms", f"{ours}_forward_ms", "xla_backward_ms", f"{ours}_backward_ms"]
   columns += ["xla_forward_gflops", "xla_backward_gflops"]

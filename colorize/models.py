@@ -5,6 +5,7 @@ axis, so BatchNorm statistics are averaged over the whole global batch and dropo
 on the global example index. Both make a step on N devices compute what one device would.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -33,9 +34,8 @@ def _taps_touching_data(kernel: int, pad_low: int, size: int, out: int) -> list:
   return [k for k in range(kernel) if k < pad_low + size and k + out > pad_low]
 
 
-def takes_matrix_route(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, **kwargs) -> bool:
-  """Whether `matmul_conv` rewrites this convolution: NHWC, stride 1, undilated, ungrouped, on CPU, and
-  a small map, a 1x1 kernel or a thin patch (at most `THIN_PATCH_VALUES` input values per output)."""
+def _plain_cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, **kwargs) -> bool:
+  """An NHWC, stride-1, undilated, ungrouped convolution with known padding and no other options, on CPU."""
   if lhs.ndim != 4 or jax.default_backend() != "cpu":
     return False
   numbers = kwargs.pop("dimension_numbers", None)
@@ -46,10 +46,94 @@ def takes_matrix_route(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs
   known_padding = padding in ("SAME", "VALID") or not isinstance(padding, str)
   groups = kwargs.pop("feature_group_count", 1) == 1 and kwargs.pop("batch_group_count", 1) == 1
   kwargs.pop("precision", None)
-  if not (nhwc and plain and known_padding and groups and not any(v is not None for v in kwargs.values())):
-    return False
+  return nhwc and plain and known_padding and groups and not any(v is not None for v in kwargs.values())
+
+
+def _matrix_sized(lhs, rhs) -> bool:
   taps = rhs.shape[0] * rhs.shape[1]
   return lhs.shape[1] * lhs.shape[2] <= SMALL_MAP_PIXELS or taps == 1 or taps * lhs.shape[3] <= THIN_PATCH_VALUES
+
+
+def takes_matrix_route(lhs, rhs, *args, **kwargs) -> bool:
+  """Whether `matmul_conv` computes this convolution as one matrix product: a plain NHWC convolution
+  on CPU (stride 1, undilated, ungrouped) over a small map, with a 1x1 kernel or with thin patches."""
+  return _plain_cpu_conv(lhs, rhs, *args, **kwargs) and _matrix_sized(lhs, rhs)
+
+
+FLAT_GRADIENT_MIN_PIXELS = 128 * 128  # At 256 px: the networks' first two levels.
+
+
+def takes_flat_gradient_route(lhs, rhs, *args, **kwargs) -> bool:
+  """Whether `matmul_conv` leaves the convolution to XLA but computes its weight gradient by
+  `flat_weight_gradient`: a plain NHWC convolution on CPU over a map of at least 128x128 pixels,
+  a batch of at least 4 and channel counts that differ at least 2x, where XLA:CPU's weight
+  gradient is slowest (`python -m benchmarks.conv_ops --weight_gradient`)."""
+  if not _plain_cpu_conv(lhs, rhs, *args, **kwargs) or _matrix_sized(lhs, rhs):
+    return False
+  channels_in, channels_out = rhs.shape[2:]
+  return (
+    lhs.shape[0] >= 4
+    and lhs.shape[1] * lhs.shape[2] >= FLAT_GRADIENT_MIN_PIXELS
+    and max(channels_in, channels_out) >= 2 * min(channels_in, channels_out)
+  )
+
+
+def flat_weight_gradient(lhs, cotangent, kernel_shape, padding, precision=None):
+  """The weight gradient of a stride-1 NHWC convolution as one matrix product per kernel tap.
+
+  Over the padded images flattened to rows (cotangent zero where no output pixel lies), tap
+  (i, j) pairs row r of the cotangent with row r + i * padded_width + j of the input: a
+  contiguous slice, so each tap is a plain product with the batch and pixels contracted. The
+  thinner of the two sides is the one sliced (copied).
+  """
+  kernel_h, kernel_w = kernel_shape
+  (top, bottom), (left, right) = padding
+  x = jnp.pad(lhs, [(0, 0), (top, bottom), (left, right), (0, 0)])
+  batch, padded_h, padded_w, channels_in = x.shape
+  out_h, out_w, channels_out = cotangent.shape[1:]
+  g = jnp.pad(cotangent, [(0, 0), (0, padded_h - out_h), (0, padded_w - out_w), (0, 0)])
+  rows = batch * padded_h * padded_w
+  x, g = x.reshape(rows, channels_in), g.reshape(rows, channels_out)
+  reach = (kernel_h - 1) * padded_w + kernel_w - 1  # The largest tap offset.
+  offsets = [i * padded_w + j for i in range(kernel_h) for j in range(kernel_w)]
+  contract_rows = (((0,), (0,)), ((), ()))
+  if channels_in <= channels_out:
+    x = jnp.pad(x, [(0, reach), (0, 0)])
+    pairs = [(x[o : o + rows], g) for o in offsets]
+  else:
+    g = jnp.pad(g, [(reach, 0), (0, 0)])
+    pairs = [(x, g[reach - o : reach - o + rows]) for o in offsets]
+  taps = [jax.lax.dot_general(a, b, contract_rows, precision=precision) for a, b in pairs]
+  return jnp.stack(taps).reshape(kernel_h, kernel_w, channels_in, channels_out)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_with_flat_weight_gradient(lhs, rhs, padding, precision):
+  return jax.lax.conv_general_dilated(lhs, rhs, (1, 1), padding, dimension_numbers=NHWC, precision=precision)
+
+
+def _flat_forward(lhs, rhs, padding, precision):
+  return _conv_with_flat_weight_gradient(lhs, rhs, padding, precision), (lhs, rhs)
+
+
+def _varying_axes(x) -> frozenset:
+  """The shard_map axes over which `x` differs between devices (jax 0.10: manual_axis_type; later: vma)."""
+  aval = jax.typeof(x)
+  return aval.manual_axis_type.varying if hasattr(aval, "manual_axis_type") else frozenset(getattr(aval, "vma", ()))
+
+
+def _flat_backward(padding, precision, residuals, cotangent):
+  lhs, rhs = residuals
+  conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding=padding, dimension_numbers=NHWC)
+  lhs_gradient = jax.vjp(lambda a: conv(a, rhs, precision=precision), lhs)[1](cotangent)[0]
+  weight_gradient = flat_weight_gradient(lhs, cotangent, rhs.shape[:2], padding, precision)
+  # Under shard_map, weights the same on every device (not cast to per-device before
+  # differentiation) get the sum over devices, as JAX's own transpose gives them.
+  summed_axes = tuple(_varying_axes(weight_gradient) - _varying_axes(rhs))
+  return lhs_gradient, jax.lax.psum(weight_gradient, summed_axes) if summed_axes else weight_gradient
+
+
+_conv_with_flat_weight_gradient.defvjp(_flat_forward, _flat_backward)
 
 
 def matmul_conv(lhs, rhs, window_strides, padding, **kwargs):
@@ -60,12 +144,19 @@ def matmul_conv(lhs, rhs, window_strides, padding, **kwargs):
   (the generator's last layer) are a plain product; and the first layers, 3x3 over 1 or 4
   channels, have weight gradients 2-4x slower in XLA. Written as im2col + dot, only the kernel
   taps that reach real pixels are computed (on a 1x1 map, the centre tap alone). Same
-  parameters, same results up to rounding. Anything else (`takes_matrix_route`) goes to XLA.
+  parameters, same results up to rounding. On large maps where XLA's weight gradient is slowest
+  (`takes_flat_gradient_route`), XLA convolves and `flat_weight_gradient` gives the weight
+  gradient. Anything else goes to XLA.
   """
-  if not takes_matrix_route(lhs, rhs, window_strides, padding, **kwargs):
-    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
   height, width = lhs.shape[1:3]
   kernel_h, kernel_w = rhs.shape[:2]
+  if takes_flat_gradient_route(lhs, rhs, window_strides, padding, **kwargs):
+    if isinstance(padding, str):
+      padding = jax.lax.padtype_to_pads((height, width), (kernel_h, kernel_w), window_strides, padding)
+    padding = tuple(tuple(pair) for pair in padding)  # Hashable: a static argument of the custom gradient.
+    return _conv_with_flat_weight_gradient(lhs, rhs, padding, kwargs.get("precision"))
+  if not takes_matrix_route(lhs, rhs, window_strides, padding, **kwargs):
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads((height, width), (kernel_h, kernel_w), window_strides, padding)
   (top, bottom), (left, right) = padding

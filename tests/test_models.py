@@ -1,3 +1,5 @@
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -139,6 +141,53 @@ def test_matmul_conv_matches_xla_convolution_and_its_gradients(height, width, ke
     lhs,
     rhs,
     cotangent,
+  )
+
+
+@pytest.mark.parametrize(
+  "channels_in,channels_out,kernel,padding",
+  # Input sliced (fewer input channels), cotangent sliced (fewer output channels); odd padding.
+  [(5, 12, 3, "SAME"), (12, 5, 3, "VALID"), (12, 24, 2, ((0, 1), (1, 0)))],
+)
+def test_flat_weight_gradient_route_matches_xla_convolution_and_its_gradients(
+  channels_in, channels_out, kernel, padding
+):
+  lhs = jax.random.normal(jax.random.key(0), (4, 128, 128, channels_in))  # The smallest map and batch it takes.
+  rhs = jax.random.normal(jax.random.key(1), (kernel, kernel, channels_in, channels_out))
+  numbers = models.NHWC
+  options = dict(window_strides=(1, 1), padding=padding, dimension_numbers=numbers)
+  ours = functools.partial(models.matmul_conv, **options)
+  xla = functools.partial(jax.lax.conv_general_dilated, **options)
+  cotangent = jax.random.normal(jax.random.key(2), xla(lhs, rhs).shape)
+  assert models.takes_flat_gradient_route(lhs, rhs, (1, 1), padding, dimension_numbers=numbers)
+  assert not models.takes_flat_gradient_route(lhs[:3], rhs, (1, 1), padding, dimension_numbers=numbers)
+  # Weight gradients are sums of 65,536 unit-normal products (about 256 in size): float32 rounding is
+  # about 1e-3 there, a misplaced tap about 100.
+  assert_same_values_and_gradients(ours, xla, lhs, rhs, cotangent, atol=1e-2)
+
+
+@pytest.mark.parametrize("weights", ["replicated", "per-device"])
+def test_flat_weight_gradient_route_under_shard_map_has_jaxs_gradient_types_and_values(weights):
+  # Replicated weights used with per-device data get a gradient summed over devices, as JAX's own
+  # transpose gives them (the discriminator's weights in the generator's update); per-device ones
+  # (the step's parameters, cast before differentiation) their own device's gradient.
+  mesh = jax.make_mesh((1,), ("data",))
+  specs = (jax.sharding.PartitionSpec("data"), jax.sharding.PartitionSpec())
+  lhs = jax.random.normal(jax.random.key(0), (4, 128, 128, 5))
+  lhs = jax.device_put(lhs, jax.sharding.NamedSharding(mesh, specs[0]))
+  rhs = jax.random.normal(jax.random.key(1), (3, 3, 5, 12))
+
+  def weight_gradient(conv):
+    def per_device(x, w):
+      w = jax.lax.pcast(w, "data", to="varying") if weights == "per-device" else w
+      gradient = jax.grad(lambda w: jnp.sum(jnp.sin(conv(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC))))(w)
+      return jax.lax.pmean(gradient, "data") if weights == "per-device" else gradient
+
+    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=specs, out_specs=specs[1]))(lhs, rhs)
+
+  assert models.takes_flat_gradient_route(lhs, rhs, (1, 1), "SAME", dimension_numbers=models.NHWC)
+  np.testing.assert_allclose(
+    weight_gradient(models.matmul_conv), weight_gradient(jax.lax.conv_general_dilated), rtol=1e-5, atol=1e-2
   )
 
 
