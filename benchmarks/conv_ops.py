@@ -10,8 +10,8 @@
 Each --shape is batch,height,width,in,out,kernel (stride 1, 'SAME', NHWC/HWIO, float32). One row
 per shape: the median of --repeats calls of the jitted forward pass and of both gradients
 (`jax.vjp` with a random cotangent). Routes: `xla` is `lax.conv_general_dilated`; `matmul` is
-`models.matmul_conv` where it takes one of its routes (`models.takes_matrix_route`: small maps,
-1x1 kernels, thin patches; `models.takes_flat_gradient_route`: large maps). With --upsampled the
+`models.matmul_conv` where `models.conv_route` does not leave the convolution to XLA (small
+maps, 1x1 kernels, thin patches, large maps). With --upsampled the
 input is first upsampled 2x (nearest), as in the decoder: `xla` convolves the upsampled map,
 `phases` is `models.nearest_upsample_conv`. With --weight_gradient, only the weight gradient.
 """
@@ -80,10 +80,7 @@ def routes_for(x, w, upsampled: bool) -> dict:
   if upsampled:
     return {"xla": upsampled_xla, "phases": models.nearest_upsample_conv}
   routes = {"xla": jax.lax.conv_general_dilated}
-  route_args = (x, w, (1, 1), "SAME")
-  if models.takes_matrix_route(*route_args, dimension_numbers=models.NHWC) or models.takes_flat_gradient_route(
-    *route_args, dimension_numbers=models.NHWC
-  ):
+  if models.conv_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC) != "xla":
     routes["matmul"] = models.matmul_conv
   return routes
 
@@ -97,7 +94,7 @@ def weight_gradient_ms(x, w, g, repeats: int) -> dict:
   return {
     "xla_weight_gradient_ms": median_ms(xla, x, w, g, repeats=repeats),
     "flat_weight_gradient_ms": median_ms(flat, x, g, repeats=repeats),
-    "flat_route_taken": models.takes_flat_gradient_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC),
+    "route": models.conv_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC),
   }
 
 
@@ -134,7 +131,7 @@ def main(argv):
     shapes = FLAGS.shape or (UPSAMPLED_256x4 if FLAGS.upsampled else default)
   rows = [time_shape(spec, 3 if FLAGS.quick else FLAGS.repeats, FLAGS.upsampled) for spec in shapes]
   if FLAGS.weight_gradient:
-    return common.print_table(rows, ["op", "xla_weight_gradient_ms", "flat_weight_gradient_ms", "flat_route_taken"])
+    return common.print_table(rows, ["op", "xla_weight_gradient_ms", "flat_weight_gradient_ms", "route"])
   ours = "phases" if FLAGS.upsampled else "matmul"
   columns = ["op", "xla_forward_ms", f"{ours}_forward_ms", "xla_backward_ms", f"{ours}_backward_ms"]
   columns += ["xla_forward_gflops", "xla_backward_gflops"]

@@ -49,33 +49,35 @@ def _plain_cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_di
   return nhwc and plain and known_padding and groups and not any(v is not None for v in kwargs.values())
 
 
-def _matrix_sized(lhs, rhs) -> bool:
-  taps = rhs.shape[0] * rhs.shape[1]
-  return lhs.shape[1] * lhs.shape[2] <= SMALL_MAP_PIXELS or taps == 1 or taps * lhs.shape[3] <= THIN_PATCH_VALUES
-
-
-def takes_matrix_route(lhs, rhs, *args, **kwargs) -> bool:
-  """Whether `matmul_conv` computes this convolution as one matrix product: a plain NHWC convolution
-  on CPU (stride 1, undilated, ungrouped) over a small map, with a 1x1 kernel or with thin patches."""
-  return _plain_cpu_conv(lhs, rhs, *args, **kwargs) and _matrix_sized(lhs, rhs)
-
-
 FLAT_GRADIENT_MIN_PIXELS = 128 * 128  # At 256 px: the networks' first two levels.
 
 
-def takes_flat_gradient_route(lhs, rhs, *args, **kwargs) -> bool:
-  """Whether `matmul_conv` leaves the convolution to XLA but computes its weight gradient by
-  `flat_weight_gradient`: a plain NHWC convolution on CPU over a map of at least 128x128 pixels,
-  a batch of at least 4 and channel counts that differ at least 2x, where XLA:CPU's weight
-  gradient is slowest (`python -m benchmarks.conv_ops --weight_gradient`)."""
-  if not _plain_cpu_conv(lhs, rhs, *args, **kwargs) or _matrix_sized(lhs, rhs):
-    return False
-  channels_in, channels_out = rhs.shape[2:]
-  return (
-    lhs.shape[0] >= 4
-    and lhs.shape[1] * lhs.shape[2] >= FLAT_GRADIENT_MIN_PIXELS
-    and max(channels_in, channels_out) >= 2 * min(channels_in, channels_out)
-  )
+def conv_route(lhs, rhs, window_strides, padding, **kwargs) -> str:
+  """How `matmul_conv` computes this convolution, from the measurements in `benchmarks/conv_ops.py`.
+
+  Only plain convolutions on CPU (NHWC, stride 1, undilated, ungrouped, known padding) leave XLA:
+  - "matrix": one matrix product over the patches, for small maps (XLA:CPU runs 3x3 convolutions
+    over 1x1 and 2x2 maps about 100x below its speed on larger ones) and 1x1 kernels.
+  - "matrix_gradients": XLA's forward pass and the matrix product's gradients, for thin patches
+    (the first layers, 3x3 over 1 or 4 channels: XLA's weight gradient is 2-4x slower; a matrix
+    forward pass would be faster too, but adds about 0.3 s of compilation for every new shape).
+  - "flat_weight_gradient": XLA's forward pass and input gradient, and `flat_weight_gradient`, for
+    maps of at least 128x128 pixels, batches of at least 4 and channel counts differing at least
+    2x (XLA's weight gradient is 1.2-3x slower there: `conv_ops --weight_gradient`).
+  - "xla": everything else.
+  """
+  if not _plain_cpu_conv(lhs, rhs, window_strides, padding, **kwargs):
+    return "xla"
+  batch, height, width, channels_in = lhs.shape
+  taps, channels_out = rhs.shape[0] * rhs.shape[1], rhs.shape[3]
+  if height * width <= SMALL_MAP_PIXELS or taps == 1:
+    return "matrix"
+  if taps * channels_in <= THIN_PATCH_VALUES:
+    return "matrix_gradients"
+  large = batch >= 4 and height * width >= FLAT_GRADIENT_MIN_PIXELS
+  if large and max(channels_in, channels_out) >= 2 * min(channels_in, channels_out):
+    return "flat_weight_gradient"
+  return "xla"
 
 
 def flat_weight_gradient(lhs, cotangent, kernel_shape, padding, precision=None):
@@ -107,58 +109,14 @@ def flat_weight_gradient(lhs, cotangent, kernel_shape, padding, precision=None):
   return jnp.stack(taps).reshape(kernel_h, kernel_w, channels_in, channels_out)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_with_flat_weight_gradient(lhs, rhs, padding, precision):
+def _xla_conv(lhs, rhs, padding, precision):
   return jax.lax.conv_general_dilated(lhs, rhs, (1, 1), padding, dimension_numbers=NHWC, precision=precision)
 
 
-def _flat_forward(lhs, rhs, padding, precision):
-  return _conv_with_flat_weight_gradient(lhs, rhs, padding, precision), (lhs, rhs)
-
-
-def _varying_axes(x) -> frozenset:
-  """The shard_map axes over which `x` differs between devices (jax 0.10: manual_axis_type; later: vma)."""
-  aval = jax.typeof(x)
-  return aval.manual_axis_type.varying if hasattr(aval, "manual_axis_type") else frozenset(getattr(aval, "vma", ()))
-
-
-def _flat_backward(padding, precision, residuals, cotangent):
-  lhs, rhs = residuals
-  conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding=padding, dimension_numbers=NHWC)
-  lhs_gradient = jax.vjp(lambda a: conv(a, rhs, precision=precision), lhs)[1](cotangent)[0]
-  weight_gradient = flat_weight_gradient(lhs, cotangent, rhs.shape[:2], padding, precision)
-  # Under shard_map, weights the same on every device (not cast to per-device before
-  # differentiation) get the sum over devices, as JAX's own transpose gives them.
-  summed_axes = tuple(_varying_axes(weight_gradient) - _varying_axes(rhs))
-  return lhs_gradient, jax.lax.psum(weight_gradient, summed_axes) if summed_axes else weight_gradient
-
-
-_conv_with_flat_weight_gradient.defvjp(_flat_forward, _flat_backward)
-
-
-def matmul_conv(lhs, rhs, window_strides, padding, **kwargs):
-  """`lax.conv_general_dilated`, but one matrix product over the patches where XLA:CPU is slow (nn.Conv's hook).
-
-  On CPU (`python -m benchmarks.conv_ops`): 3x3 convolutions over 1x1 and 2x2 maps run about 100x
-  below XLA's speed on larger maps, and are slower than this on 4x4 maps too; 1x1 convolutions
-  (the generator's last layer) are a plain product; and the first layers, 3x3 over 1 or 4
-  channels, have weight gradients 2-4x slower in XLA. Written as im2col + dot, only the kernel
-  taps that reach real pixels are computed (on a 1x1 map, the centre tap alone). Same
-  parameters, same results up to rounding. On large maps where XLA's weight gradient is slowest
-  (`takes_flat_gradient_route`), XLA convolves and `flat_weight_gradient` gives the weight
-  gradient. Anything else goes to XLA.
-  """
+def _matrix_conv(lhs, rhs, padding, precision):
+  """The convolution as im2col + one 2-D product, over the kernel taps that reach real pixels."""
   height, width = lhs.shape[1:3]
   kernel_h, kernel_w = rhs.shape[:2]
-  if takes_flat_gradient_route(lhs, rhs, window_strides, padding, **kwargs):
-    if isinstance(padding, str):
-      padding = jax.lax.padtype_to_pads((height, width), (kernel_h, kernel_w), window_strides, padding)
-    padding = tuple(tuple(pair) for pair in padding)  # Hashable: a static argument of the custom gradient.
-    return _conv_with_flat_weight_gradient(lhs, rhs, padding, kwargs.get("precision"))
-  if not takes_matrix_route(lhs, rhs, window_strides, padding, **kwargs):
-    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
-  if isinstance(padding, str):
-    padding = jax.lax.padtype_to_pads((height, width), (kernel_h, kernel_w), window_strides, padding)
   (top, bottom), (left, right) = padding
   out_h, out_w = height + top + bottom - kernel_h + 1, width + left + right - kernel_w + 1
   x = jnp.pad(lhs, [(0, 0), (top, bottom), (left, right), (0, 0)])
@@ -169,8 +127,56 @@ def matmul_conv(lhs, rhs, window_strides, padding, **kwargs):
   # taps fused into the product and made it 2.5x slower on 4x4 maps).
   kernel = rhs[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].reshape(-1, rhs.shape[-1])
   # A 2-D product, so that both gradients are 2-D products as well.
-  out = jnp.dot(patches.reshape(-1, patches.shape[-1]), kernel, precision=kwargs.get("precision"))
+  out = jnp.dot(patches.reshape(-1, patches.shape[-1]), kernel, precision=precision)
   return out.reshape(*patches.shape[:3], kernel.shape[-1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _xla_forward_conv(lhs, rhs, padding, precision, route: str):
+  """XLA's convolution, differentiated the `conv_route` way: "matrix_gradients" or "flat_weight_gradient"."""
+  return _xla_conv(lhs, rhs, padding, precision)
+
+
+def _xla_forward_conv_forward(lhs, rhs, padding, precision, route):
+  return _xla_conv(lhs, rhs, padding, precision), (lhs, rhs)
+
+
+def _varying_axes(x) -> frozenset:
+  """The shard_map axes over which `x` differs between devices (jax 0.10: manual_axis_type; later: vma)."""
+  aval = jax.typeof(x)
+  return aval.manual_axis_type.varying if hasattr(aval, "manual_axis_type") else frozenset(getattr(aval, "vma", ()))
+
+
+def _xla_forward_conv_backward(padding, precision, route, residuals, cotangent):
+  lhs, rhs = residuals
+  if route == "matrix_gradients":
+    return jax.vjp(lambda a, b: _matrix_conv(a, b, padding, precision), lhs, rhs)[1](cotangent)
+  lhs_gradient = jax.vjp(lambda a: _xla_conv(a, rhs, padding, precision), lhs)[1](cotangent)[0]
+  weight_gradient = flat_weight_gradient(lhs, cotangent, rhs.shape[:2], padding, precision)
+  # Under shard_map, weights the same on every device (not cast to per-device before
+  # differentiation) get the sum over devices, as JAX's own transpose gives them.
+  summed_axes = tuple(_varying_axes(weight_gradient) - _varying_axes(rhs))
+  return lhs_gradient, jax.lax.psum(weight_gradient, summed_axes) if summed_axes else weight_gradient
+
+
+_xla_forward_conv.defvjp(_xla_forward_conv_forward, _xla_forward_conv_backward)
+
+
+def matmul_conv(lhs, rhs, window_strides, padding, **kwargs):
+  """`lax.conv_general_dilated` (nn.Conv's hook), by matrix products where XLA:CPU is slow.
+
+  `conv_route` picks the way; every way has the same parameters and the same results up to
+  rounding.
+  """
+  route = conv_route(lhs, rhs, window_strides, padding, **kwargs)
+  if route == "xla":
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  padding = tuple(tuple(pair) for pair in padding)  # Hashable: a static argument of the custom gradients.
+  if route == "matrix":
+    return _matrix_conv(lhs, rhs, padding, kwargs.get("precision"))
+  return _xla_forward_conv(lhs, rhs, padding, kwargs.get("precision"), route)
 
 
 def max_pool_2x2(x):

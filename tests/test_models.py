@@ -122,19 +122,21 @@ def assert_same_values_and_gradients(ours, reference, lhs, rhs, cotangent, atol=
 
 
 @pytest.mark.parametrize(
-  "height,width,kernel,channels",
-  # Small maps; then larger ones with a 1x1 kernel, and with thin patches (3x3 x 1, 3x3 x 4 = 36 values).
-  [(1, 1, 3, 5), (4, 4, 2, 5), (4, 4, 3, 5), (2, 4, 3, 5), (6, 5, 1, 5), (6, 5, 3, 1), (5, 6, 3, 4)]
-  + [pytest.param(*case, 5, marks=pytest.mark.slow) for case in [(2, 2, 3), (1, 1, 2), (2, 2, 2), (1, 3, 3)]],
+  "height,width,kernel,channels,route",
+  # Small maps and 1x1 kernels: the matrix product; thin patches (3x3 x 1, 3x3 x 4 = 36 values): its gradients.
+  [(1, 1, 3, 5, "matrix"), (4, 4, 2, 5, "matrix"), (4, 4, 3, 5, "matrix"), (2, 4, 3, 5, "matrix")]
+  + [(6, 5, 1, 5, "matrix"), (6, 5, 3, 1, "matrix_gradients"), (5, 6, 3, 4, "matrix_gradients")]
+  + [pytest.param(*case, 5, "matrix", marks=pytest.mark.slow) for case in [(2, 2, 3), (1, 1, 2), (2, 2, 2), (1, 3, 3)]],
 )
-def test_matmul_conv_matches_xla_convolution_and_its_gradients(height, width, kernel, channels):
+def test_matmul_conv_matches_xla_convolution_and_its_gradients(height, width, kernel, channels, route):
   lhs = jax.random.normal(jax.random.key(0), (3, height, width, channels))
   rhs = jax.random.normal(jax.random.key(1), (kernel, kernel, channels, 7))
   cotangent = jax.random.normal(jax.random.key(2), (3, height, width, 7))  # Unequal weights: a misplaced tap shows.
   numbers = models.NHWC
-  assert models.takes_matrix_route(lhs, rhs, (1, 1), "SAME", dimension_numbers=numbers)
+  assert models.conv_route(lhs, rhs, (1, 1), "SAME", dimension_numbers=numbers) == route
   jaxpr = jax.make_jaxpr(lambda a, b: models.matmul_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers))
-  assert "conv_general_dilated" not in str(jaxpr(lhs, rhs))  # The matrix route, not XLA's convolution.
+  # The matrix route has no XLA convolution; the other one has (its forward pass).
+  assert ("conv_general_dilated" in str(jaxpr(lhs, rhs))) == (route == "matrix_gradients")
   assert_same_values_and_gradients(
     lambda a, b: models.matmul_conv(a, b, (1, 1), "SAME", dimension_numbers=numbers),
     lambda a, b: jax.lax.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=numbers),
@@ -159,8 +161,8 @@ def test_flat_weight_gradient_route_matches_xla_convolution_and_its_gradients(
   ours = functools.partial(models.matmul_conv, **options)
   xla = functools.partial(jax.lax.conv_general_dilated, **options)
   cotangent = jax.random.normal(jax.random.key(2), xla(lhs, rhs).shape)
-  assert models.takes_flat_gradient_route(lhs, rhs, (1, 1), padding, dimension_numbers=numbers)
-  assert not models.takes_flat_gradient_route(lhs[:3], rhs, (1, 1), padding, dimension_numbers=numbers)
+  assert models.conv_route(lhs, rhs, (1, 1), padding, dimension_numbers=numbers) == "flat_weight_gradient"
+  assert models.conv_route(lhs[:3], rhs, (1, 1), padding, dimension_numbers=numbers) == "xla"
   # Weight gradients are sums of 65,536 unit-normal products (about 256 in size): float32 rounding is
   # about 1e-3 there, a misplaced tap about 100.
   assert_same_values_and_gradients(ours, xla, lhs, rhs, cotangent, atol=1e-2)
@@ -185,7 +187,7 @@ def test_flat_weight_gradient_route_under_shard_map_has_jaxs_gradient_types_and_
 
     return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=specs, out_specs=specs[1]))(lhs, rhs)
 
-  assert models.takes_flat_gradient_route(lhs, rhs, (1, 1), "SAME", dimension_numbers=models.NHWC)
+  assert models.conv_route(lhs, rhs, (1, 1), "SAME", dimension_numbers=models.NHWC) == "flat_weight_gradient"
   np.testing.assert_allclose(
     weight_gradient(models.matmul_conv), weight_gradient(jax.lax.conv_general_dilated), rtol=1e-5, atol=1e-2
   )
@@ -226,7 +228,7 @@ def test_matmul_conv_leaves_every_other_convolution_to_xla(shape, strides, paddi
   kwargs = {"dimension_numbers": models.NHWC, **extra}
   if kwargs["dimension_numbers"] is None:
     lhs, rhs = lhs.transpose(0, 3, 1, 2), rhs.transpose(3, 2, 0, 1)  # lax's default: NCHW, OIHW
-  assert not models.takes_matrix_route(lhs, rhs, strides, padding, **kwargs)
+  assert models.conv_route(lhs, rhs, strides, padding, **kwargs) == "xla"
   np.testing.assert_array_equal(
     models.matmul_conv(lhs, rhs, strides, padding, **kwargs),
     jax.lax.conv_general_dilated(lhs, rhs, strides, padding, **kwargs),
