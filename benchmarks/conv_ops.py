@@ -109,6 +109,8 @@ def time_shape(spec: str, repeats: int, upsampled: bool) -> dict:
   forward_gflop = 2 * batch * scale**2 * height * width * kernel * kernel * cin * cout / 1e9
   row = {"benchmark": "conv_ops", "cpu": common.cpu_model(), "op": f"{batch}x{height}x{width} {cin}->{cout} k{kernel}"}
   row |= {"upsampled": upsampled, "forward_gflop": round(forward_gflop, 3)}
+  if not upsampled:  # matmul_conv's way (its forward pass is XLA's on the gradient-only routes).
+    row["route"] = models.conv_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC)
   if FLAGS.weight_gradient:
     return common.emit(row | weight_gradient_ms(x, w, g, repeats))
   for name, conv in routes_for(x, w, upsampled).items():
@@ -134,6 +136,7 @@ def main(argv):
     return common.print_table(rows, ["op", "xla_weight_gradient_ms", "flat_weight_gradient_ms", "route"])
   ours = "phases" if FLAGS.upsampled else "matmul"
   columns = ["op", "xla_forward_ms", f"{ours}_forward_ms", "xla_backward_ms", f"{ours}_backward_ms"]
+  columns += [] if FLAGS.upsampled else ["route"]
   columns += ["xla_forward_gflops", "xla_backward_gflops"]
   common.print_table(rows, columns)
 

@@ -43,7 +43,10 @@ def _plain_cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_di
     lhs.shape, rhs.shape, numbers
   ) == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC)
   plain = all(s == 1 for s in window_strides) and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-  known_padding = padding in ("SAME", "VALID") or not isinstance(padding, str)
+  # Negative explicit padding (cropping) is XLA's alone.
+  known_padding = padding in ("SAME", "VALID") or (
+    not isinstance(padding, str) and all(pad >= 0 for pair in padding for pad in pair)
+  )
   groups = kwargs.pop("feature_group_count", 1) == 1 and kwargs.pop("batch_group_count", 1) == 1
   kwargs.pop("precision", None)
   return nhwc and plain and known_padding and groups and not any(v is not None for v in kwargs.values())
@@ -60,10 +63,10 @@ def conv_route(lhs, rhs, window_strides, padding, **kwargs) -> str:
     over 1x1 and 2x2 maps about 100x below its speed on larger ones) and 1x1 kernels.
   - "matrix_gradients": XLA's forward pass and the matrix product's gradients, for thin patches
     (the first layers, 3x3 over 1 or 4 channels: XLA's weight gradient is 2-4x slower; a matrix
-    forward pass would be faster too, but adds about 0.3 s of compilation for every new shape).
+    forward pass is faster too, but added 0.3-0.5 s of compilation for every new photo shape).
   - "flat_weight_gradient": XLA's forward pass and input gradient, and `flat_weight_gradient`, for
-    maps of at least 128x128 pixels, batches of at least 4 and channel counts differing at least
-    2x (XLA's weight gradient is 1.2-3x slower there: `conv_ops --weight_gradient`).
+    3x3 kernels over maps of at least 128x128 pixels, batches of at least 4 and channel counts
+    differing at least 2x (XLA's weight gradient is 1.2-3x slower there: `conv_ops --weight_gradient`).
   - "xla": everything else.
   """
   if not _plain_cpu_conv(lhs, rhs, window_strides, padding, **kwargs):
@@ -75,7 +78,7 @@ def conv_route(lhs, rhs, window_strides, padding, **kwargs) -> str:
   if taps * channels_in <= THIN_PATCH_VALUES:
     return "matrix_gradients"
   large = batch >= 4 and height * width >= FLAT_GRADIENT_MIN_PIXELS
-  if large and max(channels_in, channels_out) >= 2 * min(channels_in, channels_out):
+  if large and taps == 9 and max(channels_in, channels_out) >= 2 * min(channels_in, channels_out):
     return "flat_weight_gradient"
   return "xla"
 
@@ -86,7 +89,8 @@ def flat_weight_gradient(lhs, cotangent, kernel_shape, padding, precision=None):
   Over the padded images flattened to rows (cotangent zero where no output pixel lies), tap
   (i, j) pairs row r of the cotangent with row r + i * padded_width + j of the input: a
   contiguous slice, so each tap is a plain product with the batch and pixels contracted. The
-  thinner of the two sides is the one sliced (copied).
+  thinner of the two sides is the one sliced (copied). For finite inputs: an inf reaches the
+  neighbouring rows' products as 0 * inf.
   """
   kernel_h, kernel_w = kernel_shape
   (top, bottom), (left, right) = padding
@@ -182,10 +186,11 @@ def matmul_conv(lhs, rhs, window_strides, padding, **kwargs):
 def max_pool_2x2(x):
   """2x2 stride-2 max pooling (NHWC), `nn.max_pool`'s values and gradients; a cheap gradient on CPU.
 
-  XLA:CPU computes max pooling's gradient by tracking every window's argmax with integer iotas,
-  about 20x slower than the pooling itself and a quarter of the 64x16 training step; here it
-  is a mask of each window's first maximum (row-major, as XLA's select-and-scatter picks among
-  ties), all elementwise. Odd sizes and other backends go to `nn.max_pool`.
+  XLA:CPU computes max pooling's gradient by tracking every window's argmax with integer iotas;
+  here it is a mask of each window's first maximum (row-major, as XLA's select-and-scatter picks
+  among ties), all elementwise: the 64x16 training step went from 2.93 s to 2.42 s (A/B pairs in
+  `benchmarks/results/cpu-step-attempts-2cores-2026-12-06.jsonl`). For finite inputs (a window
+  with a NaN gives its gradient elsewhere). Odd sizes and other backends go to `nn.max_pool`.
   """
   if jax.default_backend() != "cpu" or x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
     return nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -218,7 +223,7 @@ def _max_pool_backward(residuals, cotangent):
     for column in (0, 1):
       first_maximum = (windows[:, :, row, :, column, :] == pooled) & ~taken
       taken = taken | first_maximum
-      columns.append(jnp.where(first_maximum, cotangent, 0).astype(cotangent.dtype))
+      columns.append(jnp.where(first_maximum, cotangent, 0))
     rows.append(jnp.stack(columns, axis=3))
   return (jnp.stack(rows, axis=2).reshape(x.shape),)
 

@@ -149,7 +149,7 @@ def test_matmul_conv_matches_xla_convolution_and_its_gradients(height, width, ke
 @pytest.mark.parametrize(
   "channels_in,channels_out,kernel,padding",
   # Input sliced (fewer input channels), cotangent sliced (fewer output channels); odd padding.
-  [(5, 12, 3, "SAME"), (12, 5, 3, "VALID"), (12, 24, 2, ((0, 1), (1, 0)))],
+  [(5, 12, 3, "SAME"), (12, 5, 3, "VALID"), (12, 24, 3, ((0, 2), (1, 0)))],
 )
 def test_flat_weight_gradient_route_matches_xla_convolution_and_its_gradients(
   channels_in, channels_out, kernel, padding
@@ -163,6 +163,8 @@ def test_flat_weight_gradient_route_matches_xla_convolution_and_its_gradients(
   cotangent = jax.random.normal(jax.random.key(2), xla(lhs, rhs).shape)
   assert models.conv_route(lhs, rhs, (1, 1), padding, dimension_numbers=numbers) == "flat_weight_gradient"
   assert models.conv_route(lhs[:3], rhs, (1, 1), padding, dimension_numbers=numbers) == "xla"
+  gradients = jax.make_jaxpr(lambda a, b, g: jax.vjp(ours, a, b)[1](g))(lhs, rhs, cotangent)
+  assert "dot_general" in str(gradients)  # The weight gradient by products, not XLA's convolution.
   # Weight gradients are sums of 65,536 unit-normal products (about 256 in size): float32 rounding is
   # about 1e-3 there, a misplaced tap about 100.
   assert_same_values_and_gradients(ours, xla, lhs, rhs, cotangent, atol=1e-2)
@@ -195,7 +197,8 @@ def test_flat_weight_gradient_route_under_shard_map_has_jaxs_gradient_types_and_
 
 @pytest.mark.parametrize("height,width", [(1, 1), (2, 3), (4, 4), (6, 5)])
 def test_nearest_upsample_conv_is_upsampling_then_the_2x2_convolution(height, width):
-  # (6, 5): 30 pixels, so its phases go to XLA's convolution; the others take the matrix route.
+  # (6, 5): 30 pixels, so its 1x1 phase is a matrix product and the others (thin: 2 or 4 taps x 5
+  # channels) take XLA's forward pass with matrix-product gradients; the smaller maps: products.
   lhs = jax.random.normal(jax.random.key(0), (3, height, width, 5))
   rhs = jax.random.normal(jax.random.key(1), (2, 2, 5, 7))
   cotangent = jax.random.normal(jax.random.key(2), (3, 2 * height, 2 * width, 7))
@@ -216,6 +219,7 @@ def test_nearest_upsample_conv_is_upsampling_then_the_2x2_convolution(height, wi
     ((2, 5, 4, 5), (1, 1), "SAME", {}),  # 20 pixels, a 3x3 kernel over 5 channels: 45 values per output
     ((2, 4, 4, 3), (2, 2), "SAME", {}),
     ((2, 4, 4, 3), (1, 1), "SAME_LOWER", {}),
+    ((2, 4, 4, 3), (1, 1), ((1, -1), (0, 0)), {}),  # Negative padding crops: XLA's alone.
     ((2, 4, 4, 3), (1, 1), "SAME", {"rhs_dilation": (2, 2)}),
     ((2, 4, 4, 3), (1, 1), "SAME", {"dimension_numbers": None}),  # lax's default layout, NCHW
     ((2, 4, 4, 4), (1, 1), "SAME", {"feature_group_count": 2}),
@@ -240,6 +244,8 @@ def test_max_pool_2x2_gives_nn_max_pool_values_and_gradients_with_ties(shape):
   # Values from {0, 1, 2}: most windows have tied maxima, and only the first may get the gradient.
   x = jax.random.randint(jax.random.key(0), shape, 0, 3).astype(jnp.float32)
   cotangent = jax.random.normal(jax.random.key(1), (shape[0], shape[1] // 2, shape[2] // 2, shape[3]))
+  gradient = jax.make_jaxpr(lambda a, g: jax.vjp(models.max_pool_2x2, a)[1](g))(x, cotangent)
+  assert "select_and_scatter" not in str(gradient) or shape[1] % 2  # Even sizes: the mask, not XLA's.
   ours, our_vjp = jax.vjp(models.max_pool_2x2, x)
   reference, reference_vjp = jax.vjp(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2)), x)
   np.testing.assert_array_equal(ours, reference)
