@@ -94,7 +94,6 @@ def weight_gradient_ms(x, w, g, repeats: int) -> dict:
   return {
     "xla_weight_gradient_ms": median_ms(xla, x, w, g, repeats=repeats),
     "flat_weight_gradient_ms": median_ms(flat, x, g, repeats=repeats),
-    "route": models.conv_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC),
   }
 
 
