@@ -188,7 +188,7 @@ def max_pool_2x2(x):
 
   XLA:CPU computes max pooling's gradient by tracking every window's argmax with integer iotas;
   here it is a mask of each window's first maximum (row-major, as XLA's select-and-scatter picks
-  among ties), all elementwise: the 64x16 training step went from 2.93 s to 2.42 s (A/B pairs in
+  among ties), all elementwise: the 64x16 training step went from 2.93 s to 2.43 s (means of A/B pairs in
   `benchmarks/results/cpu-step-attempts-2cores-2026-12-06.jsonl`). For finite inputs (a window
   with a NaN gives its gradient elsewhere). Odd sizes and other backends go to `nn.max_pool`.
   """
