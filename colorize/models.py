@@ -62,11 +62,11 @@ def conv_route(lhs, rhs, window_strides, padding, **kwargs) -> str:
   - "matrix": one matrix product over the patches, for small maps (XLA:CPU runs 3x3 convolutions
     over 1x1 and 2x2 maps about 100x below its speed on larger ones) and 1x1 kernels.
   - "matrix_gradients": XLA's forward pass and the matrix product's gradients, for thin patches
-    (the first layers, 3x3 over 1 or 4 channels: XLA's weight gradient is 2-4x slower; a matrix
-    forward pass is faster too, but added 0.3-0.5 s of compilation for every new photo shape).
+    (the first layers, 3x3 over 1 or 4 channels: XLA's backward pass is 2-5x slower; a matrix
+    forward pass added 0.4-0.5 s of compilation for every new photo shape).
   - "flat_weight_gradient": XLA's forward pass and input gradient, and `flat_weight_gradient`, for
     3x3 kernels over maps of at least 128x128 pixels, batches of at least 4 and channel counts
-    differing at least 2x (XLA's weight gradient is 1.2-3x slower there: `conv_ops --weight_gradient`).
+    differing at least 2x (XLA's weight gradient is 1.2-3.4x slower there: `conv_ops --weight_gradient`).
   - "xla": everything else.
   """
   if not _plain_cpu_conv(lhs, rhs, window_strides, padding, **kwargs):
