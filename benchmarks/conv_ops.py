@@ -76,13 +76,11 @@ def upsampled_xla(lhs, rhs, *args, **kwargs):
   return jax.lax.conv_general_dilated(models.upsample_nearest(lhs), rhs, *args, **kwargs)
 
 
-def routes_for(x, w, upsampled: bool) -> dict:
-  if upsampled:
+def routes_for(route: str | None) -> dict:
+  """XLA's convolution and ours; `route` is `models.conv_route`'s, None for the upsampling convolution."""
+  if route is None:
     return {"xla": upsampled_xla, "phases": models.nearest_upsample_conv}
-  routes = {"xla": jax.lax.conv_general_dilated}
-  if models.conv_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC) != "xla":
-    routes["matmul"] = models.matmul_conv
-  return routes
+  return {"xla": jax.lax.conv_general_dilated} | ({} if route == "xla" else {"matmul": models.matmul_conv})
 
 
 def weight_gradient_ms(x, w, g, repeats: int) -> dict:
@@ -108,11 +106,13 @@ def time_shape(spec: str, repeats: int, upsampled: bool) -> dict:
   forward_gflop = 2 * batch * scale**2 * height * width * kernel * kernel * cin * cout / 1e9
   row = {"benchmark": "conv_ops", "cpu": common.cpu_model(), "op": f"{batch}x{height}x{width} {cin}->{cout} k{kernel}"}
   row |= {"upsampled": upsampled, "forward_gflop": round(forward_gflop, 3)}
-  if not upsampled:  # matmul_conv's way (its forward pass is XLA's on the gradient-only routes).
-    row["route"] = models.conv_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC)
+  # matmul_conv's way (its forward pass is XLA's on the gradient-only routes).
+  route = None if upsampled else models.conv_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC)
+  if route:
+    row["route"] = route
   if FLAGS.weight_gradient:
     return common.emit(row | weight_gradient_ms(x, w, g, repeats))
-  for name, conv in routes_for(x, w, upsampled).items():
+  for name, conv in routes_for(route).items():
     forward, backward = forward_and_backward(conv)
     row[f"{name}_forward_ms"] = median_ms(forward, x, w, repeats=repeats)
     row[f"{name}_backward_ms"] = median_ms(backward, x, w, g, repeats=repeats)
