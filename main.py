@@ -7,6 +7,7 @@ One example per mode:
   python main.py --mode=colorize --input=PHOTOS --output=OUT          # the bundled model (weights/)
   python main.py --workdir=runs/demo --mode=turing --output=PAGE    # real-or-fake web page
   python main.py --mode=compare --runs=runs/a,runs/b --output=CMP   # runs side by side
+  python main.py --mode=export --workdir=runs/demo --output=BUNDLE   # the generator as a folder for --weights
 
 Any config field can be set on the command line: --config.FIELD=VALUE, e.g.
   python main.py --config=configs/places365.py --config.batch_size=32 --config.model.depth=4
@@ -33,23 +34,25 @@ flags.DEFINE_string("workdir", None, "Run folder; default runs/<config file name
 flags.DEFINE_string(
   "weights",
   None,
-  "colorize, evaluate, turing: an exported generator folder (python -m colorize.bundle) instead of a run; "
+  "colorize, evaluate, turing: an exported generator folder (--mode=export) instead of a run; "
   "without --workdir and --config these modes use the bundled weights/.",
 )
 flags.DEFINE_enum(
   "mode",
   "train",
-  ["train", "evaluate", "colorize", "turing", "compare"],
+  ["train", "evaluate", "colorize", "turing", "compare", "export"],
   "train: train or resume; evaluate: metrics + report; colorize: colour photos; turing: real-or-fake web page; "
-  "compare: runs side by side.",
+  "compare: runs side by side; export: a run's generator as a folder for --weights.",
 )
 flags.DEFINE_integer("eval_images", -1, "evaluate, compare: images of the eval split to use; -1 = all.")
 flags.DEFINE_string("input", None, "colorize: a photo, a folder or a glob.")
 flags.DEFINE_string(
   "output",
   None,
-  "colorize: the folder for the coloured photos; turing: for index.html; evaluate: for the report; compare.",
+  "colorize: the folder for the coloured photos; turing: for index.html; evaluate: for the report; compare; "
+  "export: the new generator folder.",
 )
+flags.DEFINE_string("facts", None, "export: a JSON file of facts for the manifest (training data, scores).")
 flags.DEFINE_list("runs", [], "compare: the run folders, comma-separated.")
 flags.DEFINE_integer("grid_images", 8, "compare: validation images in the grid.")
 flags.DEFINE_bool("recursive", False, "colorize: also photos in subfolders of --input.")
@@ -71,6 +74,12 @@ def exit_with_usage_error(message: str):
   """A command-line mistake: one line saying what and how to fix it, one hint line, exit 2."""
   print(f"main.py: error: {message}\n{HINT}", file=sys.stderr, flush=True)
   sys.exit(2)
+
+
+def exit_with_error(message: str):
+  """A problem outside the command line (the dataset): one line saying what and how to fix it, exit 1."""
+  print(f"main.py: error: {message}", file=sys.stderr, flush=True)
+  sys.exit(1)
 
 
 # ----------------------------------------------------------------------------- flag parsing
@@ -111,15 +120,31 @@ def _unknown_field_message(error: BaseException, argv: list) -> str | None:
   return f"--config.{path}: the config has no field {path}; {hint}"
 
 
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+def _enum_value_message(error: BaseException) -> str | None:
+  """absl's message for a value outside an enum flag's choices, with the closest choice."""
+  match = re.search(r"flag --(\w+)=([^:]*): value should be one of <([^>]*)>", str(error))
+  if not match:
+    return None
+  name, value, choices = match.group(1), match.group(2), match.group(3).split("|")
+  close = difflib.get_close_matches(value, choices, n=1)
+  hint = f"did you mean --{name}={close[0]}?" if close else f"use one of {', '.join(choices)}."
+  return f"--{name}={value} is not one of {', '.join(choices)}: {hint}"
+
+
 def parse_command_line(argv: list) -> list:
   """absl's flag parsing, each mistake told in one line (exit 2) instead of a traceback."""
+  if help_flag := next((a for a in argv[1:] if a in HELP_FLAGS), None):
+    app.usage(shorthelp=help_flag != "--helpfull", writeto_stdout=True, exitcode=0)  # absl's own exits 1.
   path = _config_path(argv)
   if path and (message := missing_config_file_message(path)):
     exit_with_usage_error(message)
   try:
     return FLAGS(argv)
   except flags.Error as error:
-    exit_with_usage_error(str(error))
+    exit_with_usage_error(_enum_value_message(error) or str(error))
   except (AttributeError, KeyError) as error:  # A --config.FIELD override of a field that does not exist.
     exit_with_usage_error(_unknown_field_message(error, argv) or str(error))
 
@@ -141,7 +166,7 @@ def resolved_run():
     workdir = FLAGS.weights or bundle.BUNDLED  # --config, if given, says which data to evaluate on.
     config = bundle.bundle_config(workdir, FLAGS.config)
   else:
-    config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir)
+    config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir, create=FLAGS.mode == "train")
   try:
     steps.check_model_config(config)  # Every mode; train and evaluate also check the devices.
   except ValueError as error:
@@ -189,11 +214,25 @@ def compare():
   compare.compare(FLAGS.runs, FLAGS.output, FLAGS.grid_images, FLAGS.eval_images, FLAGS.overwrite)
 
 
-MODES = {"train": train, "evaluate": evaluate, "colorize": colorize, "turing": turing, "compare": compare}
+def export():
+  from colorize import export
+
+  export.export_bundle(FLAGS.workdir, FLAGS.output, FLAGS.facts)
+
+
+MODES = {
+  "train": train,
+  "evaluate": evaluate,
+  "colorize": colorize,
+  "turing": turing,
+  "compare": compare,
+  "export": export,
+}
 
 
 def main(argv):
-  from colorize import run_setup  # Imported after flag parsing: it imports jax.
+  from colorize import input_pipeline  # Imported after flag parsing: they import jax.
+  from colorize import run_setup
 
   try:
     if len(argv) > 1:
@@ -204,6 +243,8 @@ def main(argv):
     return MODES[FLAGS.mode]()
   except run_setup.UsageError as error:
     exit_with_usage_error(str(error))
+  except input_pipeline.DatasetUnavailableError as error:
+    exit_with_error(str(error))
 
 
 _OURS = (os.path.join(os.path.dirname(os.path.abspath(__file__)), "colorize"), os.path.abspath(__file__))

@@ -56,13 +56,26 @@ def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+# scikit-image's bundled colour photos, with (author, licence) from their docstrings.
+PHOTOS_LIKE = (
+  ("astronaut", ("NASA", "public domain")),
+  ("coffee", ("Rachel Michetti", "CC0")),
+  ("chelsea", ("Stefan van der Walt", "CC0")),
+  ("rocket", ("SpaceX", "public domain")),
+)
+
+
 def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
   """A colour photo of any size: one of scikit-image's bundled photos, resized (offline, no ../shared)."""
   import skimage.data
 
-  sources = (skimage.data.astronaut, skimage.data.coffee, skimage.data.chelsea, skimage.data.rocket)
-  image = Image.fromarray(sources[seed % len(sources)]())
+  image = Image.fromarray(getattr(skimage.data, PHOTOS_LIKE[seed % len(PHOTOS_LIKE)][0])())
   return np.asarray(image.resize((width, height), Image.BICUBIC))
+
+
+def photo_like_credit(seed: int) -> tuple:
+  """(author, licence) of `photo_like(..., seed)`."""
+  return PHOTOS_LIKE[seed % len(PHOTOS_LIKE)][1]
 
 
 def write_jpeg(path: str, image: np.ndarray, quality: int = 90) -> str:

@@ -38,6 +38,7 @@ from benchmarks import common
 from colorize import baselines
 from colorize import bundle
 from colorize import inference
+from colorize import input_pipeline
 from colorize import metrics
 from colorize import photos
 from colorize import predict
@@ -63,14 +64,14 @@ SCORES = ("psnr", "psnr_vs_gray", "ssim", "mae_rgb", "accuracy", "colorfulness",
 
 
 def read_photos(folder: str, size: int, limit: int | None = None) -> tuple:
-  """(names, uint8 RGB [N, size, size, 3]) of the photos in `folder`, sorted by name."""
+  """(names, uint8 RGB [N, size, size, 3]) of the photos in `folder`, sorted by name: each photo's
+  short side resized to `size` and its centre cropped square, as training's validation does."""
   if not os.path.isdir(folder):
     raise SystemExit(f"{folder} does not exist: point --data_dir at a folder with train/ and val/ photo folders.")
   found = photos.find_photos(folder)[:limit]
-  images = []
-  for path, _ in found:
-    rgb = photos.load_photo(path, path, max_pixels=10**9).rgb
-    images.append(np.asarray(Image.fromarray(rgb).resize((size, size), Image.LANCZOS)) if rgb.shape[0] != size else rgb)
+  if not found:
+    raise SystemExit(f"{folder} holds no photos ({', '.join(photos.PHOTO_EXTENSIONS)}).")
+  images = [input_pipeline.center_square_crop(photos.load_photo(path, path, 10**9).rgb, size) for path, _ in found]
   return [name for _, name in found], np.stack(images)
 
 
@@ -94,14 +95,11 @@ def showable(names: list, credits: dict) -> list:
 # ----------------------------------------------------------------------------- scores
 
 
-@jax.jit
-def _output_metrics(predicted, real):
-  return metrics.output_metrics(predicted, real)
-
-
 def per_image_scores(outputs: np.ndarray, real: np.ndarray) -> dict:
   """Every output metric per image, in batches of 8 (bounded memory at 256 px)."""
-  parts = [jax.device_get(_output_metrics(outputs[i : i + 8], real[i : i + 8])) for i in range(0, len(real), 8)]
+  parts = [
+    jax.device_get(metrics.jitted_output_metrics(outputs[i : i + 8], real[i : i + 8])) for i in range(0, len(real), 8)
+  ]
   return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -165,15 +163,29 @@ def train_and_colorize(config, workdir: str, gray: np.ndarray) -> tuple:
 # ----------------------------------------------------------------------------- reporting
 
 
-def read_rows(path: str) -> list:
-  """Rows of rows.jsonl, the newest of each name, in first-seen order."""
+def row_key(row: dict) -> tuple:
+  """What a row measured: (its name, its photo set, the size it was scored at)."""
+  return row["row"], row.get("data", row.get("data_dir")), row["eval_size"]
+
+
+def store_rows(path: str, new_rows: list) -> list:
+  """Adds `new_rows` to the JSON lines in `path`, each replacing an older row of the same key
+  (a rerun updates its row in place); returns every row of the file, oldest first."""
   rows = {}
   if os.path.exists(path):
     with open(path) as f:
-      for line in f:
-        row = json.loads(line)
-        rows[row["row"]] = row  # A rerun replaces the row's values and keeps its place.
+      rows = {row_key(row): row for row in map(json.loads, f)}
+  rows |= {row_key(row): row for row in new_rows}
+  temporary = f"{path}.tmp"
+  with open(temporary, "w") as f:
+    f.writelines(json.dumps(row) + "\n" for row in rows.values())
+  os.replace(temporary, path)
   return list(rows.values())
+
+
+def rows_of(rows: list, data: str, eval_size: int) -> list:
+  """The rows measured on one photo set at one size: a table never mixes photo sets."""
+  return [row for row in rows if row_key(row)[1:] == (data, eval_size)]
 
 
 def markdown_table(rows: list) -> str:
@@ -215,49 +227,89 @@ def write_grid(out_dir: str, rows: list, names: list, real: np.ndarray, gray: np
   return path
 
 
+QUICK_DATA = "quick: scikit-image's bundled photos at 64 px"  # The photo set of --quick rows.
+
+
+def quick_photo_set(folder: str) -> str:
+  """`folder` with train/ (16) and val/ (4) photos from scikit-image's wheel at 64 px, and their
+  credits in manifest.csv: the --quick run needs no photo set."""
+  credits = []
+  for split, count in (("train", 16), ("val", 4)):
+    os.makedirs(os.path.join(folder, split))
+    for i in range(count):
+      name = f"photo_{i:04d}.jpg"
+      common.write_jpeg(os.path.join(folder, split, name), common.photo_like(64, 64, seed=i))
+      credits.append({"file": name, **dict(zip(("author", "license"), common.photo_like_credit(i), strict=True))})
+  with open(os.path.join(folder, "manifest.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, ["file", "author", "license"])
+    writer.writeheader()
+    writer.writerows(credits[16:])  # The val photos: the ones shown.
+  return folder
+
+
+def score_bundle(folder: str, row: str, gray: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray) -> tuple:
+  """(row, outputs) of an exported generator: no training."""
+  outputs, step = colorize_gray(bundle.bundle_config(folder), folder, gray)
+  return summary_row(row, per_image_scores(outputs, real), gray_psnr) | {"steps": step}, outputs
+
+
+def score_classics(data_dir: str, gray: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray, quick: bool) -> list:
+  """[(row, outputs)] of each classic colorizer, fitted on train/."""
+  return [
+    (summary_row(name, per_image_scores(outputs, real), gray_psnr), outputs)
+    for name, outputs in classic_outputs(data_dir, gray, quick).items()
+  ]
+
+
+def score_training(config, workdir: str, row: str, gray: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray) -> tuple:
+  """(row, outputs) of the config trained (or resumed) in `workdir`."""
+  outputs, minutes, step = train_and_colorize(config, workdir, gray)
+  scores = summary_row(row, per_image_scores(outputs, real), gray_psnr)
+  return scores | {"steps": step, "train_minutes": minutes, "argv": " ".join(sys.argv[1:])}, outputs
+
+
+def report(out_dir: str, rows: list, names: list, real: np.ndarray, gray: np.ndarray, credits: dict) -> None:
+  """The Markdown table of `rows` and the grid of the first showable val photos, with their credits."""
+  print("\n" + markdown_table(rows), file=sys.stderr)
+  indices = showable(names, credits)[: FLAGS.grid_photos]
+  write_grid(out_dir, rows, names, real, gray, indices)
+  shown = [f"{names[i]} ({', '.join(credits.get(names[i], ('?', '?')))})" for i in indices]
+  print("grid photos, row by row: " + "; ".join(shown), file=sys.stderr)
+
+
+def run(data_dir: str, data: str, size: int) -> None:
+  """Scores what the flags ask for on `data_dir` (named `data` in the rows), then reports."""
+  names, real = read_photos(os.path.join(data_dir, "val"), size, limit=4 if FLAGS.quick else None)
+  gray = inference.gray_version(real)
+  context = {"data": data, "data_dir": data_dir, "eval_size": size, "cpu": common.cpu_model()}
+  context["devices"] = jax.device_count()
+  # The reference of every paired difference: the gray colorizer's outputs, as its row scores them.
+  gray_psnr = per_image_scores(np.stack([baselines.colorize(None, "gray", g) for g in gray]), real)["psnr"]
+  scored = []
+  if FLAGS.weights:
+    scored.append(score_bundle(FLAGS.weights, FLAGS.row or "bundled", gray, real, gray_psnr))
+  elif FLAGS.config is None or FLAGS.quick:
+    scored += score_classics(data_dir, gray, real, gray_psnr, FLAGS.quick)
+  if FLAGS.config is not None or FLAGS.quick:
+    config = benchmark_config(FLAGS.config, data_dir, FLAGS.steps, FLAGS.quick)
+    row = FLAGS.row or ("quick" if FLAGS.quick else "model")
+    scored.append(score_training(config, os.path.join(FLAGS.out_dir, "runs", row), row, gray, real, gray_psnr))
+  for scores, outputs in scored:
+    save_outputs(os.path.join(FLAGS.out_dir, "outputs", scores["row"]), names, outputs)
+  new_rows = [common.emit(scores | context) for scores, _ in scored]
+  rows = rows_of(store_rows(os.path.join(FLAGS.out_dir, "rows.jsonl"), new_rows), data, size)
+  report(FLAGS.out_dir, rows, names, real, gray, photo_credits(data_dir))
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  size = 64 if FLAGS.quick else FLAGS.eval_size
-  if FLAGS.quick and not os.path.isdir(os.path.join(FLAGS.data_dir, "val")):  # No photo set here: bundled photos.
-    FLAGS.data_dir = tempfile.mkdtemp(prefix="quality-quick-")
-    common.photo_folder(os.path.join(FLAGS.data_dir, "train"), 16, 64, 64)
-    common.photo_folder(os.path.join(FLAGS.data_dir, "val"), 4, 64, 64)
-  names, real = read_photos(os.path.join(FLAGS.data_dir, "val"), size, limit=4 if FLAGS.quick else None)
-  gray = inference.gray_version(real)
   os.makedirs(FLAGS.out_dir, exist_ok=True)
-  rows_path = os.path.join(FLAGS.out_dir, "rows.jsonl")
-  context = {"data_dir": FLAGS.data_dir, "eval_size": size, "cpu": common.cpu_model(), "devices": jax.device_count()}
-
-  # The reference of every paired difference: the gray colorizer's outputs, as its row scores them.
-  gray_psnr = per_image_scores(np.stack([baselines.colorize(None, "gray", g) for g in gray]), real)["psnr"]
-  new_rows = []
-  if FLAGS.weights:
-    row = FLAGS.row or "bundled"
-    outputs, step = colorize_gray(bundle.bundle_config(FLAGS.weights), FLAGS.weights, gray)
-    new_rows.append(summary_row(row, per_image_scores(outputs, real), gray_psnr) | context | {"steps": step})
-    save_outputs(os.path.join(FLAGS.out_dir, "outputs", row), names, outputs)
-  elif FLAGS.config is None or FLAGS.quick:
-    for name, outputs in classic_outputs(FLAGS.data_dir, gray, FLAGS.quick).items():
-      new_rows.append(summary_row(name, per_image_scores(outputs, real), gray_psnr) | context)
-      save_outputs(os.path.join(FLAGS.out_dir, "outputs", name), names, outputs)
-  if FLAGS.config is not None or FLAGS.quick:
-    config = benchmark_config(FLAGS.config, FLAGS.data_dir, FLAGS.steps, FLAGS.quick)
-    row = FLAGS.row or ("quick" if FLAGS.quick else "model")
-    outputs, minutes, step = train_and_colorize(config, os.path.join(FLAGS.out_dir, "runs", row), gray)
-    scores = summary_row(row, per_image_scores(outputs, real), gray_psnr)
-    new_rows.append(scores | context | {"steps": step, "train_minutes": minutes, "argv": " ".join(sys.argv[1:])})
-    save_outputs(os.path.join(FLAGS.out_dir, "outputs", row), names, outputs)
-  with open(rows_path, "a") as f:
-    for row in new_rows:
-      f.write(json.dumps(common.emit(row)) + "\n")
-  rows = read_rows(rows_path)
-  print("\n" + markdown_table(rows), file=sys.stderr)
-  credits = photo_credits(FLAGS.data_dir)
-  indices = showable(names, credits)[: FLAGS.grid_photos]
-  write_grid(FLAGS.out_dir, rows, names, real, gray, indices)
-  shown = [f"{names[i]} ({', '.join(credits.get(names[i], ('?', '?')))})" for i in indices]
-  print("grid photos, row by row: " + "; ".join(shown), file=sys.stderr)
+  if FLAGS.quick:  # Bundled photos in a folder of its own, removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="quality-quick-") as folder:
+      run(quick_photo_set(folder), QUICK_DATA, 64)
+  else:
+    run(FLAGS.data_dir, os.path.abspath(FLAGS.data_dir), FLAGS.eval_size)
 
 
 if __name__ == "__main__":

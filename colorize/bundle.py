@@ -1,6 +1,6 @@
 """A trained generator as a self-contained folder: what inference needs, and nothing else.
 
-    python -m colorize.bundle --workdir=runs/photos --output=weights --notes="..."   # export a run
+    python main.py --mode=export --workdir=runs/photos --output=weights --facts=FACTS.json   # export a run
 
 The folder holds `generator.msgpack` (flax serialization of G's {'params', 'batch_stats'}: the
 weight average when the run keeps one) and `manifest.json`: the config, the training facts
@@ -45,7 +45,7 @@ def export(config, variables, step: int, out_dir: str, facts: dict | None = None
 
   `facts` go into the manifest as they are (training data, scores, the run's commit); without a
   `commit` among them, this checkout's is recorded."""
-  if is_bundle(out_dir):
+  if any(os.path.exists(os.path.join(out_dir, name)) for name in (MANIFEST, WEIGHTS_FILE)):
     raise UsageError(f"{out_dir} already holds a bundle: choose another --output, or move it away first.")
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, WEIGHTS_FILE)
@@ -78,7 +78,7 @@ def read_manifest(folder: str) -> dict:
   except (OSError, ValueError) as error:
     raise UsageError(f"{path} cannot be read ({error}): restore it (git checkout weights/).") from None
   if manifest.get("format") != FORMAT:
-    raise UsageError(f"{path} is not a {FORMAT} manifest: export the run again with python -m colorize.bundle.")
+    raise UsageError(f"{path} is not a {FORMAT} manifest: export the run again with --mode=export.")
   return manifest
 
 
@@ -115,37 +115,3 @@ def load_variables(folder: str, abstract_variables: dict) -> tuple:
     raise UsageError(f"{path} does not fit the networks of its manifest's config: export the run again.")
   variables = jax.tree.map(lambda x, a: np.asarray(x, a.dtype), restored, abstract_variables)
   return variables, manifest["step"]
-
-
-# ----------------------------------------------------------------------------- export command
-
-
-def main(argv):
-  del argv
-  from absl import flags
-
-  from colorize import inference  # Here only: inference reads bundles through this module.
-
-  workdir, output = flags.FLAGS.workdir, flags.FLAGS.output
-  config = run_setup.saved_config(workdir)
-  _, variables, step = inference.load_generator(config, workdir)
-  with open(os.path.join(workdir, "config.json")) as f:
-    facts = {"commit": json.load(f).get("git_commit", "unknown")}  # The code that trained it.
-  if flags.FLAGS.facts:
-    with open(flags.FLAGS.facts) as f:
-      facts |= json.load(f)
-  manifest = export(config, variables, step, output, facts)
-  print(f"Exported step {step} of {workdir}: {manifest['bytes']:,} bytes -> {output}")
-
-
-if __name__ == "__main__":
-  from absl import app
-  from absl import flags
-  from absl import logging
-
-  logging.set_verbosity(logging.WARNING)
-  flags.DEFINE_string("workdir", None, "The run to export (its newest checkpoint).")
-  flags.DEFINE_string("output", None, "The new bundle's folder.")
-  flags.DEFINE_string("facts", None, "A JSON file of facts for the manifest (training data, scores).")
-  flags.mark_flags_as_required(["workdir", "output"])
-  app.run(main)

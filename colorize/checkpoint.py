@@ -16,11 +16,24 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
+from colorize.run_setup import UsageError
+
 ITEMS = ("generator", "discriminator", "data", "generator_ema")
 
 
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+class NoCheckpointError(UsageError):
+  """A run folder without checkpoints where a trained run is needed (a command-line mistake)."""
+
+
+def require_checkpoint(workdir: str) -> None:
+  """Raises NoCheckpointError, creating nothing, when `workdir` holds no checkpoint to read."""
+  folder = checkpoint_dir(workdir)
+  if not os.path.isdir(folder) or not any(name.isdigit() for name in os.listdir(folder)):
+    raise NoCheckpointError(f"no checkpoint in {folder}: train the run first (--mode=train with this --workdir).")
 
 
 def create_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
@@ -149,10 +162,9 @@ def restore_generator_variables(workdir: str, abstract_variables: dict, step: in
   The moving average of G's weights when the run keeps one, else G's own; never an optimiser
   state nor the discriminator.
   """
+  require_checkpoint(workdir)
   manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=ITEMS)
   step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}: train the run first.")
   target = _abstract(abstract_variables)
   only_these = ocp.args.PyTreeRestore(
     target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True

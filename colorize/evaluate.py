@@ -52,11 +52,6 @@ def evaluate_subset(eval_fn, state, mesh, eval_batches) -> dict:
 CLASSIC_FIT_IMAGES = 512  # Training images whose colours fill the classic colorizers' tables.
 
 
-@jax.jit
-def _output_metrics(outputs, real):
-  return metrics_lib.output_metrics(outputs, real)
-
-
 def classic_baselines(config, eval_batches) -> dict:
   """{name: averages} of each classic colorizer (`baselines.py`, fitted on the first training
   images) on the evaluation images, scored like the model; {} without training images."""
@@ -74,7 +69,7 @@ def classic_baselines(config, eval_batches) -> dict:
     real = batch["image"][batch["mask"] > 0]
     for name in names if len(real) else ():
       outputs = np.stack([baselines.colorize(tables, name, image) for image in real])
-      for key, values in jax.device_get(_output_metrics(outputs, real)).items():
+      for key, values in jax.device_get(metrics_lib.jitted_output_metrics(outputs, real)).items():
         sums[name][key] = sums[name].get(key, 0.0) + float(values.sum())
       sums[name]["count"] = sums[name].get("count", 0.0) + len(real)
   if jax.process_count() > 1:  # Each process scored its own rows of every batch.
@@ -142,10 +137,9 @@ def trained_state(config, source: str, state, mesh):
     generator = state.generator.replace(params=variables["params"], batch_stats=variables["batch_stats"])
     step = jax.device_put(np.int32(step), state.step.sharding)
     return state.replace(step=step, generator=generator, generator_ema=None)  # The bundle's weights are final.
+  checkpoint.require_checkpoint(source)
   manager = checkpoint.create_manager(source, config.keep_checkpoints)
   try:
-    if manager.latest_step() is None:
-      raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(source)}: train the run first.")
     if checkpoint.has_average(manager.directory, manager.latest_step()):  # Score what colorize writes.
       state = state.replace(generator_ema=state.generator.variables())
     elif state.generator_ema is not None:
@@ -163,6 +157,8 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
   """
   if bundle.is_bundle(workdir) and not output_dir:
     raise UsageError("evaluating exported weights needs --output=DIR for the report.")
+  if not bundle.is_bundle(workdir):
+    checkpoint.require_checkpoint(workdir)  # Before any compilation.
   mesh = steps.make_mesh()
   steps.check_config(config, jax.device_count(), jax.process_count())
   state, (_, eval_fn) = steps.setup(config, mesh)

@@ -11,9 +11,12 @@ example `p % n` of epoch `p // n`, i.e. record `permutation_e[p % n]` of a seede
 drawn anew for every epoch (a global shuffle: a folder of class subfolders is mixed from the
 first batch). Global batch b holds the next `batch_size` positions and each process reads its
 own contiguous slice of them, so every topology (1 process x 4 devices, 2 x 2, ...) trains on
-the same global batches. A pure-gray photo (or, in a folder, one that fails to decode) is
-replaced by a seeded stand-in record and counted, which keeps the positions topology-free too.
-The data position saved with a checkpoint is the (epoch, index) after the last batch trained on.
+the same global batches. A gray photo (or, in a folder, one that fails to decode) is replaced
+by a seeded stand-in record and counted, which keeps the positions topology-free too: a folder's
+(and the demo's) usable photos are counted once at the start (cached in the run folder) and the
+stand-ins are drawn from them, so a mostly-gray folder trains; a tfds dataset's are drawn from
+the whole split until one is usable. The data position saved with a checkpoint is the (epoch,
+index) after the last batch trained on.
 
 Grain turns the batch numbers into batches: decoding, cropping and flipping run on worker
 processes (`config.data_workers`) or threads, ahead of the train step.
@@ -21,11 +24,15 @@ processes (`config.data_workers`) or threads, ahead of the train step.
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import itertools
+import json
 import os
 import socket
+import threading
 from collections.abc import Iterator
+from collections.abc import Sequence
 
 import grain
 import jax
@@ -37,6 +44,19 @@ from colorize import photos
 
 IMAGE_EXTENSIONS = photos.PHOTO_EXTENSIONS  # Training reads what the colorize mode reads.
 _MAX_STAND_INS = 64  # Tries to find a colour photo in place of a gray or broken one.
+MIN_USABLE_SHARE = 0.01  # A folder with fewer usable (colour, readable) photos is refused at the start.
+USABLE_CACHE = "usable_photos.json"  # In the run folder: which training photos are usable, by file.
+
+# Every random stream of the training data has a tag of its own: NumPy pads seed lists with
+# zeros, so [seed, epoch] and [seed, epoch, 0] would be one and the same stream.
+PERMUTATION_STREAM, CROP_STREAM, STAND_IN_STREAM = 1, 2, 3
+
+
+def data_rng(seed: int, stream: int, *keys: int) -> np.random.Generator:
+  """The generator of one random stream of the training data, e.g. (seed, CROP_STREAM, epoch, index)."""
+  return np.random.default_rng([seed, stream, *keys])
+
+
 _EVAL_DECODE_CHUNK = 64  # Eval photos decoded at a time, on threads.
 
 # scikit-image's bundled colour photos: chelsea and coffee are held out for validation.
@@ -103,15 +123,16 @@ def list_image_files(root: str) -> list:
   return sorted(paths)
 
 
-def is_validation_photo(relative_path: str, val_fraction: float) -> bool:
+def is_validation_photo(path: str, val_fraction: float) -> bool:
   """The fixed, seed-free split of a folder without train/ and val/ subfolders.
 
-  A photo is held out when the first 8 bytes of the SHA-256 of its path relative to
-  `config.data_dir` (with '/' separators), read as a big-endian integer over 2**64, fall below
-  `val_fraction`. Runs with any seed therefore share one validation set, and a fine-tuned run
-  never validates on photos its source trained on.
+  A photo is held out when the first 8 bytes of the SHA-256 of its file name (the name alone,
+  without its folders), read as a big-endian integer over 2**64, fall below `val_fraction`. A
+  photo's split therefore does not depend on the seed, on where the folder lies, nor on which
+  level of it `config.data_dir` names: a run fine-tuned on a subfolder never validates on
+  photos its source trained on. Photos of the same name in different subfolders share a split.
   """
-  digest = hashlib.sha256(relative_path.replace(os.sep, "/").encode()).digest()
+  digest = hashlib.sha256(os.path.basename(path).encode()).digest()
   return int.from_bytes(digest[:8], "big") / 2**64 < val_fraction
 
 
@@ -122,9 +143,7 @@ def folder_split(root: str, split: str, val_fraction: float) -> list:
     paths = list_image_files(subfolder)
   else:
     want_val = split != "train"
-    paths = [
-      p for p in list_image_files(root) if is_validation_photo(os.path.relpath(p, root), val_fraction) == want_val
-    ]
+    paths = [p for p in list_image_files(root) if is_validation_photo(p, val_fraction) == want_val]
   if not paths:
     raise DatasetUnavailableError(
       f"no {split} photos ({', '.join(IMAGE_EXTENSIONS)}) found under config.data_dir={root!r}."
@@ -132,8 +151,8 @@ def folder_split(root: str, split: str, val_fraction: float) -> list:
   return paths
 
 
-def readable_photos(paths: list) -> list:
-  """The paths whose header Pillow can read; the others are counted and named in the log."""
+def readable_photos(paths: list) -> tuple:
+  """(the paths whose header Pillow can read, how many could not be); the others are named in the log."""
   good, bad = [], []
   for path in paths:
     try:
@@ -144,14 +163,15 @@ def readable_photos(paths: list) -> list:
       bad.append(f"{path} ({type(error).__name__})")
   if bad:
     logging.warning("Skipping %d unreadable photo(s) of %d, e.g. %s", len(bad), len(paths), "; ".join(bad[:3]))
-  return good
+  return good, len(bad)
 
 
 class PhotoFiles:
   """A user's photo files, decoded on access by the colorize mode's Pillow loader (EXIF, ICC, any mode)."""
 
-  def __init__(self, paths: list):
+  def __init__(self, paths: list, unreadable: int = 0):
     self.paths = paths
+    self.unreadable = unreadable  # Files left out: Pillow could not read their header.
 
   def __len__(self) -> int:
     return len(self.paths)
@@ -179,12 +199,23 @@ class TfdsImages:
     return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
 
 
-def _network_reachable(host: str = "storage.googleapis.com", port: int = 443) -> bool:
+def _network_reachable(host: str = "storage.googleapis.com", port: int = 443, seconds: float = 1.5) -> bool:
+  """Whether `host` answers within `seconds`, name resolution included: socket timeouts do not
+  cover DNS, which can hang for half a minute, so the probe runs on a daemon thread that is
+  abandoned when late (and does not hold up the program's exit)."""
+  answered = []
+  probe = threading.Thread(target=_connect, args=(host, port, seconds, answered), daemon=True)
+  probe.start()
+  probe.join(seconds)
+  return bool(answered)
+
+
+def _connect(host: str, port: int, seconds: float, answered: list) -> None:
   try:
-    socket.create_connection((host, port), timeout=3).close()
-    return True
+    socket.create_connection((host, port), timeout=seconds).close()
+    answered.append(True)
   except OSError:
-    return False
+    pass  # Unknown host, no route, refused or timed out: unreachable.
 
 
 def _format_name(file_format) -> str:
@@ -197,10 +228,10 @@ def _tfds_source(config, field: str) -> TfdsImages:
   import tensorflow_datasets as tfds  # Imported lazily: folders and the demo do not need it.
 
   name, split = config.dataset, config[field]
-  builder = tfds.builder(name, data_dir=config.data_dir or None)
+  builder = _quietly(tfds.builder, name, data_dir=config.data_dir or None)  # Not "variant folder ... has no info".
   root = os.path.dirname(os.path.dirname(builder.data_dir))
   build = f"`tfds build {name} --file_format=array_record --data_dir={root}`"
-  if not builder.is_prepared():
+  if not _quietly(builder.is_prepared):
     _prepare(builder, config, build)
   formats = {_format_name(f) for f in builder.info.available_file_formats()}
   if "array_record" not in formats:
@@ -217,6 +248,16 @@ def _tfds_source(config, field: str) -> TfdsImages:
       f"dataset {name!r} has no split {split!r} (config.{field}); it has {', '.join(sorted(builder.info.splits))}."
     )
   return TfdsImages(builder.as_data_source(split=split, file_format="array_record"))
+
+
+def _quietly(function, *args, **kwargs):
+  """`function(*args, **kwargs)` without the log's warnings (tfds warns of what the errors say)."""
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    return function(*args, **kwargs)
+  finally:
+    logging.set_verbosity(verbosity)
 
 
 def _prepare(builder, config, build: str) -> None:
@@ -245,7 +286,7 @@ def photo_source(config, split: str):
   if config.dataset == "demo":
     return [_demo_photo(n) for n in DEMO_TRAIN_PHOTOS] if split == "train" else _demo_eval_tiles()
   if config.dataset == "folder":
-    return PhotoFiles(readable_photos(folder_split(config.data_dir, split, config.folder_val_fraction)))
+    return PhotoFiles(*readable_photos(folder_split(config.data_dir, split, config.folder_val_fraction)))
   if config.dataset == "tfds":
     raise ValueError("config.dataset must name the tfds dataset itself, e.g. 'cifar10'.")
   return _tfds_source(config, "train_split" if split == "train" else "eval_split")
@@ -297,6 +338,99 @@ def center_square_crop(image: np.ndarray, size: int) -> np.ndarray:
   return resize_square(image[top : top + side, left : left + side], size)
 
 
+# ----------------------------------------------------------------------------- usable photos
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPhotos:
+  """The training split: every record, and the indices of those training can learn from."""
+
+  records: Sequence  # Random-access photos: uint8 RGB, or None for a file that fails to decode.
+  usable: np.ndarray | None  # Sorted indices of the readable, colourful records; None: unknown (tfds).
+
+
+def learnable(photo: np.ndarray | None, gray_tolerance: int, min_colorfulness: float) -> bool:
+  """Whether training can learn colour from `photo`: it decoded and is not (near) gray."""
+  return photo is not None and not too_gray_to_learn_from(photo, gray_tolerance, min_colorfulness)
+
+
+def _file_key(path: str) -> list:
+  stat = os.stat(path)
+  return [stat.st_size, stat.st_mtime_ns]
+
+
+def _read_cache(path: str | None, rule: dict) -> dict:
+  """{photo path: [size, mtime, usable]} of an earlier count under the same gray rule, else {}."""
+  try:
+    with open(path) as f:
+      cached = json.load(f)
+    return cached["photos"] if cached.get("rule") == rule else {}
+  except (TypeError, OSError, ValueError, KeyError):
+    return {}  # No run folder, no cache yet, or a damaged one: count afresh.
+
+
+def _write_cache(path: str | None, rule: dict, entries: dict) -> None:
+  if path is None or jax.process_index() != 0:
+    return
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  temporary = f"{path}.tmp"
+  with open(temporary, "w") as f:
+    json.dump({"rule": rule, "photos": entries}, f)
+  os.replace(temporary, path)  # Never a half-written cache.
+
+
+def usable_photo_files(files: "PhotoFiles", config, cache_path: str | None = None) -> np.ndarray:
+  """Indices of the files that decode and are colourful, each photo decoded once per change:
+  the answers are kept in `cache_path` by path, size and modification time."""
+  rule = {"gray_tolerance": config.gray_tolerance, "min_colorfulness": config.min_colorfulness}
+  cached = _read_cache(cache_path, rule)
+  keys = [_file_key(path) for path in files.paths]
+  known = [cached.get(path, [None, None, None])[:2] == key for path, key in zip(files.paths, keys, strict=True)]
+  todo = [i for i, hit in enumerate(known) if not hit]
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:  # Pillow decodes without holding the GIL.
+    check = functools.partial(learnable, **rule)
+    counted = dict(zip(todo, pool.map(lambda i: check(files[i]), todo), strict=True))
+  answers = [counted[i] if i in counted else cached[path][2] for i, path in enumerate(files.paths)]
+  if todo:
+    entries = {path: [*key, ok] for path, key, ok in zip(files.paths, keys, answers, strict=True)}
+    _write_cache(cache_path, rule, entries)
+  return np.flatnonzero(answers)
+
+
+def training_photos(config, cache_dir: str | None = None) -> TrainingPhotos:
+  """The training split and its usable records; refuses a folder with too few usable photos.
+
+  A folder's photos (and the demo's) are decoded once to be counted, and the answers kept in
+  `cache_dir/usable_photos.json` (the run folder) for the next start. A tfds split is checked
+  as photos are drawn: counting a million records would take longer than training on them.
+  """
+  records = photo_source(config, "train")
+  if isinstance(records, PhotoFiles):
+    cache_path = os.path.join(cache_dir, USABLE_CACHE) if cache_dir else None
+    usable = usable_photo_files(records, config, cache_path)
+    total = len(records.paths) + records.unreadable
+  elif isinstance(records, list):
+    usable = np.flatnonzero([learnable(p, config.gray_tolerance, config.min_colorfulness) for p in records])
+    total = len(records)
+  else:
+    return TrainingPhotos(records, None)
+  if len(usable) < max(1, MIN_USABLE_SHARE * total):
+    raise DatasetUnavailableError(
+      f"{_usable_counts(len(usable), total, len(records))} of config.data_dir={config.data_dir!r}; at least "
+      f"{MIN_USABLE_SHARE:.0%} must be colour photos to learn from: point --config.data_dir at colour photos "
+      "(black-and-white ones are for --mode=colorize)."
+    )
+  if len(usable) < total:
+    logging.info("Training on %s.", _usable_counts(len(usable), total, len(records)))
+  return TrainingPhotos(records, usable)
+
+
+def _usable_counts(usable: int, total: int, decodable: int) -> str:
+  """E.g. '63 of 630 training photos are usable (560 gray or nearly so, 7 unreadable)'."""
+  gray, unreadable = decodable - usable, total - decodable
+  return f"{usable:,} of {total:,} training photos are usable ({gray:,} gray or nearly so, {unreadable:,} unreadable)"
+
+
 # ----------------------------------------------------------------------------- training stream
 
 
@@ -307,33 +441,50 @@ class TrainBatchMaker:
   arguments, so any worker may make any batch.
   """
 
-  def __init__(self, source, config, start: int, global_batch: int, process_index: int, process_count: int):
-    self.source, self.start, self.global_batch = source, start, global_batch
+  def __init__(
+    self, photos: TrainingPhotos, config, start: int, global_batch: int, process_index: int, process_count: int
+  ):
+    self.source, self.usable = photos.records, photos.usable
+    self.start, self.global_batch = start, global_batch
     self.local_batch = global_batch // process_count
     self.offset = process_index * self.local_batch
     self.seed, self.size = config.seed, config.image_size
     self.min_crop_fraction, self.gray_tolerance = config.min_crop_fraction, config.gray_tolerance
     self.min_colorfulness = config.min_colorfulness
+    self.is_usable = None
+    if self.usable is not None:
+      self.is_usable = np.zeros(len(self.source), bool)
+      self.is_usable[self.usable] = True
     self._permutation = (None, None)  # (epoch, permutation): the last epoch's, cached
 
   def permutation(self, epoch: int) -> np.ndarray:
     """The order of epoch `epoch`: a seeded permutation of every record (decoding threads share it)."""
     cached_epoch, order = self._permutation  # Read once: another thread may replace it meanwhile.
     if cached_epoch != epoch:
-      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source))
+      order = data_rng(self.seed, PERMUTATION_STREAM, epoch).permutation(len(self.source))
       self._permutation = (epoch, order)
     return order
 
   def colour_photo(self, epoch: int, index: int):
-    """(photo, stand-ins used): example `index` of `epoch`, or a seeded stand-in if (near) gray or broken."""
+    """(photo, stand-ins used): example `index` of `epoch`, or a seeded stand-in if (near) gray or broken.
+
+    Stand-ins are drawn from the usable records when they are known (then the first draw
+    serves), else from all of them.
+    """
     record = int(self.permutation(epoch)[index])
-    for attempt in range(_MAX_STAND_INS):
+    if self.is_usable is None or self.is_usable[record]:  # Records known to be unusable are not decoded.
       photo = self.source[record]
-      if photo is not None and not too_gray_to_learn_from(photo, self.gray_tolerance, self.min_colorfulness):
+      if learnable(photo, self.gray_tolerance, self.min_colorfulness):
+        return photo, 0
+    draws = data_rng(self.seed, STAND_IN_STREAM, epoch, index)
+    candidates = self.usable if self.usable is not None else np.arange(len(self.source))
+    for attempt in range(1, _MAX_STAND_INS + 1):
+      photo = self.source[int(candidates[draws.integers(len(candidates))])]
+      if learnable(photo, self.gray_tolerance, self.min_colorfulness):
         return photo, attempt
-      record = int(np.random.default_rng([self.seed, epoch, index, attempt + 1]).integers(len(self.source)))
     raise DatasetUnavailableError(
-      f"{_MAX_STAND_INS} photos in a row were gray or unreadable: the training data holds (almost) no colour photos."
+      f"{_MAX_STAND_INS} photos drawn in a row as stand-ins for a gray one were gray or unreadable: too few "
+      "training photos are in colour (config.gray_tolerance and config.min_colorfulness decide what is gray)."
     )
 
   def __call__(self, batch_number: int) -> dict:
@@ -343,8 +494,8 @@ class TrainBatchMaker:
       epoch, index = divmod(position, len(self.source))
       photo, used = self.colour_photo(epoch, index)
       stand_ins += used
-      rng = np.random.default_rng([self.seed, epoch, index])
-      images.append(random_square_crop(photo, self.size, self.min_crop_fraction, rng))
+      crop_rng = data_rng(self.seed, CROP_STREAM, epoch, index)
+      images.append(random_square_crop(photo, self.size, self.min_crop_fraction, crop_rng))
     epoch_after, index_after = divmod(self.start + (batch_number + 1) * self.global_batch, len(self.source))
     return {
       "image": np.stack(images),
@@ -361,19 +512,22 @@ def default_workers() -> int:
   return 0 if cores < 2 else min(max(2, cores - 2), 16)
 
 
-def train_batches(config, start: DataPosition = DataPosition(), workers: int | None = None) -> Iterator[dict]:
+def train_batches(
+  config, start: DataPosition = DataPosition(), workers: int | None = None, photos: TrainingPhotos | None = None
+) -> Iterator[dict]:
   """Endless batches {'image': uint8 [b, S, S, 3], 'gray_skipped', 'epoch', 'index'} from `start` on.
 
   `b` is this process's share of `config.batch_size`; (`epoch`, `index`) is the data position
   after the batch, to checkpoint; `gray_skipped` counts the gray (or broken) photos replaced.
+  `photos` is the training split (`training_photos`), opened here when not given.
   """
-  source = photo_source(config, "train")
+  photos = training_photos(config) if photos is None else photos
   workers = config.data_workers if workers is None else workers
   workers = default_workers() if workers < 0 else workers
   maker = TrainBatchMaker(
-    source,
+    photos,
     config,
-    start.global_position(len(source)),
+    start.global_position(len(photos.records)),
     config.batch_size,
     jax.process_index(),
     jax.process_count(),
@@ -385,7 +539,7 @@ def train_batches(config, start: DataPosition = DataPosition(), workers: int | N
   return iter(batches.to_iter_dataset(read).mp_prefetch(grain.MultiprocessingOptions(num_workers=workers)))
 
 
-def first_training_images(config, count: int) -> np.ndarray:
+def first_training_images(config, count: int, photos: TrainingPhotos | None = None) -> np.ndarray:
   """This process's rows of the first global batches holding at least `count` training images, uint8.
 
   The seeded order's first batches, whatever a run's resume point: for statistics of the
@@ -395,7 +549,7 @@ def first_training_images(config, count: int) -> np.ndarray:
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.batch_size *= max(1, 64 // config.batch_size)
-  batches = train_batches(config, DataPosition(), workers=0)
+  batches = train_batches(config, DataPosition(), workers=0, photos=photos)
   return np.concatenate([next(batches)["image"] for _ in range(-(-count // config.batch_size))])
 
 

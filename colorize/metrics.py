@@ -89,6 +89,9 @@ def output_metrics(predicted_uint8, real_uint8):
   return _scores(color.uint8_rgb_to_normalized_lab(predicted_uint8), predicted_uint8, real_uint8)
 
 
+jitted_output_metrics = jax.jit(output_metrics)  # For callers outside a jitted step: evaluate, benchmarks.
+
+
 def _scores(predicted_lab, predicted_uint8, real_uint8):
   real_lab = color.uint8_rgb_to_normalized_lab(real_uint8)
   predicted_rgb = predicted_uint8.astype(jnp.float32)

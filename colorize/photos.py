@@ -9,6 +9,7 @@ import dataclasses
 import glob
 import io
 import os
+import re
 
 import numpy as np
 from PIL import Image
@@ -30,6 +31,7 @@ class Photo:
   target: str  # Output path.
   rgb: np.ndarray  # uint8 [H, W, 3], sRGB, upright.
   alpha: np.ndarray | None  # uint8 [H, W] or None.
+  bits: int = 8  # Bits per channel of the file (16 and 32 are reduced to 8 in `rgb`).
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -82,15 +84,30 @@ def _to_srgb(image: Image.Image) -> Image.Image:
     return image  # A broken profile: the pixels as they are are the best guess.
 
 
-def _split_alpha(image: Image.Image):
-  """(RGB image, alpha array or None) for any Pillow mode, 16-bit and palette ones included."""
+def file_samples(image: Image.Image) -> tuple:
+  """(bits per channel, signed) of an opened, not yet loaded image, from its decoder's raw mode
+  ('RGB;16B', 'I;16B', 'I;32S'): the file's depth, whatever Pillow's mode reduces it to."""
+  args = image.tile[0].args if image.tile else None
+  rawmode = (args[0] if isinstance(args, tuple) else args) or image.mode
+  if match := re.search(r";(\d+)(S?)", str(rawmode)):
+    return int(match.group(1)), match.group(2) == "S"
+  return (32, True) if image.mode == "I" else (8, False)  # Mode 'I' without a raw depth: native int32.
+
+
+def integer_range(bits: int, signed: bool) -> int:
+  """The largest value of an integer sample: integer photos are scaled by their file's depth,
+  never by their pixels, so a dark 32-bit photo stays dark instead of being read as 8-bit."""
+  return 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+
+
+def _split_alpha(image: Image.Image, top: int):
+  """(RGB image, alpha array or None) for any Pillow mode, integer and palette ones included;
+  integer pixels are scaled from [0, `top`] to 8 bits."""
   if image.mode == "P":
     image = image.convert("RGBA" if "transparency" in image.info else "RGB")
   if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-    wide = np.asarray(image).astype(np.int64)
-    top = 255 if image.mode == "I" and wide.max() <= 255 else 65535  # 'I' holds 8- or 16-bit data.
-    wide = np.clip(wide, 0, top)
-    image = Image.fromarray(np.round(wide.astype(np.float32) * (255.0 / top)).astype(np.uint8), "L")
+    wide = np.clip(np.asarray(image).astype(np.int64), 0, top)
+    image = Image.fromarray(np.round(wide.astype(np.float64) * (255.0 / top)).astype(np.uint8), "L")
   alpha = None
   if image.mode in ("RGBA", "LA", "PA"):
     alpha = np.asarray(image.getchannel("A"))
@@ -109,10 +126,11 @@ def load_photo(path: str, target: str, max_pixels: int) -> Photo:
       if min(width, height) < MIN_SIDE:
         raise BadPhoto(f"image too small: {width}x{height} pixels, at least {MIN_SIDE}x{MIN_SIDE} needed")
       image.seek(0)
+      bits, signed = file_samples(image)  # Before load(), which drops the decoder's raw mode.
       image.load()
       image = ImageOps.exif_transpose(image)
-      rgb, alpha = _split_alpha(_to_srgb(image))
-      return Photo(path, target, np.asarray(rgb), alpha)
+      rgb, alpha = _split_alpha(_to_srgb(image), integer_range(bits, signed))
+      return Photo(path, target, np.asarray(rgb), alpha, bits)
   except BadPhoto:
     raise
   except PermissionError:
@@ -123,6 +141,26 @@ def load_photo(path: str, target: str, max_pixels: int) -> Photo:
     raise BadPhoto("not an image Pillow can read (wrong extension or unsupported format)") from None
   except (OSError, SyntaxError, ValueError) as error:
     raise BadPhoto(f"truncated or corrupt image ({error})") from None
+
+
+COLOUR_SPREAD = 12  # uint8 levels between a pixel's channels: more is colour (sepia too), not JPEG noise.
+
+
+def has_colour(rgb: np.ndarray) -> bool:
+  """Whether more than 1% of the pixels (every 4th row and column) are visibly coloured."""
+  sample = rgb[::4, ::4].astype(np.int16)
+  spread = sample.max(axis=-1) - sample.min(axis=-1)
+  return float(np.mean(spread > COLOUR_SPREAD)) > 0.01
+
+
+def input_notes(photo: Photo) -> list:
+  """What the colorize mode does to this photo that its owner may not expect."""
+  notes = []
+  if photo.bits > 8:
+    notes.append(f"{photo.bits}-bit input, written with 8 bits per channel")
+  if has_colour(photo.rgb):
+    notes.append("already in colour: its colours are replaced (only its lightness is kept)")
+  return notes
 
 
 def save_image(array: np.ndarray, path: str, image_format: str) -> None:

@@ -117,10 +117,18 @@ class ProgressLine:
     print(f"\r{self.text()}", end=end, file=sys.stderr, flush=True)
 
   def text(self) -> str:
-    """The rate counts written photos only: a failed file takes no time worth reporting."""
+    """The rate counts written photos only (a failed file takes no time worth reporting), so it
+    is left out until a photo is written."""
+    if not self.written:
+      return f"[{self.count}/{self.total}]"
     rate = self.written / max(time.perf_counter() - self.start, 1e-9)
-    left = f", ETA {(self.total - self.count) / rate:.0f} s" if rate and self.count < self.total else ""
+    left = f", ETA {(self.total - self.count) / rate:.0f} s" if self.count < self.total else ""
     return f"[{self.count}/{self.total}] {rate:.2f} img/s{left}"
+
+  def say(self, line: str) -> None:
+    """A line of its own on stderr (after ending the progress line on a terminal)."""
+    line_break = "\n" if self.interactive else ""
+    print(f"{line_break}{line}", file=sys.stderr, flush=True)
 
 
 def _decoded(jobs: list, max_pixels: int, report) -> Iterator[photos.Photo]:
@@ -162,8 +170,7 @@ def colorize_photos(
 
   def report(source, reason):
     summary.failed += 1
-    line_break = "\n" if progress.interactive else ""  # End the progress line first on a terminal.
-    print(f"{line_break}FAILED {source}: {reason}", file=sys.stderr, flush=True)
+    progress.say(f"FAILED {source}: {reason}")
     progress.advance(written=False)
 
   for group in _groups(_decoded(jobs, max_pixels, report), batch_size, size, multiple):
@@ -171,6 +178,8 @@ def colorize_photos(
       try:
         photos.save_image(result, photo.target, image_format)
         summary.done += 1
+        if notes := photos.input_notes(photo):
+          progress.say(f"NOTE {photo.source}: {'; '.join(notes)}")
         progress.advance(written=True)
       except OSError as error:
         report(photo.source, f"cannot write {photo.target}: {error.strerror or error}")
@@ -211,6 +220,8 @@ def run(
     raise UsageError("--mode=colorize needs --input=PATH (a file, a folder or a glob) and --output=DIR.")
   if image_format not in photos.FORMATS:
     raise UsageError(f"--format={image_format} is unknown; use png or jpeg.")
+  if not any(c in input_pattern for c in "*?[") and not os.path.exists(input_pattern):
+    raise UsageError(f"--input={input_pattern} does not exist: pass a photo, a folder or a glob.")
   found = photos.find_photos(input_pattern, recursive)
   if not found:
     raise UsageError(f"no photos ({', '.join(photos.PHOTO_EXTENSIONS)}) found at --input={input_pattern}.")

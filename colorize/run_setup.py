@@ -38,14 +38,19 @@ def config_from_dict(saved: dict) -> ml_collections.ConfigDict:
   return config
 
 
-def resolve(config: ml_collections.ConfigDict | None, config_path: str | None, workdir: str | None):
+def resolve(config, config_path: str | None, workdir: str | None, create: bool = True):
+  """(config, workdir): `config`, or the run's saved one. Training (`create`) makes the folder;
+  the other modes read a run that must exist, and create nothing when it does not."""
   if config is None and workdir is None:
     raise UsageError("pass --config=configs/<name>.py, or --workdir=RUN for a run that exists.")
   workdir = workdir or default_workdir(config_path)
+  if not create and not os.path.isdir(workdir):
+    raise UsageError(f"--workdir={workdir} does not exist: train it first (--mode=train), or name a run that exists.")
   if config is None:
     config = saved_config(workdir)
   config.lock()
-  make_writable_folder(workdir, "--workdir")
+  if create:
+    make_writable_folder(workdir, "--workdir")
   return config, workdir
 
 

@@ -94,12 +94,34 @@ def check_model_config(config) -> None:
     raise ValueError(f"config.ema_decay={config.ema_decay} must be in [0, 1): 0 keeps no average, 0.999 is usual.")
   if not 0.0 <= config.loss.rebalance <= 1.0:
     raise ValueError(f"config.loss.rebalance={config.loss.rebalance} must be in [0, 1] (0: off; Zhang et al.: 0.5).")
+  check_learning_rates(config.optim)
+  if config.pretrain_steps < 0:
+    raise ValueError(f"config.pretrain_steps={config.pretrain_steps} must be 0 (off) or more batches.")
   if config.model.disc_norm not in ("batch", "spectral"):
     raise ValueError(f"config.model.disc_norm={config.model.disc_norm!r} is unknown; use 'batch' or 'spectral'.")
   if config.model.disc_norm == "spectral" and config.model.discriminator != "paper":
     raise ValueError(
       "config.model.disc_norm='spectral' needs the paper discriminator: set model.discriminator='paper'."
     )
+
+
+def check_learning_rates(optim) -> None:
+  """Refuses decay settings that optax would quietly turn into something else."""
+  if not 0.0 < optim.decay_rate <= 1.0:
+    raise ValueError(
+      f"config.optim.decay_rate={optim.decay_rate} must be in (0, 1]: 1 keeps the rates constant, 0.1 divides them "
+      "by 10 every decay_steps (above 1, optax takes min_learning_rate as a ceiling and trains at it from step 0)."
+    )
+  if optim.decay_rate == 1.0:
+    return
+  if optim.decay_steps < 1:
+    raise ValueError(f"config.optim.decay_steps={optim.decay_steps} must be at least 1 batch when decaying.")
+  for name in ("g_learning_rate", "d_learning_rate"):
+    if optim[name] < optim.min_learning_rate:
+      raise ValueError(
+        f"config.optim.{name}={optim[name]} is below the decay's floor config.optim.min_learning_rate="
+        f"{optim.min_learning_rate}, which would raise it to the floor: lower min_learning_rate or raise the rate."
+      )
 
 
 # ----------------------------------------------------------------------------- optimisers
@@ -201,34 +223,40 @@ def generator_forward(generator, g: NetworkState, gray, rng):
   return fake, lambda fake_grads: pullback(fake_grads)[0], batch_stats
 
 
+def apply_discriminator(discriminator, params, batch_stats, gray, lab, rng):
+  """D's logits for (gray, lab) in train mode, and its new `batch_stats` collection.
+
+  That collection holds BatchNorm's running averages, or with spectral norm each layer's power
+  iteration vector: every call runs one iteration from the `batch_stats` it is given, and returns
+  the advanced vector. Callers decide what is kept: the iteration count is theirs to make explicit.
+  """
+  variables = {"params": params, "batch_stats": batch_stats}
+  rngs = {"dropout": rng}
+  logits, updates = discriminator.apply(variables, gray, lab, train=True, rngs=rngs, mutable=["batch_stats"])
+  return logits, updates["batch_stats"]
+
+
 def discriminator_update(config, discriminator, tx, d: NetworkState, gray, real, fake, rng):
-  """One D update on (gray, real) vs (gray, fake). Returns (D state, metrics)."""
+  """One D update on (gray, real) vs (gray, fake). Returns (D state, metrics).
+
+  BatchNorm: the fake half continues the real half's running averages. Spectral norm: both
+  halves start from the stored vector, so the update runs one power iteration, shared by both
+  halves (one sigma per layer in the loss), and keeps its result.
+  """
   fake = jax.lax.stop_gradient(fake)
   real_rng, fake_rng = jax.random.split(rng)
+  spectral = config.model.disc_norm == "spectral"
 
   def loss_fn(params):
-    real_logits, updates = discriminator.apply(
-      {"params": params, "batch_stats": d.batch_stats},
-      gray,
-      real,
-      train=True,
-      rngs={"dropout": real_rng},
-      mutable=["batch_stats"],
-    )
-    fake_logits, updates = discriminator.apply(
-      {"params": params, "batch_stats": updates["batch_stats"]},
-      gray,
-      fake,
-      train=True,
-      rngs={"dropout": fake_rng},
-      mutable=["batch_stats"],
-    )
+    real_logits, real_stats = apply_discriminator(discriminator, params, d.batch_stats, gray, real, real_rng)
+    fake_start = d.batch_stats if spectral else real_stats
+    fake_logits, batch_stats = apply_discriminator(discriminator, params, fake_start, gray, fake, fake_rng)
     total, real_part, fake_part = losses.discriminator_loss(real_logits, fake_logits, config.loss.label_smoothing)
-    return total, (updates["batch_stats"], real_part, fake_part)
+    return total, (batch_stats, real_part, fake_part)
 
   (total, (batch_stats, real_part, fake_part)), grads = jax.value_and_grad(loss_fn, has_aux=True)(_per_device(d.params))
   grads = jax.lax.pmean(grads, AXIS)
-  if config.model.disc_norm == "spectral":
+  if spectral:
     # The power iteration ran on the per-device parameters: its vectors are typed per-device,
     # though equal on all. Averaging makes them replicated again (BatchNorm's already are).
     batch_stats = jax.lax.pmean(batch_stats, AXIS)
@@ -248,7 +276,9 @@ def generator_loss(config, discriminator, d: NetworkState, gray, real, fake, rng
   if not config.adversarial:
     loss = losses.regression_loss(fake[..., channels], real[..., channels], config.loss.regression, weights)
     return loss, {"g_loss": loss, "g_loss_l1": l1}
-  logits, _ = discriminator.apply(d.variables(), gray, fake, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
+  # D is read, not advanced: its new statistics are dropped. With spectral norm, the iteration
+  # from the stored vector is the one D's next update starts with, on the same weights.
+  logits, _ = apply_discriminator(discriminator, d.params, d.batch_stats, gray, fake, rng)
   adversarial = losses.generator_adversarial_loss(logits)
   weighted_l1 = losses.regression_loss(fake[..., channels], real[..., channels], "l1", weights)  # = l1 unweighted
   loss = adversarial + config.loss.l1_weight * weighted_l1

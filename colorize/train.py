@@ -77,7 +77,7 @@ def check_finite_state(state: steps.TrainState, step: int, last_checkpoint) -> N
     raise _non_finite_error(f"non-finite parameters after step {step}; stopping without saving them", last_checkpoint)
 
 
-def colour_weights(config):
+def colour_weights(config, photos: input_pipeline.TrainingPhotos | None = None):
   """Class-rebalancing weights of the regression term (config.loss.rebalance > 0), else None.
 
   From the a,b histogram of the first `loss.rebalance_images` training images (the seeded
@@ -85,20 +85,23 @@ def colour_weights(config):
   """
   if not config.loss.rebalance:
     return None
-  counts = losses.ab_histogram(input_pipeline.first_training_images(config, config.loss.rebalance_images))
+  images = input_pipeline.first_training_images(config, config.loss.rebalance_images, photos)
+  counts = losses.ab_histogram(images)
   counts = np.sum(multihost_utils.process_allgather(counts), axis=0) if jax.process_count() > 1 else counts
   return losses.rebalancing_weights(counts, config.loss.rebalance)
 
 
 def train_and_evaluate(config, workdir: str) -> steps.TrainState:
   """Trains (or resumes) the run in `workdir`; returns the final state."""
-  # ---- Devices and the run folder.
+  # ---- Devices, data (a missing dataset is told before anything compiles), the run folder.
   mesh = steps.make_mesh()
   steps.check_config(config, jax.device_count(), jax.process_count())
+  training_photos = input_pipeline.training_photos(config, cache_dir=workdir)
+  input_pipeline.photo_source(config, "eval")
   run = reporting.RunFolder(workdir, config, mesh)
 
   # ---- Model and optimisers.
-  state, (train_fn, eval_fn) = steps.setup(config, mesh, colour_weights(config))
+  state, (train_fn, eval_fn) = steps.setup(config, mesh, colour_weights(config, training_photos))
   plain_generator = inference.generator_module(config)
 
   # ---- Resume.
@@ -125,7 +128,7 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
   )
 
   # ---- Input.
-  train_batches = input_pipeline.train_batches(config, position)
+  train_batches = input_pipeline.train_batches(config, position, photos=training_photos)
   eval_data = input_pipeline.eval_dataset(config)
   sample_images = input_pipeline.first_images(eval_data, config.num_sample_images)
   gray_skipped = 0  # Gray (or broken) photos replaced in this process's slices so far; summed when logged.

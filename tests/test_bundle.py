@@ -11,6 +11,7 @@ import skimage.data
 from colorize import bundle
 from colorize import color
 from colorize import evaluate
+from colorize import export
 from colorize import inference
 from colorize import photos
 from colorize import predict
@@ -24,11 +25,10 @@ from tests.test_main import run_main
 @pytest.fixture(scope="module")
 def exported(trained_run, tmp_path_factory):
   """The shared tiny run, exported."""
-  folder = str(tmp_path_factory.mktemp("bundle") / "weights")
-  config = run_setup.saved_config(trained_run)
-  _, variables, step = inference.load_generator(config, trained_run)
-  bundle.export(config, variables, step, folder, {"trained_on": "the demo photos"})
-  return folder
+  folder = tmp_path_factory.mktemp("bundle")
+  (folder / "facts.json").write_text('{"trained_on": "the demo photos"}')
+  export.export_bundle(trained_run, str(folder / "weights"), str(folder / "facts.json"))
+  return str(folder / "weights")
 
 
 def coffee_photo(size=(70, 90)):

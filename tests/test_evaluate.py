@@ -12,6 +12,7 @@ from colorize import inference
 from colorize import input_pipeline
 from colorize import metrics as metrics_lib
 from colorize import train
+from colorize.run_setup import UsageError
 from tests.conftest import tiny_config
 
 KEYS = {"accuracy", "mae_rgb", "psnr", "ssim", "colorfulness", "delta_colorfulness", "num_images", "step"}
@@ -35,9 +36,10 @@ def test_evaluate_writes_metrics_with_the_gray_baseline_a_report_and_a_grid(trai
   assert os.path.getsize(os.path.join(workdir, "eval", "grid.png")) > 0
 
 
-def test_evaluate_without_a_checkpoint_is_a_clear_error(tmp_path):
-  with pytest.raises(FileNotFoundError, match="train the run first"):
+def test_evaluate_without_a_checkpoint_is_a_clear_error_and_creates_nothing(tmp_path):
+  with pytest.raises(UsageError, match="no checkpoint in .*: train the run first"):
     evaluate.evaluate_run(tiny_config(), str(tmp_path))
+  assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.slow

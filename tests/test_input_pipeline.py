@@ -51,9 +51,9 @@ def test_worker_processes_give_the_batches_of_threads(config):
 
 
 def test_each_process_reads_its_contiguous_slice_of_the_same_global_batches(config):
-  source = input_pipeline.photo_source(config, "train")
-  whole = input_pipeline.TrainBatchMaker(source, config, 0, 8, process_index=0, process_count=1)
-  halves = [input_pipeline.TrainBatchMaker(source, config, 0, 8, process_index=i, process_count=2) for i in (0, 1)]
+  photos = input_pipeline.training_photos(config)
+  whole = input_pipeline.TrainBatchMaker(photos, config, 0, 8, process_index=0, process_count=1)
+  halves = [input_pipeline.TrainBatchMaker(photos, config, 0, 8, process_index=i, process_count=2) for i in (0, 1)]
   for batch in range(3):
     joined = np.concatenate([half(batch)["image"] for half in halves])
     np.testing.assert_array_equal(joined, whole(batch)["image"])
@@ -81,8 +81,9 @@ def test_folder_dataset_skips_gray_photos_and_splits_by_subfolder(tmp_path):
   for batch in batches:
     spread = batch["image"].max(-1).astype(int) - batch["image"].min(-1)
     assert (spread.reshape(4, -1).max(1) > config.gray_tolerance).all()
-  # Two of every five photos are gray: each of the 80 examples replaces 2/3 of a gray photo on average.
-  assert 30 <= sum(int(batch["gray_skipped"]) for batch in batches) <= 80
+  # Two of every five photos are gray: each of their 32 places in 16 epochs takes one stand-in,
+  # drawn from the usable photos (never a second draw).
+  assert sum(int(batch["gray_skipped"]) for batch in batches) == 32
   (val,) = list(input_pipeline.eval_dataset(config).batches())
   np.testing.assert_array_equal(val["mask"], [1, 0, 0, 0])
 
@@ -125,13 +126,13 @@ def test_a_folder_of_class_subfolders_is_mixed_from_the_first_batch(tmp_path):
     for i in range(400):
       write_photo(str(tmp_path / f"class{folder:02d}" / f"{i:03d}.png"), hue_photo(folder))
   config = tiny_config(dataset="folder", data_dir=str(tmp_path), folder_val_fraction=0.0, batch_size=64)
-  source = input_pipeline.photo_source(config, "train")
-  epoch_size = len(source)
-  first = next(input_pipeline.train_batches(config))
+  photos = input_pipeline.training_photos(config)
+  epoch_size = len(photos.records)
+  first = next(input_pipeline.train_batches(config, photos=photos))
   assert len({folder_of(image) for image in first["image"]}) >= 10
-  again = next(input_pipeline.train_batches(config))
+  again = next(input_pipeline.train_batches(config, photos=photos))
   np.testing.assert_array_equal(first["image"], again["image"])
-  maker = input_pipeline.TrainBatchMaker(source, config, 0, 64, process_index=0, process_count=1)
+  maker = input_pipeline.TrainBatchMaker(photos, config, 0, 64, process_index=0, process_count=1)
   assert not np.array_equal(maker.permutation(0), maker.permutation(1))  # Every epoch is shuffled anew.
   assert sorted(maker.permutation(1)) == list(range(epoch_size))
 
@@ -237,3 +238,94 @@ def test_folder_training_reads_any_format_and_survives_unreadable_and_truncated_
   assert all(batch["image"].shape == (4, 16, 16, 3) for batch in batches)
   seen = {int(np.argmax(image.reshape(-1, 3).mean(0))) for batch in batches for image in batch["image"]}
   assert seen == {0, 1, 2}  # PNG, WebP and TIFF all decoded; the broken files never arrive
+
+
+def gray_and_colour_folder(folder, gray: int, colour: int):
+  """`gray` gray and `colour` colour photos of 8x8 pixels, their names shuffled together."""
+  names = [f"p{i:03d}.png" for i in range(gray + colour)]
+  for i, name in enumerate(names):
+    image = colourful(i, 8) if i % (gray + colour) < colour else np.full((8, 8, 3), 17 * (i % 15), np.uint8)
+    write_photo(str(folder / name), image)
+
+
+def test_a_mostly_gray_folder_trains_on_its_colour_photos_and_counts_them_once(tmp_path, monkeypatch):
+  # 196 gray photos and 4 colour ones: stand-ins drawn from the whole folder (the old way) meet
+  # 64 gray photos in a row within the first epoch, almost surely.
+  gray_and_colour_folder(tmp_path / "photos", gray=196, colour=4)
+  config = tiny_config(dataset="folder", data_dir=str(tmp_path / "photos"), folder_val_fraction=0.0)
+  photos = input_pipeline.training_photos(config, cache_dir=str(tmp_path))
+  assert len(photos.usable) == 4 and len(photos.records) == 200
+  batches = take(input_pipeline.train_batches(config, photos=photos), 60)  # 240 places: more than an epoch.
+  for batch in batches:
+    assert all(not input_pipeline.is_gray(image, config.gray_tolerance) for image in batch["image"])
+  assert sum(int(batch["gray_skipped"]) for batch in batches) > 200
+
+  # The count is cached with the run: a second start decodes nothing...
+  def no_decoding(self, index):
+    raise AssertionError("decoded again")
+
+  with monkeypatch.context() as patch:
+    patch.setattr(input_pipeline.PhotoFiles, "__getitem__", no_decoding)
+    again = input_pipeline.training_photos(config, cache_dir=str(tmp_path))
+  np.testing.assert_array_equal(again.usable, photos.usable)
+  # ...but a photo that changed is counted anew.
+  write_photo(str(tmp_path / "photos" / "p100.png"), colourful(100, 8))
+  os.utime(tmp_path / "photos" / "p100.png", ns=(0, 0))
+  assert len(input_pipeline.training_photos(config, cache_dir=str(tmp_path)).usable) == 5
+
+
+def test_a_folder_of_black_and_white_photos_is_refused_with_the_counts(tmp_path):
+  gray_and_colour_folder(tmp_path, gray=298, colour=2)
+  (tmp_path / "broken.png").write_bytes(b"not a photo")
+  config = tiny_config(dataset="folder", data_dir=str(tmp_path), folder_val_fraction=0.0)
+  with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
+    input_pipeline.train_batches(config)
+  assert "2 of 301 training photos are usable (298 gray or nearly so, 1 unreadable)" in str(error.value)
+  assert "\n" not in str(error.value)
+
+
+def test_a_photos_split_does_not_depend_on_which_level_of_the_folder_is_named(tmp_path):
+  tiny = colourful(0, 8)
+  for i in range(200):
+    write_photo(str(tmp_path / "all" / "summer" / f"photo_{i:03d}.png"), tiny)
+  held_out = {
+    root: {os.path.basename(p) for p in input_pipeline.folder_split(str(root), "eval", 0.2)}
+    for root in (tmp_path / "all", tmp_path / "all" / "summer")
+  }
+  assert held_out[tmp_path / "all"] == held_out[tmp_path / "all" / "summer"]
+  assert 20 <= len(held_out[tmp_path / "all"]) <= 60
+
+
+def test_every_random_stream_of_the_training_data_is_its_own(monkeypatch, tmp_path):
+  # NumPy pads seed lists with zeros: [seed, epoch] and [seed, epoch, 0] are one stream.
+  gray_and_colour_folder(tmp_path, gray=3, colour=3)
+  config = tiny_config(dataset="folder", data_dir=str(tmp_path), folder_val_fraction=0.0)
+  seeds = set()
+  default_rng = np.random.default_rng
+  monkeypatch.setattr(np.random, "default_rng", lambda seed=None: seeds.add(tuple(seed)) or default_rng(seed))
+  take(input_pipeline.train_batches(config, workers=0), 4)  # Three epochs: permutations, crops, stand-ins.
+  streams = {}
+  for seed in seeds:
+    streams.setdefault(tuple(np.trim_zeros(np.array(seed), "b")), set()).add(seed)
+  assert len(seeds) > 20 and all(len(same) == 1 for same in streams.values()), streams
+
+
+def test_the_network_probe_gives_up_on_time_whatever_dns_does(monkeypatch):
+  import socket
+  import time
+
+  def hanging_lookup(*args, **kwargs):  # What a broken resolver did: 30 s before an answer.
+    time.sleep(30)
+    raise socket.gaierror("timed out")
+
+  monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
+  start = time.perf_counter()
+  assert not input_pipeline._network_reachable()
+  assert time.perf_counter() - start < 5  # The 30 s hang, cut short (the probe allows 1.5 s).
+
+
+def test_the_network_probe_sees_a_server_that_answers():
+  import socket
+
+  with socket.create_server(("127.0.0.1", 0)) as server:
+    assert input_pipeline._network_reachable("127.0.0.1", server.getsockname()[1])

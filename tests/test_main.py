@@ -71,10 +71,61 @@ def test_mode_mistakes_are_one_line_and_one_hint(args, message, tmp_path):
   assert error.startswith(f"main.py: error: {message.format(tmp=tmp_path)}") and hint == HINT
 
 
-def test_help_names_every_mode_and_the_config_overrides():
-  out = run_main("--help")  # absl's --help exits with status 1.
-  for example in ("--mode=evaluate", "--mode=colorize", "--mode=turing", "--mode=compare", "--config.FIELD=VALUE"):
+def test_help_names_every_mode_and_the_config_overrides_and_succeeds():
+  out = run_main("--help")
+  assert out.returncode == 0  # absl's own --help exits with status 1.
+  modes = ("--mode=evaluate", "--mode=colorize", "--mode=turing", "--mode=compare", "--mode=export")
+  for example in (*modes, "--config.FIELD=VALUE"):
     assert example in out.stdout
+
+
+def test_a_misspelt_mode_gets_the_closest_one():
+  out = run_main("--mode=evalute")
+  assert out.returncode == 2
+  assert out.stderr.splitlines()[0] == (
+    "main.py: error: --mode=evalute is not one of train, evaluate, colorize, turing, compare, export: "
+    "did you mean --mode=evaluate?"
+  )
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_evaluating_a_run_that_was_never_trained_is_one_line_and_creates_nothing(tmp_path, exists):
+  workdir = tmp_path / "new"
+  if exists:
+    workdir.mkdir()
+  out = run_main("--mode=evaluate", f"--workdir={workdir}", "--config=configs/demo.py")
+  assert out.returncode == 2
+  error, hint = out.stderr.splitlines()
+  expected = f"no checkpoint in {workdir}/checkpoints: train the run first" if exists else "does not exist"
+  assert error.startswith("main.py: error: ") and expected in error and hint == HINT
+  assert os.listdir(tmp_path) == (["new"] if exists else []) and (not exists or os.listdir(workdir) == [])
+
+
+@pytest.mark.parametrize(
+  "flags,message",
+  [
+    (["--config=configs/photos.py", "--config.data_dir={tmp}/nowhere"], "config.data_dir='{tmp}/nowhere' is not a"),
+    (
+      ["--config=configs/places365.py", "--config.data_dir={tmp}", "--config.download=False"],
+      "dataset 'places365_small' is not prepared in {tmp}",
+    ),
+  ],
+  ids=["folder", "tfds"],
+)
+def test_a_dataset_that_is_not_there_is_one_line(tmp_path, flags, message):
+  out = run_main(f"--workdir={tmp_path / 'run'}", *(flag.format(tmp=tmp_path) for flag in flags))
+  assert out.returncode == 1
+  (line,) = out.stderr.splitlines()
+  assert line.startswith(f"main.py: error: {message.format(tmp=tmp_path)}")
+
+
+def test_export_writes_a_bundle_that_colorize_uses_and_never_replaces_one(trained_run, tmp_path):
+  bundle_dir = tmp_path / "bundle"
+  done = run_main("--mode=export", f"--workdir={trained_run}", f"--output={bundle_dir}")
+  assert done.returncode == 0, done.stderr
+  assert sorted(os.listdir(bundle_dir)) == ["generator.msgpack", "manifest.json"]
+  again = run_main("--mode=export", f"--workdir={trained_run}", f"--output={bundle_dir}")
+  assert again.returncode == 2 and "already holds a bundle" in again.stderr
 
 
 def test_the_colorize_rate_counts_written_photos_only(monkeypatch):
@@ -82,7 +133,7 @@ def test_the_colorize_rate_counts_written_photos_only(monkeypatch):
   monkeypatch.setattr(progress, "start", progress.start - 2.0)  # Two seconds in.
   progress.advance(written=False)
   progress.advance(written=False)
-  assert progress.text() == "[2/4] 0.00 img/s"
+  assert progress.text() == "[2/4]"  # No rate before a photo is written (it was "0.00 img/s").
   progress.advance(written=True)
   assert progress.text().startswith("[3/4] 0.50 img/s, ETA 2 s")
 

@@ -244,8 +244,11 @@ def test_usage_errors(run_dir, tmp_path):
   (tmp_path / "file").write_text("")
   with pytest.raises(run_setup.UsageError, match="cannot create --output"):
     colorize(run_dir, tmp_path / "in", tmp_path / "file" / "out")
+  (tmp_path / "empty").mkdir()
   with pytest.raises(run_setup.UsageError, match="no photos"):
-    colorize(run_dir, tmp_path / "nothing_here", tmp_path / "out")
+    colorize(run_dir, tmp_path / "empty", tmp_path / "out")
+  with pytest.raises(run_setup.UsageError, match="no photos"):
+    colorize(run_dir, tmp_path / "in" / "*.jpg", tmp_path / "out")  # A glob that matches nothing.
 
 
 def test_network_shape_keeps_the_aspect_in_multiples():
@@ -270,3 +273,31 @@ def test_command_line_exit_statuses(run_dir, tmp_path):
   assert os.listdir(tmp_path / "out") == ["a.png"]
   usage = subprocess.run([*base, f"--input={tmp_path / 'in'}"], env=env, capture_output=True, text=True, timeout=300)
   assert usage.returncode == 2 and "--output" in usage.stderr
+
+
+def test_integer_photos_are_scaled_by_their_files_depth_not_by_their_pixels(tmp_path):
+  Image.fromarray(np.full((16, 16), 199, np.int32), "I").save(tmp_path / "dark.tif")  # 199 of 2**31: black.
+  dark = photos.load_photo(str(tmp_path / "dark.tif"), "", max_pixels=10**6)
+  assert dark.bits == 32 and dark.rgb.max() == 0
+  Image.fromarray(np.full((16, 16), 65535, np.uint16)).save(tmp_path / "white.pgm")  # Read as mode 'I' too.
+  white = photos.load_photo(str(tmp_path / "white.pgm"), "", max_pixels=10**6)
+  assert Image.open(tmp_path / "white.pgm").mode == "I" and white.bits == 16 and white.rgb.min() == 255
+
+
+def test_sixteen_bit_and_colour_inputs_are_noted_once_each(run_dir, tmp_path, capsys):
+  gray = np.asarray(Image.fromarray(photo()).convert("L"))
+  save(Image.fromarray(gray.astype(np.uint16) * 257), str(tmp_path / "in" / "deep.png"))
+  save(Image.fromarray(photo()), str(tmp_path / "in" / "colour.jpg"), quality=90)
+  save(Image.fromarray(gray).convert("RGB"), str(tmp_path / "in" / "gray.jpg"), quality=90)
+  assert colorize(run_dir, tmp_path / "in", tmp_path / "out") == 0
+  notes = sorted(line for line in capsys.readouterr().err.splitlines() if line.startswith("NOTE"))
+  assert notes == [
+    f"NOTE {tmp_path / 'in' / 'colour.jpg'}: already in colour: its colours are replaced (only its lightness is kept)",
+    f"NOTE {tmp_path / 'in' / 'deep.png'}: 16-bit input, written with 8 bits per channel",
+  ]
+
+
+def test_a_missing_input_is_named_as_missing(run_dir, tmp_path):
+  with pytest.raises(run_setup.UsageError, match=r"--input=.*nope does not exist"):
+    colorize(run_dir, tmp_path / "nope", tmp_path / "out")
+  assert not (tmp_path / "out").exists()

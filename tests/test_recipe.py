@@ -151,6 +151,34 @@ def test_spectral_norm_trains_and_keeps_its_vectors_in_the_checkpointed_statisti
   assert all(changed), names  # Every layer's power iteration ran.
 
 
+def power_iteration(u, kernel):
+  """Flax SpectralNorm's one iteration: u <- normalize(normalize(u W^T) W), W the kernel as a matrix."""
+  matrix = np.asarray(kernel).reshape(-1, kernel.shape[-1])
+  v = u @ matrix.T
+  v = v / np.linalg.norm(v)
+  u = v @ matrix
+  return u / np.linalg.norm(u)
+
+
+def test_one_discriminator_update_runs_one_power_iteration_shared_by_its_real_and_fake_halves():
+  # A second iteration in the fake half (or a third in G's pass, kept) stores another vector.
+  config = tiny_config(generator_steps_per_batch=1)
+  config.model.disc_norm = "spectral"
+  mesh = steps.make_mesh()
+  state, (step_fn, _) = steps.setup(config, mesh)
+  before = jax.device_get((state.discriminator.params, state.discriminator.batch_stats))
+  state, _ = step_fn(state, fixed_batch(mesh))
+  after = jax.device_get(state.discriminator.batch_stats)
+  params, stats = before
+  for norm, vectors in stats.items():
+    (u_name,) = [name for name in vectors if name.endswith("/u")]
+    layer = u_name.split("/")[0]
+    expected = power_iteration(np.asarray(vectors[u_name], np.float64), params[layer]["kernel"])
+    np.testing.assert_allclose(after[norm][u_name], expected, rtol=1e-4, atol=1e-6, err_msg=layer)
+    twice = power_iteration(expected, params[layer]["kernel"])
+    assert not np.allclose(twice, expected, rtol=1e-4, atol=1e-6) or layer == "Dense_0"  # The test can tell.
+
+
 # ----------------------------------------------------------------------------- class rebalancing
 
 

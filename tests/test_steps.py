@@ -156,6 +156,14 @@ def test_another_seed_gives_other_parameters(tmp_path):
     ({"loss.regression": "huber"}, r"config.loss.regression='huber' is unknown; use 'l1' or 'l2'"),
     ({"model.disc_norm": "layer"}, r"config.model.disc_norm='layer' is unknown"),
     ({"model.disc_norm": "spectral", "model.discriminator": "patchgan"}, r"needs the paper discriminator"),
+    ({"optim.decay_rate": 10.0}, r"config.optim.decay_rate=10.0 must be in \(0, 1\]: .*ceiling"),
+    ({"optim.decay_rate": 0.0}, r"config.optim.decay_rate=0.0 must be in \(0, 1\]"),
+    ({"optim.decay_rate": 0.5, "optim.decay_steps": 0}, r"config.optim.decay_steps=0 must be at least 1"),
+    (
+      {"optim.decay_rate": 0.1, "optim.g_learning_rate": 1e-7},
+      r"config.optim.g_learning_rate=1e-07 is below the decay's floor config.optim.min_learning_rate=1e-06",
+    ),
+    ({"pretrain_steps": -1}, r"config.pretrain_steps=-1 must be 0 \(off\) or more"),
   ],
 )
 def test_bad_settings_fail_at_start_with_the_field_and_the_fix(overrides, message):
@@ -169,6 +177,8 @@ def test_bad_settings_fail_at_start_with_the_field_and_the_fix(overrides, messag
     {"loss.regression": "l2", "optim.optimizer": "sgd", "model.output": "ab"},
     {"dtype": "bfloat16", "generator_steps_per_batch": 1, "ema_decay": 0.0, "loss.rebalance": 1.0},
     {"model.disc_norm": "spectral", "ema_decay": 0.999, "loss.rebalance": 0.0},
+    {"optim.decay_rate": 0.1, "optim.decay_steps": 1, "optim.g_learning_rate": 1e-6, "pretrain_steps": 5},
+    {"optim.decay_rate": 1.0, "optim.g_learning_rate": 1e-9},  # No decay, no floor.
   ],
 )
 def test_every_known_setting_is_accepted(overrides):

@@ -1,0 +1,48 @@
+"""benchmarks/quality.py's own pieces: the photos it scores, the rows it keeps, the credits it shows."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from benchmarks import quality
+from colorize import input_pipeline
+
+
+def test_photos_of_any_shape_are_resized_by_the_short_side_and_centre_cropped(tmp_path):
+  rng = np.random.default_rng(0)
+  shapes = {"landscape.png": (32, 48), "portrait.png": (60, 40), "square.png": (64, 64)}
+  originals = {}
+  for name, shape in shapes.items():
+    originals[name] = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    Image.fromarray(originals[name]).save(tmp_path / name)
+  names, images = quality.read_photos(str(tmp_path), 32)
+  assert names == sorted(shapes) and images.shape == (3, 32, 32, 3)
+  for name, image in zip(names, images, strict=True):
+    np.testing.assert_array_equal(image, input_pipeline.center_square_crop(originals[name], 32))
+  np.testing.assert_array_equal(images[0], originals["landscape.png"][:, 8:40])  # No squashing.
+
+
+def row(name, data, size, psnr):
+  return {"row": name, "data": data, "eval_size": size, "psnr": psnr}
+
+
+def test_rows_are_kept_one_per_name_photo_set_and_size_and_tables_never_mix_sets(tmp_path):
+  path = str(tmp_path / "rows.jsonl")
+  quality.store_rows(path, [row("lab_mean", "/photos", 256, 21.0), row("lab_mean", quality.QUICK_DATA, 64, 15.0)])
+  rows = quality.store_rows(path, [row("lab_mean", quality.QUICK_DATA, 64, 16.0)])  # A rerun of --quick.
+  assert len(rows) == len(open(path).readlines()) == 2
+  assert [r["psnr"] for r in quality.rows_of(rows, "/photos", 256)] == [21.0]
+  assert [r["psnr"] for r in quality.rows_of(rows, quality.QUICK_DATA, 64)] == [16.0]
+  old = {"row": "bundled", "data_dir": "/photos", "eval_size": 256, "psnr": 21.5}  # Written before rows had `data`.
+  with open(path, "a") as f:
+    f.write(json.dumps(old) + "\n")
+  assert [r["row"] for r in quality.rows_of(quality.store_rows(path, []), "/photos", 256)] == ["lab_mean", "bundled"]
+
+
+def test_the_quick_photo_set_credits_every_photo_it_shows(tmp_path):
+  folder = quality.quick_photo_set(str(tmp_path / "set"))
+  names, _ = quality.read_photos(str(tmp_path / "set" / "val"), 64)
+  credits = quality.photo_credits(folder)
+  assert len(names) == 4 and all(name in credits and "?" not in credits[name] for name in names)
+  assert quality.showable(names, credits) == [0, 1, 2, 3]  # Public domain and CC0.
