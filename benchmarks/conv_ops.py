@@ -2,7 +2,7 @@
 
     python -m benchmarks.conv_ops                    # the paper U-Net's convolutions on its 2x2 to 8x8 maps at 64x16
     python -m benchmarks.conv_ops --first_and_last   # its first layers and G's last (1x1) at 256 px
-    python -m benchmarks.conv_ops --weight_gradient  # weight gradients alone: XLA's and models.flat_weight_gradient
+    python -m benchmarks.conv_ops --weight_gradient  # weight gradients alone: XLA's and the flat weight gradient
     python -m benchmarks.conv_ops --upsampled        # its decoders' upsampling convolutions at 256x4
     python -m benchmarks.conv_ops --quick            # tiny shapes (CI smoke run)
     python -m benchmarks.conv_ops --shape=16,4,4,512,1024,3
@@ -10,10 +10,10 @@
 Each --shape is batch,height,width,in,out,kernel (stride 1, 'SAME', NHWC/HWIO, float32). One row
 per shape: the median of --repeats calls of the jitted forward pass and of both gradients
 (`jax.vjp` with a random cotangent). Routes: `xla` is `lax.conv_general_dilated`; `matmul` is
-`models.matmul_conv` where `models.conv_route` does not leave the convolution to XLA (small
+`cpu_kernels.matmul_conv` where `cpu_kernels.conv_route` does not leave the convolution to XLA (small
 maps, 1x1 kernels, thin patches, large maps). With --upsampled the
 input is first upsampled 2x (nearest), as in the decoder: `xla` convolves the upsampled map,
-`phases` is `models.nearest_upsample_conv`. With --weight_gradient, only the weight gradient.
+`phases` is `cpu_kernels.nearest_upsample_conv`. With --weight_gradient, only the weight gradient.
 """
 
 import functools
@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
-from colorize import models
+from colorize import cpu_kernels
 
 # The paper U-Net's convolutions at 64 px, batch 16, on its deepest maps (4x4 and 2x2) and on 8x8.
 PAPER_64x16 = [
@@ -54,7 +54,7 @@ FIRST_AND_LAST_256 = [f"{batch},256,256,{spec}" for batch in (4, 8) for spec in 
 flags.DEFINE_multi_string("shape", None, "batch,height,width,in,out,kernel; repeatable (default: see above).")
 flags.DEFINE_bool("upsampled", False, "Time the decoder's upsampling convolution (kernel 2) instead.")
 flags.DEFINE_bool("first_and_last", False, "Time the networks' first layers and G's last one at 256 px.")
-flags.DEFINE_bool("weight_gradient", False, "Time the weight gradient alone: XLA's and models.flat_weight_gradient.")
+flags.DEFINE_bool("weight_gradient", False, "Time the weight gradient alone: XLA's and the flat one.")
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (after one untimed call).")
 flags.DEFINE_bool("quick", False, "Two tiny shapes, 3 repeats.")
 FLAGS = flags.FLAGS
@@ -65,30 +65,30 @@ def median_ms(fn, *args, repeats: int) -> float:
 
 
 def forward_and_backward(conv):
-  forward = jax.jit(lambda x, w: conv(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC))
+  forward = jax.jit(lambda x, w: conv(x, w, (1, 1), "SAME", dimension_numbers=cpu_kernels.NHWC))
   backward = jax.jit(
-    lambda x, w, g: jax.vjp(lambda a, b: conv(a, b, (1, 1), "SAME", dimension_numbers=models.NHWC), x, w)[1](g)
+    lambda x, w, g: jax.vjp(lambda a, b: conv(a, b, (1, 1), "SAME", dimension_numbers=cpu_kernels.NHWC), x, w)[1](g)
   )
   return forward, backward
 
 
 def upsampled_xla(lhs, rhs, *args, **kwargs):
-  return jax.lax.conv_general_dilated(models.upsample_nearest(lhs), rhs, *args, **kwargs)
+  return jax.lax.conv_general_dilated(cpu_kernels.upsample_nearest(lhs), rhs, *args, **kwargs)
 
 
 def routes_for(route: str | None) -> dict:
-  """XLA's convolution and ours; `route` is `models.conv_route`'s, None for the upsampling convolution."""
+  """XLA's convolution and ours; `route` is `cpu_kernels.conv_route`'s, None for the upsampling convolution."""
   if route is None:
-    return {"xla": upsampled_xla, "phases": models.nearest_upsample_conv}
-  return {"xla": jax.lax.conv_general_dilated} | ({} if route == "xla" else {"matmul": models.matmul_conv})
+    return {"xla": upsampled_xla, "phases": cpu_kernels.nearest_upsample_conv}
+  return {"xla": jax.lax.conv_general_dilated} | ({} if route == "xla" else {"matmul": cpu_kernels.matmul_conv})
 
 
 def weight_gradient_ms(x, w, g, repeats: int) -> dict:
-  """The weight gradient alone ('SAME'): XLA's, and `models.flat_weight_gradient`'s."""
+  """The weight gradient alone ('SAME'): XLA's, and `cpu_kernels.flat_weight_gradient`'s."""
   padding = jax.lax.padtype_to_pads(x.shape[1:3], w.shape[:2], (1, 1), "SAME")
   conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding=padding)
-  xla = jax.jit(lambda x, w, g: jax.vjp(lambda b: conv(x, b, dimension_numbers=models.NHWC), w)[1](g)[0])
-  flat = jax.jit(lambda x, g: models.flat_weight_gradient(x, g, w.shape[:2], padding))
+  xla = jax.jit(lambda x, w, g: jax.vjp(lambda b: conv(x, b, dimension_numbers=cpu_kernels.NHWC), w)[1](g)[0])
+  flat = jax.jit(lambda x, g: cpu_kernels.flat_weight_gradient(x, g, w.shape[:2], padding))
   return {
     "xla_weight_gradient_ms": median_ms(xla, x, w, g, repeats=repeats),
     "flat_weight_gradient_ms": median_ms(flat, x, g, repeats=repeats),
@@ -107,7 +107,7 @@ def time_shape(spec: str, repeats: int, upsampled: bool) -> dict:
   row = {"benchmark": "conv_ops", "cpu": common.cpu_model(), "op": f"{batch}x{height}x{width} {cin}->{cout} k{kernel}"}
   row |= {"upsampled": upsampled, "forward_gflop": round(forward_gflop, 3)}
   # matmul_conv's way (its forward pass is XLA's on the gradient-only routes).
-  route = None if upsampled else models.conv_route(x, w, (1, 1), "SAME", dimension_numbers=models.NHWC)
+  route = None if upsampled else cpu_kernels.conv_route(x, w, (1, 1), "SAME", dimension_numbers=cpu_kernels.NHWC)
   if route:
     row["route"] = route
   if FLAGS.weight_gradient:

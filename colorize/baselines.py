@@ -106,4 +106,4 @@ def colorize(tables: ColourTables | None, name: str, rgb_uint8: np.ndarray) -> n
   """uint8 RGB [H, W, 3] -> uint8 RGB with its own lightness and the colorizer's a,b."""
   lightness = color.lightness(rgb_uint8)
   lab = np.concatenate([lightness[..., None], predict_ab(tables, name, lightness)], axis=-1)
-  return np.round(color.lab_to_rgb(lab, np) * 255.0).astype(np.uint8)
+  return color.lab_to_uint8_rgb(lab, np)

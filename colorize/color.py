@@ -61,6 +61,11 @@ def lab_to_rgb(lab, xp=jnp):
   return xp.clip(rgb, 0.0, 1.0)
 
 
+def lab_to_uint8_rgb(lab, xp=jnp):
+  """Lab -> uint8 sRGB, rounded to the nearest level: how every output of the program is made."""
+  return xp.round(lab_to_rgb(lab, xp) * 255.0).astype(xp.uint8)
+
+
 def normalize_lab(lab):
   """Lab -> the network's space: every channel in about [-1, 1]."""
   return (lab - _LAB_SHIFT) / LAB_SCALE
@@ -73,6 +78,11 @@ def denormalize_lab(lab_normalized):
 def normalize_lightness(lightness):
   """L in [0, 100] -> the generator's input in [-1, 1] (the L channel of `normalize_lab`)."""
   return (lightness - _LAB_SHIFT[0]) / LAB_SCALE[0]
+
+
+def denormalize_lightness(gray):
+  """The generator's input in [-1, 1] -> L in [0, 100]."""
+  return gray * LAB_SCALE[0] + _LAB_SHIFT[0]
 
 
 # sRGB -> linear for each 8-bit value, and the luminance row of RGB -> XYZ: L* of uint8 photos
@@ -92,5 +102,4 @@ def uint8_rgb_to_normalized_lab(images):
 
 
 def normalized_lab_to_uint8_rgb(lab_normalized):
-  rgb = lab_to_rgb(denormalize_lab(lab_normalized.astype(jnp.float32)))
-  return jnp.round(rgb * 255.0).astype(jnp.uint8)
+  return lab_to_uint8_rgb(denormalize_lab(lab_normalized.astype(jnp.float32)))

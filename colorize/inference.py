@@ -52,7 +52,7 @@ def gray_version(images: np.ndarray) -> np.ndarray:
   """What the generator sees, shown as RGB: the CIE lightness of `images`."""
   lab = color.rgb_to_lab(images / 255.0, np)
   lab[..., 1:] = 0.0
-  return np.round(color.lab_to_rgb(lab, np) * 255.0).astype(np.uint8)
+  return color.lab_to_uint8_rgb(lab, np)
 
 
 def image_grid(columns: list, groups_per_row: int = 4) -> np.ndarray:

@@ -22,6 +22,7 @@ Grain turns the batch numbers into batches: decoding, cropping and flipping run 
 processes (`config.data_workers`) or threads, ahead of the train step.
 """
 
+import collections
 import concurrent.futures
 import dataclasses
 import functools
@@ -40,6 +41,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from colorize import metrics
 from colorize import photos
 
 IMAGE_EXTENSIONS = photos.PHOTO_EXTENSIONS  # Training reads what the colorize mode reads.
@@ -303,10 +305,8 @@ def is_gray(image: np.ndarray, tolerance: int) -> bool:
 
 
 def colorfulness(image: np.ndarray) -> float:
-  """Hasler & Suesstrunk's colourfulness of a uint8 RGB photo, on every 4th pixel (fast, close)."""
-  rgb = image[::4, ::4].astype(np.float32)
-  rg, yb = rgb[..., 0] - rgb[..., 1], 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
-  return float(np.sqrt(rg.var() + yb.var()) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
+  """`metrics.colorfulness` of a uint8 RGB photo, on every 4th pixel (fast, close)."""
+  return float(metrics.colorfulness(image[::4, ::4].astype(np.float32), np))
 
 
 def too_gray_to_learn_from(image: np.ndarray, tolerance: int, min_colorfulness: float) -> bool:
@@ -379,22 +379,33 @@ def _write_cache(path: str | None, rule: dict, entries: dict) -> None:
   os.replace(temporary, path)  # Never a half-written cache.
 
 
-def usable_photo_files(files: "PhotoFiles", config, cache_path: str | None = None) -> np.ndarray:
-  """Indices of the files that decode and are colourful, each photo decoded once per change:
-  the answers are kept in `cache_path` by path, size and modification time."""
+def photo_kind(photo: np.ndarray | None, gray_tolerance: int, min_colorfulness: float) -> str:
+  """'usable', 'gray' (or nearly so) or 'unreadable' (it failed to decode)."""
+  if photo is None:
+    return "unreadable"
+  return "usable" if learnable(photo, gray_tolerance, min_colorfulness) else "gray"
+
+
+def count_photo_files(files: "PhotoFiles", config, cache_path: str | None = None) -> list:
+  """The kind (`photo_kind`) of every file, each photo decoded once per change: the answers are
+  kept in `cache_path` by path, size and modification time."""
   rule = {"gray_tolerance": config.gray_tolerance, "min_colorfulness": config.min_colorfulness}
   cached = _read_cache(cache_path, rule)
   keys = [_file_key(path) for path in files.paths]
   known = [cached.get(path, [None, None, None])[:2] == key for path, key in zip(files.paths, keys, strict=True)]
   todo = [i for i, hit in enumerate(known) if not hit]
+  kind_of = functools.partial(photo_kind, **rule)
+  counted = {}
   with concurrent.futures.ThreadPoolExecutor(4) as pool:  # Pillow decodes without holding the GIL.
-    check = functools.partial(learnable, **rule)
-    counted = dict(zip(todo, pool.map(lambda i: check(files[i]), todo), strict=True))
-  answers = [counted[i] if i in counted else cached[path][2] for i, path in enumerate(files.paths)]
+    for done, (i, kind) in enumerate(zip(todo, pool.map(lambda i: kind_of(files[i]), todo), strict=True), 1):
+      counted[i] = kind
+      if done % 20_000 == 0:  # A large folder takes minutes, once (about 1.3 ms per 256 px JPEG per core).
+        logging.info("Counted %d of %d training photos for colour (once: the answers are kept).", done, len(todo))
+  kinds = [counted[i] if i in counted else cached[path][2] for i, path in enumerate(files.paths)]
   if todo:
-    entries = {path: [*key, ok] for path, key, ok in zip(files.paths, keys, answers, strict=True)}
+    entries = {path: [*key, kind] for path, key, kind in zip(files.paths, keys, kinds, strict=True)}
     _write_cache(cache_path, rule, entries)
-  return np.flatnonzero(answers)
+  return kinds
 
 
 def training_photos(config, cache_dir: str | None = None) -> TrainingPhotos:
@@ -407,31 +418,92 @@ def training_photos(config, cache_dir: str | None = None) -> TrainingPhotos:
   records = photo_source(config, "train")
   if isinstance(records, PhotoFiles):
     cache_path = os.path.join(cache_dir, USABLE_CACHE) if cache_dir else None
-    usable = usable_photo_files(records, config, cache_path)
-    total = len(records.paths) + records.unreadable
+    kinds = count_photo_files(records, config, cache_path) + ["unreadable"] * records.unreadable
   elif isinstance(records, list):
-    usable = np.flatnonzero([learnable(p, config.gray_tolerance, config.min_colorfulness) for p in records])
-    total = len(records)
+    kinds = [photo_kind(photo, config.gray_tolerance, config.min_colorfulness) for photo in records]
   else:
     return TrainingPhotos(records, None)
-  if len(usable) < max(1, MIN_USABLE_SHARE * total):
+  usable = np.flatnonzero([kind == "usable" for kind in kinds[: len(records)]])
+  if len(usable) < max(1, MIN_USABLE_SHARE * len(kinds)):
     raise DatasetUnavailableError(
-      f"{_usable_counts(len(usable), total, len(records))} of config.data_dir={config.data_dir!r}; at least "
-      f"{MIN_USABLE_SHARE:.0%} must be colour photos to learn from: point --config.data_dir at colour photos "
-      "(black-and-white ones are for --mode=colorize)."
+      f"config.data_dir={config.data_dir!r}: {_usable_counts(kinds)}; at least {MIN_USABLE_SHARE:.0%} must be "
+      "colour photos to learn from: point --config.data_dir at colour photos (black-and-white ones are for "
+      "--mode=colorize)."
     )
-  if len(usable) < total:
-    logging.info("Training on %s.", _usable_counts(len(usable), total, len(records)))
+  if len(usable) < len(kinds):
+    logging.info("Training on %s.", _usable_counts(kinds))
   return TrainingPhotos(records, usable)
 
 
-def _usable_counts(usable: int, total: int, decodable: int) -> str:
+def _usable_counts(kinds: list) -> str:
   """E.g. '63 of 630 training photos are usable (560 gray or nearly so, 7 unreadable)'."""
-  gray, unreadable = decodable - usable, total - decodable
-  return f"{usable:,} of {total:,} training photos are usable ({gray:,} gray or nearly so, {unreadable:,} unreadable)"
+  count = collections.Counter(kinds)
+  return (
+    f"{count['usable']:,} of {len(kinds):,} training photos are usable ({count['gray']:,} gray or nearly so, "
+    f"{count['unreadable']:,} unreadable)"
+  )
 
 
 # ----------------------------------------------------------------------------- training stream
+
+
+class EpochOrder:
+  """The order of every epoch: a seeded permutation of all records, drawn anew for each epoch."""
+
+  def __init__(self, seed: int, size: int):
+    self.seed, self.size = seed, size
+    self._cached = (None, None)  # (epoch, permutation): the last epoch's
+
+  def __call__(self, epoch: int) -> np.ndarray:
+    cached_epoch, order = self._cached  # Read once: another decoding thread may replace it meanwhile.
+    if cached_epoch != epoch:
+      order = data_rng(self.seed, PERMUTATION_STREAM, epoch).permutation(self.size)
+      self._cached = (epoch, order)
+    return order
+
+
+class ColourPhotos:
+  """Records -> photos to learn from: a gray (or broken) record gives way to a seeded stand-in."""
+
+  def __init__(self, photos: TrainingPhotos, config):
+    self.records, self.usable, self.seed = photos.records, photos.usable, config.seed
+    self.gray_tolerance, self.min_colorfulness = config.gray_tolerance, config.min_colorfulness
+    self.is_usable = None
+    if self.usable is not None:
+      self.is_usable = np.zeros(len(self.records), bool)
+      self.is_usable[self.usable] = True
+
+  def __call__(self, record: int, epoch: int, index: int) -> tuple:
+    """(photo, stand-ins used) for `record`, at place `index` of `epoch` (which seeds a stand-in).
+
+    Stand-ins are drawn from the usable records when they are known (then the first draw
+    serves), else from all of them.
+    """
+    if self.is_usable is None or self.is_usable[record]:  # Records known to be unusable are not decoded.
+      photo = self.records[record]
+      if learnable(photo, self.gray_tolerance, self.min_colorfulness):
+        return photo, 0
+    draws = data_rng(self.seed, STAND_IN_STREAM, epoch, index)
+    candidates = self.usable if self.usable is not None else np.arange(len(self.records))
+    for attempt in range(1, _MAX_STAND_INS + 1):
+      photo = self.records[int(candidates[draws.integers(len(candidates))])]
+      if learnable(photo, self.gray_tolerance, self.min_colorfulness):
+        return photo, attempt
+    raise DatasetUnavailableError(
+      f"{_MAX_STAND_INS} photos drawn in a row as stand-ins for a gray one were gray or unreadable: too few "
+      "training photos are in colour (config.gray_tolerance and config.min_colorfulness decide what is gray)."
+    )
+
+
+def training_crop(photo: np.ndarray, config, epoch: int, index: int) -> np.ndarray:
+  """The random square crop (and flip) of the example at place `index` of `epoch`."""
+  rng = data_rng(config.seed, CROP_STREAM, epoch, index)
+  return random_square_crop(photo, config.image_size, config.min_crop_fraction, rng)
+
+
+def batch_places(first: int, count: int, epoch_size: int) -> list:
+  """The (epoch, index) of global stream positions first, first + 1, ..., first + count - 1."""
+  return [divmod(position, epoch_size) for position in range(first, first + count)]
 
 
 class TrainBatchMaker:
@@ -444,59 +516,21 @@ class TrainBatchMaker:
   def __init__(
     self, photos: TrainingPhotos, config, start: int, global_batch: int, process_index: int, process_count: int
   ):
-    self.source, self.usable = photos.records, photos.usable
-    self.start, self.global_batch = start, global_batch
+    self.config, self.start, self.global_batch = config, start, global_batch
     self.local_batch = global_batch // process_count
     self.offset = process_index * self.local_batch
-    self.seed, self.size = config.seed, config.image_size
-    self.min_crop_fraction, self.gray_tolerance = config.min_crop_fraction, config.gray_tolerance
-    self.min_colorfulness = config.min_colorfulness
-    self.is_usable = None
-    if self.usable is not None:
-      self.is_usable = np.zeros(len(self.source), bool)
-      self.is_usable[self.usable] = True
-    self._permutation = (None, None)  # (epoch, permutation): the last epoch's, cached
-
-  def permutation(self, epoch: int) -> np.ndarray:
-    """The order of epoch `epoch`: a seeded permutation of every record (decoding threads share it)."""
-    cached_epoch, order = self._permutation  # Read once: another thread may replace it meanwhile.
-    if cached_epoch != epoch:
-      order = data_rng(self.seed, PERMUTATION_STREAM, epoch).permutation(len(self.source))
-      self._permutation = (epoch, order)
-    return order
-
-  def colour_photo(self, epoch: int, index: int):
-    """(photo, stand-ins used): example `index` of `epoch`, or a seeded stand-in if (near) gray or broken.
-
-    Stand-ins are drawn from the usable records when they are known (then the first draw
-    serves), else from all of them.
-    """
-    record = int(self.permutation(epoch)[index])
-    if self.is_usable is None or self.is_usable[record]:  # Records known to be unusable are not decoded.
-      photo = self.source[record]
-      if learnable(photo, self.gray_tolerance, self.min_colorfulness):
-        return photo, 0
-    draws = data_rng(self.seed, STAND_IN_STREAM, epoch, index)
-    candidates = self.usable if self.usable is not None else np.arange(len(self.source))
-    for attempt in range(1, _MAX_STAND_INS + 1):
-      photo = self.source[int(candidates[draws.integers(len(candidates))])]
-      if learnable(photo, self.gray_tolerance, self.min_colorfulness):
-        return photo, attempt
-    raise DatasetUnavailableError(
-      f"{_MAX_STAND_INS} photos drawn in a row as stand-ins for a gray one were gray or unreadable: too few "
-      "training photos are in colour (config.gray_tolerance and config.min_colorfulness decide what is gray)."
-    )
+    self.epoch_size = len(photos.records)
+    self.permutation = EpochOrder(config.seed, self.epoch_size)
+    self.colour_photo = ColourPhotos(photos, config)
 
   def __call__(self, batch_number: int) -> dict:
-    first = self.start + batch_number * self.global_batch + self.offset
+    first = self.start + batch_number * self.global_batch
     images, stand_ins = [], 0
-    for position in range(first, first + self.local_batch):
-      epoch, index = divmod(position, len(self.source))
-      photo, used = self.colour_photo(epoch, index)
+    for epoch, index in batch_places(first + self.offset, self.local_batch, self.epoch_size):
+      photo, used = self.colour_photo(int(self.permutation(epoch)[index]), epoch, index)
       stand_ins += used
-      crop_rng = data_rng(self.seed, CROP_STREAM, epoch, index)
-      images.append(random_square_crop(photo, self.size, self.min_crop_fraction, crop_rng))
-    epoch_after, index_after = divmod(self.start + (batch_number + 1) * self.global_batch, len(self.source))
+      images.append(training_crop(photo, self.config, epoch, index))
+    epoch_after, index_after = divmod(first + self.global_batch, self.epoch_size)  # For the checkpoint.
     return {
       "image": np.stack(images),
       "gray_skipped": np.int64(stand_ins),

@@ -56,12 +56,16 @@ def ssim(predicted, real, data_range: float = 255.0, window: int = 7):
   return (numerator / denominator).mean(axis=(1, 2, 3))
 
 
-def colorfulness(rgb):
-  """Hasler & Suesstrunk (2003): std and mean of the opponent channels rg and yb."""
+def colorfulness(rgb, xp=jnp):
+  """Hasler & Suesstrunk (2003): std and mean of the opponent channels rg and yb.
+
+  Of each image of float RGB [..., H, W, 3] in [0, 255]; `xp` is jax.numpy or NumPy.
+  """
   red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
   rg, yb = red - green, 0.5 * (red + green) - blue
-  std = jnp.sqrt(rg.var(axis=(1, 2)) + yb.var(axis=(1, 2)))
-  mean = jnp.sqrt(rg.mean(axis=(1, 2)) ** 2 + yb.mean(axis=(1, 2)) ** 2)
+  pixels = (-2, -1)
+  std = xp.sqrt(rg.var(axis=pixels) + yb.var(axis=pixels))
+  mean = xp.sqrt(rg.mean(axis=pixels) ** 2 + yb.mean(axis=pixels) ** 2)
   return std + 0.3 * mean
 
 

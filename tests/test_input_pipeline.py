@@ -329,3 +329,40 @@ def test_the_network_probe_sees_a_server_that_answers():
 
   with socket.create_server(("127.0.0.1", 0)) as server:
     assert input_pipeline._network_reachable("127.0.0.1", server.getsockname()[1])
+
+
+# ----------------------------------------------------------------------------- the stream's pieces
+
+
+def test_batch_places_run_through_epochs():
+  assert input_pipeline.batch_places(4, 4, 6) == [(0, 4), (0, 5), (1, 0), (1, 1)]
+
+
+def test_the_epoch_order_is_a_fresh_permutation_of_every_record_per_epoch():
+  order = input_pipeline.EpochOrder(seed=3, size=50)
+  first, second = order(0), order(1)
+  assert sorted(first) == sorted(second) == list(range(50)) and not np.array_equal(first, second)
+  np.testing.assert_array_equal(order(0), first)  # The same after another epoch was cached.
+  np.testing.assert_array_equal(input_pipeline.EpochOrder(seed=3, size=50)(1), second)
+
+
+def test_a_gray_record_gives_way_to_one_usable_stand_in_and_a_colour_one_to_none():
+  gray, colour = np.full((8, 8, 3), 90, np.uint8), colourful(0, 8)
+  records = [gray, colour, gray, None]
+  config = tiny_config()
+  known = input_pipeline.ColourPhotos(input_pipeline.TrainingPhotos(records, np.array([1])), config)
+  assert known(1, epoch=0, index=0) == (colour, 0)
+  for place in range(5):
+    assert known(0, epoch=2, index=place) == (colour, 1) and known(3, epoch=2, index=place) == (colour, 1)
+  unknown = input_pipeline.ColourPhotos(input_pipeline.TrainingPhotos(records, None), config)
+  photo, used = unknown(0, epoch=0, index=0)
+  assert photo is colour and used >= 1  # Drawn from all records until a colour one comes.
+
+
+def test_an_examples_crop_depends_on_its_place_alone():
+  photo, config = colourful(0, 40), tiny_config()
+  crop = input_pipeline.training_crop(photo, config, epoch=1, index=2)
+  assert crop.shape == (16, 16, 3)
+  np.testing.assert_array_equal(crop, input_pipeline.training_crop(photo, config, epoch=1, index=2))
+  others = [input_pipeline.training_crop(photo, config, epoch=e, index=i) for e, i in ((1, 3), (2, 2))]
+  assert not any(np.array_equal(crop, other) for other in others)
