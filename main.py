@@ -148,8 +148,7 @@ MODES = {
 
 
 def main(argv):
-  from colorize import input_pipeline  # Imported when a mode runs: they import grain and orbax.
-  from colorize import run_setup
+  from colorize import run_setup  # Imported when a mode runs: it reads configs/.
 
   try:
     if len(argv) > 1:
@@ -160,7 +159,7 @@ def main(argv):
     return MODES[FLAGS.mode]()
   except run_setup.UsageError as error:
     command_line.exit_with_usage_error(str(error))
-  except input_pipeline.DatasetUnavailableError as error:
+  except run_setup.DatasetUnavailableError as error:
     command_line.exit_with_error(str(error))
 
 

@@ -27,6 +27,7 @@ from benchmarks import common
 from colorize import bundle
 from colorize import checkpoint
 from colorize import inference
+from colorize import models
 from colorize import predict
 from colorize import run_setup
 from colorize import steps
@@ -62,7 +63,7 @@ def timed_colorize(config, generator, variables, sources: list, output_dir: str)
     variables,
     jobs,
     size=config.image_size,
-    multiple=2**config.model.depth,
+    multiple=models.input_multiple(config.model),
     batch_size=8,
     max_pixels=200_000_000,
     image_format="png",

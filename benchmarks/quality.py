@@ -20,6 +20,7 @@ in that file, and `--out_dir/grid.png`: gray | real | best classic | each model 
 
 import csv
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ from colorize import bundle
 from colorize import inference
 from colorize import input_pipeline
 from colorize import metrics
+from colorize import models
 from colorize import photos
 from colorize import predict
 from colorize import train
@@ -57,6 +59,7 @@ flags.DEFINE_list("grid_rows", [], "Grid rows after gray | real; default: the be
 flags.DEFINE_bool("quick", False, "CI smoke run: the tests' tiny networks, 3 steps, 4 val photos at 64 px.")
 FLAGS = flags.FLAGS
 SHOWABLE_LICENCES = ("public domain", "cc0")  # Lower case, '-' as ' ': "public-domain", "CC0-1.0".
+QUICK_DATA = "quick: scikit-image's bundled photos at 64 px"  # The photo set of --quick rows.
 SCORES = ("psnr", "psnr_vs_gray", "ssim", "mae_rgb", "accuracy", "colorfulness", "delta_colorfulness")
 
 
@@ -143,14 +146,29 @@ def colorize_gray(config, source: str, gray: np.ndarray) -> tuple:
   """(outputs of a run or bundle for the gray val photos, its step), through the colorize mode's path."""
   generator, variables, step = inference.load_generator(config, source)
   colorize = functools.partial(
-    predict.colorize_group, generator, variables, size=config.image_size, multiple=2**config.model.depth
+    predict.colorize_group, generator, variables, size=config.image_size, multiple=models.input_multiple(config.model)
   )
   group = [photos.Photo("", "", image, None) for image in gray]
   return np.concatenate([np.stack(colorize(group[i : i + 8])) for i in range(0, len(group), 8)]), step
 
 
+def check_run_data(workdir: str, config) -> None:
+  """Refuses to resume (and score) a run folder that trained on other photos or at another size."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)["config"]
+  if (normalized(saved["data_dir"]), saved["image_size"]) != (normalized(config.data_dir), config.image_size):
+    raise SystemExit(
+      f"{workdir} trained on {saved['data_dir']} at {saved['image_size']} px, not on {config.data_dir} at "
+      f"{config.image_size} px: pass another --row or --out_dir."
+    )
+
+
 def train_and_colorize(config, workdir: str, gray: np.ndarray) -> tuple:
   """(outputs of the trained run for the gray val photos, training minutes, step)."""
+  check_run_data(workdir, config)
   start = time.perf_counter()
   train.train_and_evaluate(config, workdir)
   minutes = (time.perf_counter() - start) / 60
@@ -163,9 +181,20 @@ def train_and_colorize(config, workdir: str, gray: np.ndarray) -> tuple:
 # ----------------------------------------------------------------------------- reporting
 
 
+def normalized(data: str) -> str:
+  """A photo set's name in rows: its folder as an absolute path (from the repository root), or a label."""
+  return data if data == QUICK_DATA else os.path.normpath(os.path.abspath(data))
+
+
 def row_key(row: dict) -> tuple:
   """What a row measured: (its name, its photo set, the size it was scored at)."""
-  return row["row"], row.get("data", row.get("data_dir")), row["eval_size"]
+  return row["row"], normalized(row.get("data", row.get("data_dir"))), row["eval_size"]
+
+
+def outputs_folder(out_dir: str, row: str, data: str, size: int) -> str:
+  """Where a row's outputs are saved: one folder per (row, photo set, size)."""
+  tag = hashlib.sha256(f"{normalized(data)}|{size}".encode()).hexdigest()[:8]
+  return os.path.join(out_dir, "outputs", f"{row}-{size}px-{tag}")
 
 
 def store_rows(path: str, new_rows: list) -> list:
@@ -185,7 +214,7 @@ def store_rows(path: str, new_rows: list) -> list:
 
 def rows_of(rows: list, data: str, eval_size: int) -> list:
   """The rows measured on one photo set at one size: a table never mixes photo sets."""
-  return [row for row in rows if row_key(row)[1:] == (data, eval_size)]
+  return [row for row in rows if row_key(row)[1:] == (normalized(data), eval_size)]
 
 
 def markdown_table(rows: list) -> str:
@@ -212,12 +241,13 @@ def save_outputs(folder: str, names: list, outputs: np.ndarray) -> None:
 
 def write_grid(out_dir: str, rows: list, names: list, real: np.ndarray, gray: np.ndarray, indices: list) -> str:
   """gray | real | `--grid_rows`, or the best classic (by PSNR) and each model row with saved outputs."""
+  data, size = row_key(rows[0])[1:] if rows else (None, None)
   classic = [r for r in rows if r["row"] in baselines.NAMES and r["row"] != "gray"]
   shown = [max(classic, key=lambda r: r["psnr"])["row"]] if classic else []
   shown = FLAGS.grid_rows or shown + [r["row"] for r in rows if r["row"] not in baselines.NAMES]
   columns = [gray[indices], real[indices]]
   for row in shown:
-    folder = os.path.join(out_dir, "outputs", row)
+    folder = outputs_folder(out_dir, row, data, size)
     files = [os.path.join(folder, os.path.splitext(names[i])[0] + ".png") for i in indices]
     if all(os.path.exists(f) for f in files):
       columns.append(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]))
@@ -225,9 +255,6 @@ def write_grid(out_dir: str, rows: list, names: list, real: np.ndarray, gray: np
   Image.fromarray(inference.image_grid(columns, groups_per_row=2)).save(path)
   print(f"grid columns: gray | real | {' | '.join(shown)} -> {path}", file=sys.stderr)
   return path
-
-
-QUICK_DATA = "quick: scikit-image's bundled photos at 64 px"  # The photo set of --quick rows.
 
 
 def quick_photo_set(folder: str) -> str:
@@ -295,7 +322,7 @@ def run(data_dir: str, data: str, size: int) -> None:
     row = FLAGS.row or ("quick" if FLAGS.quick else "model")
     scored.append(score_training(config, os.path.join(FLAGS.out_dir, "runs", row), row, gray, real, gray_psnr))
   for scores, outputs in scored:
-    save_outputs(os.path.join(FLAGS.out_dir, "outputs", scores["row"]), names, outputs)
+    save_outputs(outputs_folder(FLAGS.out_dir, scores["row"], data, size), names, outputs)
   new_rows = [common.emit(scores | context) for scores, _ in scored]
   rows = rows_of(store_rows(os.path.join(FLAGS.out_dir, "rows.jsonl"), new_rows), data, size)
   report(FLAGS.out_dir, rows, names, real, gray, photo_credits(data_dir))

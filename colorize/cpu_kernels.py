@@ -268,3 +268,38 @@ def nearest_upsample_conv(lhs, rhs, window_strides, padding, **kwargs):
   out = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # [N, H, row parity, W, column parity, O]
   batch, height, width, _ = lhs.shape
   return out.reshape(batch, 2 * height, 2 * width, rhs.shape[-1])
+
+
+def depthwise_conv(lhs, rhs, window_strides, padding, **kwargs):
+  """A depthwise NHWC convolution (one filter per channel: `feature_group_count` = channels) as
+  the sum of its kernel taps' shifted, strided slices times per-channel weights (nn.Conv's hook).
+
+  XLA:CPU runs grouped convolutions, and above all their gradients, far below its speed on dense
+  ones; the slices and products fuse into one loop. Other convolutions and backends go to XLA.
+  """
+  channels = lhs.shape[-1]
+  plain = (
+    jax.default_backend() == "cpu"
+    and lhs.ndim == 4
+    and kwargs.get("feature_group_count", 1) == channels
+    and rhs.shape[2:] == (1, channels)
+    and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, kwargs.get("dimension_numbers"))
+    == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC)
+    and all(d == 1 for name in ("lhs_dilation", "rhs_dilation") for d in kwargs.get(name) or ())
+    and kwargs.get("batch_group_count", 1) == 1
+  )
+  if not plain:
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  (top, bottom), (left, right) = padding
+  x = jnp.pad(lhs, [(0, 0), (top, bottom), (left, right), (0, 0)])
+  kernel_h, kernel_w = rhs.shape[:2]
+  stride_h, stride_w = window_strides
+  out_h, out_w = (x.shape[1] - kernel_h) // stride_h + 1, (x.shape[2] - kernel_w) // stride_w + 1
+  taps = [
+    x[:, i : i + stride_h * (out_h - 1) + 1 : stride_h, j : j + stride_w * (out_w - 1) + 1 : stride_w] * rhs[i, j, 0]
+    for i in range(kernel_h)
+    for j in range(kernel_w)
+  ]
+  return functools.reduce(jnp.add, taps)

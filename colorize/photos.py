@@ -89,7 +89,9 @@ def file_samples(image: Image.Image) -> tuple:
   ('RGB;16B', 'I;16B', 'I;32S'): the file's depth, whatever Pillow's mode reduces it to."""
   args = image.tile[0].args if image.tile else None
   rawmode = (args[0] if isinstance(args, tuple) else args) or image.mode
-  if match := re.search(r";(\d+)(S?)", str(rawmode)):
+  # Channel depths: 'I;16', 'I;16B', 'I;16BS', 'I;32S', 'RGB;16B', 'RGBA;16L'. Not the pixel sizes
+  # of packed modes such as 'BGR;15' or 'BGR;16' (16-bit BMP), whose channels hold 5 or 6 bits.
+  if match := re.fullmatch(r"(?:I|L|LA|RGB|RGBA|RGBX|CMYK);(\d+)[BLN]?(S?)", str(rawmode)):
     return int(match.group(1)), match.group(2) == "S"
   return (32, True) if image.mode == "I" else (8, False)  # Mode 'I' without a raw depth: native int32.
 

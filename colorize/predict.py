@@ -20,6 +20,7 @@ from PIL import Image
 
 from colorize import color
 from colorize import inference
+from colorize import models
 from colorize import photos
 from colorize import run_setup
 from colorize.run_setup import UsageError
@@ -229,7 +230,7 @@ def run(
   jobs, skipped = plan_jobs(found, output_dir, image_format, overwrite)
   generator, variables, step = inference.load_generator(config, workdir)
   print(f"Colorizing {len(jobs)} photo(s) with {workdir} at step {step}.", file=sys.stderr)
-  multiple = 2**config.model.depth
+  multiple = models.input_multiple(config.model)
   summary = colorize_photos(
     generator,
     variables,

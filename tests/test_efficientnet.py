@@ -3,6 +3,8 @@
 import collections
 import io
 import pickle
+import sys
+import types
 
 import jax
 import numpy as np
@@ -80,3 +82,61 @@ def test_the_reader_runs_no_code_and_names_what_it_refused(tmp_path):
   (tmp_path / "zip.pth").write_bytes(b"PK\x03\x04" + bytes(100))
   with pytest.raises(torch_checkpoint.TorchCheckpointError, match="not a PyTorch checkpoint in the legacy format"):
     torch_checkpoint.read_state_dict(str(tmp_path / "zip.pth"))
+
+
+def write_torch_checkpoint(path, tensors: dict, monkeypatch):
+  """A legacy-format file as torch.save wrote it: {name: (float32 storage, offset, shape, stride)}."""
+  torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+  storage_type = type("FloatStorage", (), {"__module__": "torch"})
+
+  def rebuild(*args):
+    raise AssertionError("never called: the pickle only names it")
+
+  rebuild.__module__, rebuild.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+  torch.FloatStorage, utils._rebuild_tensor_v2 = storage_type, rebuild
+  monkeypatch.setitem(sys.modules, "torch", torch)
+  monkeypatch.setitem(sys.modules, "torch._utils", utils)
+
+  class Storage:
+    def __init__(self, key, values):
+      self.key, self.values = key, values
+
+  class Tensor:
+    def __init__(self, storage, offset, shape, stride):
+      self.args = (storage, offset, shape, stride, False, collections.OrderedDict())
+
+    def __reduce__(self):
+      return rebuild, self.args
+
+  class Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+      return ("storage", storage_type, obj.key, "cpu", obj.values.size, None) if isinstance(obj, Storage) else None
+
+  storages = {name: Storage(str(i), values) for i, (name, (values, *_)) in enumerate(tensors.items())}
+  state = collections.OrderedDict(
+    (name, Tensor(storages[name], offset, shape, stride)) for name, (_, offset, shape, stride) in tensors.items()
+  )
+  out = io.BytesIO()
+  for part in (torch_checkpoint.MAGIC_NUMBER, torch_checkpoint.PROTOCOL_VERSION, {"little_endian": True}):
+    pickle.dump(part, out, protocol=2)
+  Pickler(out, protocol=2).dump(state)
+  pickle.dump([s.key for s in storages.values()], out, protocol=2)
+  for storage in storages.values():
+    out.write(storage.values.size.to_bytes(8, "little") + storage.values.astype("<f4").tobytes())
+  path.write_bytes(out.getvalue())
+
+
+def test_tensors_are_rebuilt_from_their_storage_offset_and_strides(tmp_path, monkeypatch):
+  values = np.arange(12, dtype=np.float32)
+  tensors = {"t": (values, 1, (2, 3), (1, 4)), "s": (values[:1], 0, (), ())}
+  write_torch_checkpoint(tmp_path / "w.pth", tensors, monkeypatch)
+  read = torch_checkpoint.read_state_dict(str(tmp_path / "w.pth"))
+  np.testing.assert_array_equal(read["t"], [[1, 5, 9], [2, 6, 10]])  # A transposed view, as PyTorch keeps one.
+  assert read["s"].shape == () and read["s"] == 0
+
+
+@pytest.mark.parametrize("offset,shape,stride", [(0, (5,), (1,)), (3, (1,), (1,)), (0, (2,), (-1,))])
+def test_a_tensor_that_reaches_outside_its_storage_is_refused(tmp_path, monkeypatch, offset, shape, stride):
+  write_torch_checkpoint(tmp_path / "w.pth", {"t": (np.zeros(3, np.float32), offset, shape, stride)}, monkeypatch)
+  with pytest.raises(torch_checkpoint.TorchCheckpointError, match="outside its storage"):
+    torch_checkpoint.read_state_dict(str(tmp_path / "w.pth"))

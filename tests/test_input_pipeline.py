@@ -241,7 +241,7 @@ def test_folder_training_reads_any_format_and_survives_unreadable_and_truncated_
 
 
 def gray_and_colour_folder(folder, gray: int, colour: int):
-  """`gray` gray and `colour` colour photos of 8x8 pixels, their names shuffled together."""
+  """`gray` gray and `colour` colour photos of 8x8 pixels (the colour ones first by name)."""
   names = [f"p{i:03d}.png" for i in range(gray + colour)]
   for i, name in enumerate(names):
     image = colourful(i, 8) if i % (gray + colour) < colour else np.full((8, 8, 3), 17 * (i % 15), np.uint8)
@@ -351,9 +351,12 @@ def test_a_gray_record_gives_way_to_one_usable_stand_in_and_a_colour_one_to_none
   records = [gray, colour, gray, None]
   config = tiny_config()
   known = input_pipeline.ColourPhotos(input_pipeline.TrainingPhotos(records, np.array([1])), config)
-  assert known(1, epoch=0, index=0) == (colour, 0)
+  photo, used = known(1, epoch=0, index=0)
+  assert photo is colour and used == 0
   for place in range(5):
-    assert known(0, epoch=2, index=place) == (colour, 1) and known(3, epoch=2, index=place) == (colour, 1)
+    for gray_or_broken in (0, 3):
+      photo, used = known(gray_or_broken, epoch=2, index=place)
+      assert photo is colour and used == 1
   unknown = input_pipeline.ColourPhotos(input_pipeline.TrainingPhotos(records, None), config)
   photo, used = unknown(0, epoch=0, index=0)
   assert photo is colour and used >= 1  # Drawn from all records until a colour one comes.
@@ -366,3 +369,20 @@ def test_an_examples_crop_depends_on_its_place_alone():
   np.testing.assert_array_equal(crop, input_pipeline.training_crop(photo, config, epoch=1, index=2))
   others = [input_pipeline.training_crop(photo, config, epoch=e, index=i) for e, i in ((1, 3), (2, 2))]
   assert not any(np.array_equal(crop, other) for other in others)
+
+
+def test_a_misspelt_tfds_dataset_is_one_line_with_the_closest_name(tmp_path):
+  with pytest.raises(input_pipeline.DatasetUnavailableError, match="dataset=.cifar1. is not a tensorflow") as e:
+    input_pipeline.train_batches(tiny_config(dataset="cifar1", data_dir=str(tmp_path)))
+  assert "did you mean 'cifar10'?" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, "_network_reachable", lambda: True)
+
+  def cut_off(self, **kwargs):
+    raise OSError("Connection reset by peer\nmore lines of a traceback")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", cut_off)
+  with pytest.raises(input_pipeline.DatasetUnavailableError, match=r"preparing dataset 'cifar10' in .* failed \(Conn"):
+    input_pipeline.train_batches(tiny_config(dataset="cifar10", data_dir=str(tmp_path), download=True))

@@ -301,3 +301,21 @@ def test_a_missing_input_is_named_as_missing(run_dir, tmp_path):
   with pytest.raises(run_setup.UsageError, match=r"--input=.*nope does not exist"):
     colorize(run_dir, tmp_path / "nope", tmp_path / "out")
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+  "rawmode,mode,samples",
+  [
+    ("I;16BS", "I", (16, True)),
+    ("I;32S", "I", (32, True)),
+    ("RGB;16B", "RGB", (16, False)),
+    ("BGR;16", "RGB", (8, False)),
+  ],
+)
+def test_the_files_depth_comes_from_the_decoders_raw_mode(rawmode, mode, samples):
+  # Big-endian signed TIFFs ('I;16BS') are signed; a 16-bit BMP ('BGR;16') packs 5-6 bits a channel.
+  class Opened:
+    tile = [type("Tile", (), {"args": (rawmode, 0, 1)})()]
+
+  Opened.mode = mode
+  assert photos.file_samples(Opened()) == samples

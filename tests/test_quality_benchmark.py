@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmarks import quality
@@ -46,3 +47,25 @@ def test_the_quick_photo_set_credits_every_photo_it_shows(tmp_path):
   credits = quality.photo_credits(folder)
   assert len(names) == 4 and all(name in credits and "?" not in credits[name] for name in names)
   assert quality.showable(names, credits) == [0, 1, 2, 3]  # Public domain and CC0.
+
+
+def test_a_photo_set_is_one_key_however_its_folder_was_written(tmp_path, monkeypatch):
+  (tmp_path / "repo").mkdir()
+  monkeypatch.chdir(tmp_path / "repo")
+  path = str(tmp_path / "rows.jsonl")
+  legacy = {"row": "recipe", "data_dir": "../photos", "eval_size": 256, "psnr": 21.0}  # Rows of earlier versions.
+  rows = quality.store_rows(path, [legacy, row("recipe", str(tmp_path / "photos"), 256, 21.5)])
+  assert [r["psnr"] for r in rows] == [21.5]
+  folder = quality.outputs_folder("out", "recipe", "../photos", 256)
+  assert folder == quality.outputs_folder("out", "recipe", str(tmp_path / "photos"), 256)
+  assert folder != quality.outputs_folder("out", "recipe", "../photos", 64)
+
+
+def test_a_run_trained_on_other_photos_is_not_scored_as_this_set(tmp_path):
+  from tests.conftest import tiny_config
+
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "config.json").write_text(json.dumps({"config": {"data_dir": "/a", "image_size": 16}}))
+  quality.check_run_data(str(tmp_path / "run"), tiny_config(data_dir="/a"))
+  with pytest.raises(SystemExit, match="trained on /a at 16 px, not on /b at 16 px"):
+    quality.check_run_data(str(tmp_path / "run"), tiny_config(data_dir="/b"))

@@ -5,6 +5,7 @@ import sys
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from colorize import models
@@ -156,6 +157,7 @@ def test_another_seed_gives_other_parameters(tmp_path):
     ({"loss.regression": "huber"}, r"config.loss.regression='huber' is unknown; use 'l1' or 'l2'"),
     ({"model.disc_norm": "layer"}, r"config.model.disc_norm='layer' is unknown"),
     ({"model.disc_norm": "spectral", "model.discriminator": "patchgan"}, r"needs the paper discriminator"),
+    ({"model.encoder": "efficientnet_lite0", "image_size": 48}, r"image_size=48 is not a multiple of model.encoder's"),
     ({"optim.decay_rate": 10.0}, r"config.optim.decay_rate=10.0 must be in \(0, 1\]: .*ceiling"),
     ({"optim.decay_rate": 0.0}, r"config.optim.decay_rate=0.0 must be in \(0, 1\]"),
     ({"optim.decay_rate": 0.5, "optim.decay_steps": 0}, r"config.optim.decay_steps=0 must be at least 1"),
@@ -369,3 +371,36 @@ def test_the_discriminator_trains_on_each_batchs_own_statistics_real_then_fake()
     jax.device_get(state.discriminator.batch_stats),
     jax.device_get(after_fake["batch_stats"]),
   )
+
+
+@pytest.mark.parametrize(
+  "overrides,starts",
+  [
+    ({}, [0]),
+    ({"pretrain_steps": 5}, [0, 5]),
+    ({"pretrain_steps": 5, "adversarial": False}, [0]),  # Regression alone: no pretraining phase.
+    ({"model.encoder": "efficientnet_lite0", "freeze_encoder_steps": 3, "pretrain_steps": 5}, [0, 3, 5]),
+    ({"model.encoder": "efficientnet_lite0", "freeze_encoder_steps": 0}, [0]),
+    ({"freeze_encoder_steps": 3}, [0]),  # The paper's encoder is never frozen.
+  ],
+)
+def test_training_phases_start_where_pretraining_and_the_frozen_encoder_end(overrides, starts):
+  assert steps.phase_starts(tiny_config(num_train_steps=100, **overrides)) == starts
+  assert steps.phase_starts(tiny_config(num_train_steps=3, **overrides)) == [s for s in starts if s < 3]
+
+
+def test_a_held_optimiser_updates_nothing_and_starts_afresh_when_released():
+  # A frozen encoder's Adam: while held its count and moments stay at their start, so its first
+  # free update is Adam's first (about the rate), not one inflated by zero moments.
+  params = {"w": np.ones(3, np.float32)}
+  grads = {"w": np.full(3, 0.5, np.float32)}
+  adam = optax.adam(0.1)
+  held = steps.held_while(np.bool_(True), adam)
+  state = held.init(params)
+  for _ in range(5):
+    updates, state = held.update(grads, state, params)
+    assert not np.any(updates["w"])
+  jax.tree.map(np.testing.assert_array_equal, state, adam.init(params))
+  free_updates, _ = steps.held_while(np.bool_(False), adam).update(grads, state, params)
+  np.testing.assert_allclose(free_updates["w"], adam.update(grads, adam.init(params), params)[0]["w"])
+  np.testing.assert_allclose(free_updates["w"], -0.1, rtol=1e-4)
