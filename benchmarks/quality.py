@@ -308,7 +308,7 @@ def run(data_dir: str, data: str, size: int) -> None:
   """Scores what the flags ask for on `data_dir` (named `data` in the rows), then reports."""
   names, real = read_photos(os.path.join(data_dir, "val"), size, limit=4 if FLAGS.quick else None)
   gray = inference.gray_version(real)
-  context = {"data": data, "data_dir": data_dir, "eval_size": size, "cpu": common.cpu_model()}
+  context = {"data": data, "eval_size": size, "cpu": common.cpu_model()}
   context["devices"] = jax.device_count()
   # The reference of every paired difference: the gray colorizer's outputs, as its row scores them.
   gray_psnr = per_image_scores(np.stack([baselines.colorize(None, "gray", g) for g in gray]), real)["psnr"]

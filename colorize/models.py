@@ -29,6 +29,17 @@ def _check_divisible(shape, factor: int, what: str):
     )
 
 
+def _channels(output: str) -> int:
+  """The channels a generator predicts: L, a, b (the paper), or a, b with the input's L kept."""
+  return 3 if output == "lab" else 2
+
+
+def _lab_output(predicted, gray, output: str):
+  """Normalised Lab from a generator's last layer: tanh, and the input's L in front for 'ab'."""
+  x = jnp.tanh(predicted.astype(jnp.float32))
+  return jnp.concatenate([gray.astype(jnp.float32), x], axis=-1) if output == "ab" else x
+
+
 class PerExampleDropout(nn.Module):
   """Dropout whose mask for an example depends only on (rng, global example index).
 
@@ -142,12 +153,8 @@ class Generator(nn.Module):
       x = cpu_kernels.max_pool_2x2(x)
     for width, skip in zip(reversed(widths), reversed(skips), strict=True):
       x = DecoderUnit(width // 2, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
-    channels = 3 if self.output == "lab" else 2
-    x = nn.Conv(channels, (1, 1), dtype=self.dtype, conv_general_dilated=cpu_kernels.matmul_conv)(x)
-    x = jnp.tanh(x.astype(jnp.float32))
-    if self.output == "ab":
-      x = jnp.concatenate([gray.astype(jnp.float32), x], axis=-1)
-    return x
+    x = nn.Conv(_channels(self.output), (1, 1), dtype=self.dtype, conv_general_dilated=cpu_kernels.matmul_conv)(x)
+    return _lab_output(x, gray, self.output)
 
 
 class PretrainedEncoderGenerator(nn.Module):
@@ -180,12 +187,8 @@ class PretrainedEncoderGenerator(nn.Module):
     x = features[-1]
     for width, skip in zip(reversed(widths), reversed(skips), strict=True):
       x = DecoderUnit(width, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
-    channels = 3 if self.output == "lab" else 2
-    x = nn.Conv(channels, (1, 1), dtype=self.dtype, conv_general_dilated=cpu_kernels.matmul_conv)(x)
-    x = jnp.tanh(x.astype(jnp.float32))
-    if self.output == "ab":
-      x = jnp.concatenate([gray.astype(jnp.float32), x], axis=-1)
-    return x
+    x = nn.Conv(_channels(self.output), (1, 1), dtype=self.dtype, conv_general_dilated=cpu_kernels.matmul_conv)(x)
+    return _lab_output(x, gray, self.output)
 
 
 def with_pretrained_encoder(model_config, variables: dict) -> dict:
@@ -282,11 +285,7 @@ class Pix2PixGenerator(nn.Module):
       if 4 <= i < self.depth - 1:
         x = PerExampleDropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
       x = jnp.concatenate([skips[i - 1], x], axis=-1)
-    channels = 3 if self.output == "lab" else 2
-    x = jnp.tanh(self._upsample_conv(channels, use_bias=True)(nn.relu(x)).astype(jnp.float32))
-    if self.output == "ab":
-      x = jnp.concatenate([gray.astype(jnp.float32), x], axis=-1)
-    return x
+    return _lab_output(self._upsample_conv(_channels(self.output), use_bias=True)(nn.relu(x)), gray, self.output)
 
 
 class PatchDiscriminator(nn.Module):
