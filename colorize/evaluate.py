@@ -137,8 +137,7 @@ def trained_state(config, source: str, state, mesh):
     generator = state.generator.replace(params=variables["params"], batch_stats=variables["batch_stats"])
     step = jax.device_put(np.int32(step), state.step.sharding)
     return state.replace(step=step, generator=generator, generator_ema=None)  # The bundle's weights are final.
-  checkpoint.require_checkpoint(source)
-  manager = checkpoint.create_manager(source, config.keep_checkpoints)
+  manager = checkpoint.create_manager(source, config.keep_checkpoints)  # evaluate_run checked one is there.
   try:
     if checkpoint.has_average(manager.directory, manager.latest_step()):  # Score what colorize writes.
       state = state.replace(generator_ema=state.generator.variables())
