@@ -59,6 +59,12 @@ flags.DEFINE_bool("overwrite", False, "colorize, turing, compare: replace output
 flags.DEFINE_enum("format", "png", ["png", "jpeg"], "colorize: output format.")
 flags.DEFINE_integer("colorize_size", 0, "colorize: short side the generator sees; 0 = config.image_size.")
 flags.DEFINE_integer("colorize_batch", 8, "colorize: photos per generator call.")
+flags.DEFINE_float(
+  "colorize_temperature",
+  None,
+  "colorize, evaluate, turing: colour of a bins-head generator at this annealed-mean temperature "
+  "(1: the mean; lower: more vivid; Zhang et al.: 0.38); default its model.temperature.",
+)
 flags.DEFINE_integer("turing_pairs", 20, "turing: real/colorized pairs of validation images.")
 flags.DEFINE_float("turing_seconds", 0.0, "turing: time limit per pair in seconds; 0 = none.")
 flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (SLURM etc. need nothing).")
@@ -84,6 +90,8 @@ def resolved_run():
     config = bundle.bundle_config(workdir, FLAGS.config)
   else:
     config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir, create=FLAGS.mode == "train")
+  if FLAGS.colorize_temperature is not None:
+    run_setup.set_temperature(config, FLAGS.colorize_temperature)
   try:
     steps.check_model_config(config)  # Every mode; train and evaluate also check the devices.
   except ValueError as error:
@@ -153,8 +161,9 @@ def main(argv):
   try:
     if len(argv) > 1:
       raise run_setup.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value).")
-    if FLAGS.weights and FLAGS.mode not in ("colorize", "evaluate", "turing"):
-      raise run_setup.UsageError(f"--weights is for the colorize, evaluate and turing modes, not --mode={FLAGS.mode}.")
+    for flag in ("weights", "colorize_temperature"):
+      if FLAGS[flag].present and FLAGS.mode not in ("colorize", "evaluate", "turing"):
+        raise run_setup.UsageError(f"--{flag} is for the colorize, evaluate and turing modes, not --mode={FLAGS.mode}.")
     run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     return MODES[FLAGS.mode]()
   except run_setup.UsageError as error:

@@ -28,6 +28,7 @@ import tempfile
 import time
 
 import jax
+import ml_collections
 import numpy as np
 from absl import app
 from absl import flags
@@ -56,6 +57,9 @@ flags.DEFINE_string("out_dir", "runs/quality", "Runs, rows.jsonl, outputs and th
 flags.DEFINE_integer("grid_photos", 8, "Val photos in the grid: the first that may be shown (public domain, CC0).")
 flags.DEFINE_string("weights", None, "Score an exported generator (e.g. weights/, the bundled one): no training.")
 flags.DEFINE_list("grid_rows", [], "Grid rows after gray | real; default: the best classic, every model.")
+flags.DEFINE_list(
+  "temperatures", [], "A bins-head model (model.colour_head='bins'): a row at each annealed-mean temperature."
+)
 flags.DEFINE_bool("quick", False, "CI smoke run: the tests' tiny networks, 3 steps, 4 val photos at 64 px.")
 FLAGS = flags.FLAGS
 SHOWABLE_LICENCES = ("public domain", "cc0")  # Lower case, '-' as ' ': "public-domain", "CC0-1.0".
@@ -166,16 +170,26 @@ def check_run_data(workdir: str, config) -> None:
     )
 
 
-def train_and_colorize(config, workdir: str, gray: np.ndarray) -> tuple:
-  """(outputs of the trained run for the gray val photos, training minutes, step)."""
+def train_run(config, workdir: str) -> float:
+  """Trains (or resumes) `config` in `workdir`; returns the minutes it took."""
   check_run_data(workdir, config)
   start = time.perf_counter()
   train.train_and_evaluate(config, workdir)
-  minutes = (time.perf_counter() - start) / 60
-  outputs, step = colorize_gray(config, workdir, gray)
-  if step < config.num_train_steps:
-    raise SystemExit(f"training stopped at step {step} of {config.num_train_steps}; rerun to resume and score it.")
-  return outputs, minutes, step
+  return (time.perf_counter() - start) / 60
+
+
+def temperature_configs(config, temperatures: list) -> list:
+  """[(row suffix, config)]: `config` itself, or for a bins head one copy per annealed-mean temperature."""
+  if not temperatures:
+    return [("", config)]
+  if config.model.colour_head != "bins":
+    raise SystemExit("--temperatures needs a model with a bins head (model.colour_head='bins').")
+  copies = []
+  for temperature in map(float, temperatures):
+    copy = ml_collections.ConfigDict(config.to_dict())
+    copy.model.temperature = temperature
+    copies.append((f"@T{temperature:g}", copy))
+  return copies
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -274,10 +288,16 @@ def quick_photo_set(folder: str) -> str:
   return folder
 
 
-def score_bundle(folder: str, row: str, gray: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray) -> tuple:
-  """(row, outputs) of an exported generator: no training."""
-  outputs, step = colorize_gray(bundle.bundle_config(folder), folder, gray)
-  return summary_row(row, per_image_scores(outputs, real), gray_psnr) | {"steps": step}, outputs
+def score_model(config, source: str, row: str, gray: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray) -> list:
+  """[(row, outputs)] of a run or an exported generator: at its temperature, or at each of --temperatures."""
+  scored = []
+  for suffix, scored_config in temperature_configs(config, FLAGS.temperatures):
+    outputs, step = colorize_gray(scored_config, source, gray)
+    scores = summary_row(row + suffix, per_image_scores(outputs, real), gray_psnr) | {"steps": step}
+    if scored_config.model.colour_head == "bins":
+      scores["temperature"] = scored_config.model.temperature
+    scored.append((scores, outputs))
+  return scored
 
 
 def score_classics(data_dir: str, gray: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray, quick: bool) -> list:
@@ -288,11 +308,14 @@ def score_classics(data_dir: str, gray: np.ndarray, real: np.ndarray, gray_psnr:
   ]
 
 
-def score_training(config, workdir: str, row: str, gray: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray) -> tuple:
-  """(row, outputs) of the config trained (or resumed) in `workdir`."""
-  outputs, minutes, step = train_and_colorize(config, workdir, gray)
-  scores = summary_row(row, per_image_scores(outputs, real), gray_psnr)
-  return scores | {"steps": step, "train_minutes": minutes, "argv": " ".join(sys.argv[1:])}, outputs
+def score_training(config, workdir: str, row: str, gray: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray) -> list:
+  """[(row, outputs)] of the config trained (or resumed) in `workdir`."""
+  minutes = train_run(config, workdir)
+  scored = score_model(config, workdir, row, gray, real, gray_psnr)
+  if (step := scored[0][0]["steps"]) < config.num_train_steps:
+    raise SystemExit(f"training stopped at step {step} of {config.num_train_steps}; rerun to resume and score it.")
+  facts = {"train_minutes": minutes, "argv": " ".join(sys.argv[1:])}
+  return [(scores | facts, outputs) for scores, outputs in scored]
 
 
 def report(out_dir: str, rows: list, names: list, real: np.ndarray, gray: np.ndarray, credits: dict) -> None:
@@ -314,13 +337,14 @@ def run(data_dir: str, data: str, size: int) -> None:
   gray_psnr = per_image_scores(np.stack([baselines.colorize(None, "gray", g) for g in gray]), real)["psnr"]
   scored = []
   if FLAGS.weights:
-    scored.append(score_bundle(FLAGS.weights, FLAGS.row or "bundled", gray, real, gray_psnr))
+    weights_config = bundle.bundle_config(FLAGS.weights)
+    scored += score_model(weights_config, FLAGS.weights, FLAGS.row or "bundled", gray, real, gray_psnr)
   elif FLAGS.config is None or FLAGS.quick:
     scored += score_classics(data_dir, gray, real, gray_psnr, FLAGS.quick)
   if FLAGS.config is not None or FLAGS.quick:
     config = benchmark_config(FLAGS.config, data_dir, FLAGS.steps, FLAGS.quick)
     row = FLAGS.row or ("quick" if FLAGS.quick else "model")
-    scored.append(score_training(config, os.path.join(FLAGS.out_dir, "runs", row), row, gray, real, gray_psnr))
+    scored += score_training(config, os.path.join(FLAGS.out_dir, "runs", row), row, gray, real, gray_psnr)
   for scores, outputs in scored:
     save_outputs(outputs_folder(FLAGS.out_dir, scores["row"], data, size), names, outputs)
   new_rows = [common.emit(scores | context) for scores, _ in scored]

@@ -114,7 +114,9 @@ def report_markdown(metrics: dict, workdir: str, data: str) -> str:
   lines = [
     f"# Evaluation of `{workdir}`",
     "",
-    f"Step {metrics['step']}, {metrics['num_images']} images ({data}). Baselines: gray is the input's "
+    f"Step {metrics['step']}, {metrics['num_images']} images ({data})"
+    + (f", annealed-mean temperature {metrics['temperature']}" if "temperature" in metrics else "")
+    + ". Baselines: gray is the input's "
     "lightness with a = b = 0; the classic colorizers (colorize/baselines.py) predict a,b from the training "
     "images' mean colours: overall, per lightness, per lightness and local texture.",
     "",
@@ -168,6 +170,8 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
   logging.info("Evaluating %s at step %d on %s.", workdir, step, split_name(config))
   results = evaluate_subset(eval_fn, state, mesh, _with_progress(data.batches()))
   metrics = metrics_json(results, step, classic_baselines(config, data.batches()))
+  if config.model.colour_head == "bins":
+    metrics["temperature"] = config.model.temperature
 
   out_dir = output_dir or os.path.join(workdir, "eval")
   if jax.process_index() == 0:

@@ -7,9 +7,7 @@ import optax
 from scipy import ndimage
 
 from colorize import color
-
-AB_BIN = 10.0  # Lab units per a,b bin (Zhang et al.'s grid).
-AB_BINS = 23  # Bins centred on a, b = -110, -100, ..., 110: gray is the middle of one.
+from colorize import colour_bins
 
 
 def sigmoid_cross_entropy(logits, label: float):
@@ -52,17 +50,10 @@ def regression_loss(prediction, target, kind: str, pixel_weights=None):
 # ----------------------------------------------------------------------------- class rebalancing
 
 
-def ab_bin_index(normalized_lab, xp=jnp):
-  """Flat index of each pixel's a,b bin on the AB_BINS x AB_BINS grid, [..., 3] -> [...]."""
-  ab = normalized_lab[..., 1:] * color.LAB_SCALE[1]  # Lab units
-  cells = xp.clip(xp.round(ab / AB_BIN) + AB_BINS // 2, 0, AB_BINS - 1).astype(xp.int32)
-  return cells[..., 0] * AB_BINS + cells[..., 1]
-
-
 def ab_histogram(uint8_images) -> np.ndarray:
-  """Pixel counts of the a,b bins over uint8 RGB images [N, H, W, 3], shape [AB_BINS**2]."""
+  """Pixel counts of the a,b bins over uint8 RGB images [N, H, W, 3], shape [colour_bins.AB_BINS**2]."""
   lab = color.normalize_lab(color.rgb_to_lab(np.asarray(uint8_images, np.float32) / 255.0, np))
-  return np.bincount(ab_bin_index(lab, np).ravel(), minlength=AB_BINS**2).astype(np.float64)
+  return np.bincount(colour_bins.ab_bin_index(lab, np).ravel(), minlength=colour_bins.AB_BINS**2).astype(np.float64)
 
 
 def rebalancing_weights(counts: np.ndarray, mix: float, sigma: float = 5.0) -> np.ndarray:
@@ -71,8 +62,8 @@ def rebalancing_weights(counts: np.ndarray, mix: float, sigma: float = 5.0) -> n
   The frequencies are smoothed by a Gaussian of `sigma` Lab units, and the weights scaled so
   their expectation over the training pixels is 1 (the loss keeps its scale). mix = 1: uniform.
   """
-  frequency = counts.reshape(AB_BINS, AB_BINS) / max(counts.sum(), 1.0)
-  smoothed = ndimage.gaussian_filter(frequency, sigma / AB_BIN, mode="constant")
+  frequency = counts.reshape(colour_bins.AB_BINS, colour_bins.AB_BINS) / max(counts.sum(), 1.0)
+  smoothed = ndimage.gaussian_filter(frequency, sigma / colour_bins.AB_BIN, mode="constant")
   smoothed /= smoothed.sum()
   weights = 1.0 / ((1.0 - mix) * smoothed + mix / max(np.count_nonzero(counts), 1))
   weights /= np.sum(smoothed * weights)
@@ -81,4 +72,4 @@ def rebalancing_weights(counts: np.ndarray, mix: float, sigma: float = 5.0) -> n
 
 def pixel_weights(weights, real_normalized_lab):
   """The rebalancing weight of each pixel's true a,b bin, [B, H, W, 3] -> [B, H, W]."""
-  return weights[ab_bin_index(real_normalized_lab)]
+  return weights[colour_bins.ab_bin_index(real_normalized_lab)]

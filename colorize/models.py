@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from colorize import color
+from colorize import colour_bins
 from colorize import cpu_kernels
 from colorize import efficientnet
 
@@ -38,6 +39,37 @@ def _lab_output(predicted, gray, output: str):
   """Normalised Lab from a generator's last layer: tanh, and the input's L in front for 'ab'."""
   x = jnp.tanh(predicted.astype(jnp.float32))
   return jnp.concatenate([gray.astype(jnp.float32), x], axis=-1) if output == "ab" else x
+
+
+class BinsHead(nn.Module):
+  """The vividness head: logits over the gamut's a,b bins (`colour_bins`), and Lab at the input's
+  size from their annealed mean at `temperature` (a,b resized bilinearly, the input's L kept)."""
+
+  temperature: float = 1.0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, gray):
+    conv = nn.Conv(colour_bins.num_bins(), (1, 1), dtype=self.dtype, conv_general_dilated=cpu_kernels.matmul_conv)
+    logits = conv(x).astype(jnp.float32)
+    ab = colour_bins.annealed_mean(logits, self.temperature)
+    if ab.shape[1:3] != gray.shape[1:3]:
+      ab = jax.image.resize(ab, (*gray.shape[:3], 2), "linear")
+    return jnp.concatenate([gray.astype(jnp.float32), ab], axis=-1), logits
+
+
+def _colour_output(generator, x, gray, with_logits: bool):
+  """A generator's last layer on its decoder's features `x`: Lab, or (Lab, bin logits or None).
+
+  Called inside the generator's compact `__call__`, so the layers are the generator's own (the
+  regression's 1x1 conv keeps its name, and older checkpoints load)."""
+  if generator.colour_head == "bins":
+    lab, logits = BinsHead(generator.temperature, generator.dtype)(x, gray)
+  else:
+    channels = _channels(generator.output)
+    conv = nn.Conv(channels, (1, 1), dtype=generator.dtype, conv_general_dilated=cpu_kernels.matmul_conv)
+    lab, logits = _lab_output(conv(x), gray, generator.output), None
+  return (lab, logits) if with_logits else lab
 
 
 class PerExampleDropout(nn.Module):
@@ -138,9 +170,11 @@ class Generator(nn.Module):
   bn_momentum: float = 0.9
   axis_name: str | None = None
   dtype: Dtype = jnp.float32
+  colour_head: str = "regression"  # 'bins': a,b from a distribution over bins (`BinsHead`).
+  temperature: float = 1.0  # The bins head's annealed-mean temperature.
 
   @nn.compact
-  def __call__(self, gray, train: bool = True):
+  def __call__(self, gray, train: bool = True, with_logits: bool = False):
     _check_divisible(gray.shape, 2**self.depth, f"Generator (model.depth={self.depth})")
     if self.output not in ("lab", "ab"):
       raise ValueError(f"model.output={self.output!r} is unknown; use 'lab' or 'ab'.")
@@ -153,8 +187,7 @@ class Generator(nn.Module):
       x = cpu_kernels.max_pool_2x2(x)
     for width, skip in zip(reversed(widths), reversed(skips), strict=True):
       x = DecoderUnit(width // 2, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
-    x = nn.Conv(_channels(self.output), (1, 1), dtype=self.dtype, conv_general_dilated=cpu_kernels.matmul_conv)(x)
-    return _lab_output(x, gray, self.output)
+    return _colour_output(self, x, gray, with_logits)
 
 
 class PretrainedEncoderGenerator(nn.Module):
@@ -174,21 +207,24 @@ class PretrainedEncoderGenerator(nn.Module):
   axis_name: str | None = None
   dtype: Dtype = jnp.float32
   train_encoder: bool = True  # False: no gradient through the encoder (frozen: 2.8x faster steps on CPU).
+  colour_head: str = "regression"  # 'bins': a,b from a distribution over bins, predicted at half resolution.
+  temperature: float = 1.0  # The bins head's annealed-mean temperature.
 
   @nn.compact
-  def __call__(self, gray, train: bool = True):
+  def __call__(self, gray, train: bool = True, with_logits: bool = False):
     _check_divisible(gray.shape, ENCODER_STRIDE, "PretrainedEncoderGenerator (EfficientNet-Lite0's stride)")
     lightness = color.denormalize_lightness(gray.astype(jnp.float32))
     features = efficientnet.EfficientNetLite0(self.dtype, name="encoder")(efficientnet.as_gray_rgb(lightness), True)
     if not self.train_encoder:
       features = jax.lax.stop_gradient(features)
     widths = [self.base_width * min(2**level, 8) for level in range(5)]  # Full resolution, stride 2, ..., 16.
-    skips = [gray, *features[:-1]]
+    levels = list(zip(reversed(widths), reversed([gray, *features[:-1]]), strict=True))
+    if self.colour_head == "bins":
+      levels = levels[:-1]  # Colour at half resolution (Zhang et al.: a quarter), resized with L kept at full.
     x = features[-1]
-    for width, skip in zip(reversed(widths), reversed(skips), strict=True):
+    for width, skip in levels:
       x = DecoderUnit(width, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
-    x = nn.Conv(_channels(self.output), (1, 1), dtype=self.dtype, conv_general_dilated=cpu_kernels.matmul_conv)(x)
-    return _lab_output(x, gray, self.output)
+    return _colour_output(self, x, gray, with_logits)
 
 
 def with_pretrained_encoder(model_config, variables: dict) -> dict:
@@ -341,6 +377,7 @@ def check_model_options(model_config) -> None:
     ("generator", model_config.generator, sorted(GENERATORS)),
     ("discriminator", model_config.discriminator, sorted(DISCRIMINATORS)),
     ("disc_norm", model_config.disc_norm, ["batch", "spectral"]),
+    ("colour_head", model_config.colour_head, ["regression", "bins"]),
   ):
     if value not in known:
       raise ValueError(f"config.model.{field}={value!r} is unknown; use one of {known}.")
@@ -348,6 +385,15 @@ def check_model_options(model_config) -> None:
     raise ValueError(
       f"config.model.encoder={model_config.encoder!r} replaces the paper generator's encoder: "
       "set model.generator='paper'."
+    )
+  if model_config.colour_head == "bins" and (model_config.generator != "paper" or model_config.output != "ab"):
+    raise ValueError(
+      "config.model.colour_head='bins' predicts a,b and keeps the input's L: set model.output='ab' and "
+      "model.generator='paper'."
+    )
+  if not model_config.temperature > 0:
+    raise ValueError(
+      f"config.model.temperature={model_config.temperature} must be > 0 (1: the mean; 0.38: Zhang et al.'s vivid)."
     )
   if model_config.disc_norm == "spectral" and model_config.discriminator != "paper":
     raise ValueError(
@@ -359,17 +405,13 @@ def create_models(model_config, dtype: str = "float32", axis_name: str | None = 
   """Generator and discriminator from `config.model`; `axis_name` for the data-parallel step."""
   check_model_options(model_config)
   common = dict(bn_momentum=model_config.bn_momentum, axis_name=axis_name, dtype=jnp.dtype(dtype))
+  options = dict(base_width=model_config.base_width, output=model_config.output, upsample=model_config.upsample)
+  if model_config.colour_head == "bins":
+    options |= dict(colour_head="bins", temperature=model_config.temperature)
   if model_config.encoder == "efficientnet_lite0":
-    options = dict(base_width=model_config.base_width, output=model_config.output, upsample=model_config.upsample)
     generator = PretrainedEncoderGenerator(**options, **common)
   else:
-    generator = GENERATORS[model_config.generator](
-      base_width=model_config.base_width,
-      depth=model_config.depth,
-      output=model_config.output,
-      upsample=model_config.upsample,
-      **common,
-    )
+    generator = GENERATORS[model_config.generator](depth=model_config.depth, **options, **common)
   discriminator_options = dict(base_width=model_config.disc_base_width, num_units=model_config.disc_units)
   if model_config.discriminator == "paper":
     discriminator_options |= dict(dropout_rate=model_config.disc_dropout, norm=model_config.disc_norm)

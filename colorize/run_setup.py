@@ -45,6 +45,18 @@ def config_from_dict(saved: dict) -> ml_collections.ConfigDict:
   return config
 
 
+def set_temperature(config, temperature: float) -> None:
+  """Colour at `temperature` (--colorize_temperature): only a bins head has one to set."""
+  if config.model.colour_head != "bins":
+    raise UsageError(
+      "--colorize_temperature needs a generator trained with a bins head (model.colour_head='bins'); "
+      "this one regresses a,b directly: leave the flag out."
+    )
+  if not temperature > 0:
+    raise UsageError(f"--colorize_temperature={temperature} must be > 0 (1: the mean; lower: more vivid).")
+  config.model.temperature = temperature
+
+
 def resolve(config, config_path: str | None, workdir: str | None, create: bool = True):
   """(config, workdir): `config`, or the run's saved one. Training (`create`) makes the folder;
   the other modes read a run that must exist, and create nothing when it does not."""

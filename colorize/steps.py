@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from colorize import color
+from colorize import colour_bins
 from colorize import losses
 from colorize import metrics as metrics_lib
 from colorize import models
@@ -105,6 +106,8 @@ def check_model_config(config) -> None:
     )
   if config.pretrain_steps < 0:
     raise ValueError(f"config.pretrain_steps={config.pretrain_steps} must be 0 (off) or more batches.")
+  if config.model.colour_head == "bins" and not (config.loss.bins_weight > 0 or config.loss.bins_regression):
+    raise ValueError("config.loss.bins_weight=0 with loss.bins_regression=False leaves G no loss: set either.")
   models.check_model_options(config.model)
 
 
@@ -251,16 +254,31 @@ def _predicted_channels(config):
   return slice(1, 3) if config.model.output == "ab" else slice(0, 3)
 
 
+def _has_bins(generator) -> bool:
+  return getattr(generator, "colour_head", "regression") == "bins"
+
+
 def generator_forward(generator, g: NetworkState, gray, rng):
-  """G(gray) in train mode, and the pullback from d(loss)/d(fake) to d(loss)/d(G's parameters)."""
+  """G's outputs in train mode, (fake Lab, bin logits or None), and the pullback from their
+  loss gradients to d(loss)/d(G's parameters).
+
+  A bins head trains on its distribution's mean (temperature 1): `model.temperature` is the
+  colour inference writes, not what the regression term reads."""
+  bins = _has_bins(generator)
+  generator = generator.clone(temperature=1.0) if bins else generator
 
   def forward(params):
     variables = {"params": params, "batch_stats": g.batch_stats}
-    fake, updates = generator.apply(variables, gray, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
-    return fake, updates["batch_stats"]
+    options = dict(train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
+    if bins:
+      outputs, updates = generator.apply(variables, gray, with_logits=True, **options)
+    else:
+      fake, updates = generator.apply(variables, gray, **options)
+      outputs = (fake, None)
+    return outputs, updates["batch_stats"]
 
-  fake, pullback, batch_stats = jax.vjp(forward, _per_device(g.params), has_aux=True)
-  return fake, lambda fake_grads: pullback(fake_grads)[0], batch_stats
+  outputs, pullback, batch_stats = jax.vjp(forward, _per_device(g.params), has_aux=True)
+  return outputs, lambda output_grads: pullback(output_grads)[0], batch_stats
 
 
 def apply_discriminator(discriminator, params, batch_stats, gray, lab, rng):
@@ -304,34 +322,52 @@ def discriminator_update(config, discriminator, tx, d: NetworkState, gray, real,
   return d, {"d_loss": total, "d_loss_real": real_part, "d_loss_fake": fake_part, "d_grad_norm": grad_norm}
 
 
-def generator_loss(config, discriminator, d: NetworkState, gray, real, fake, rng, colour_weights=None):
-  """Adversarial + lambda * L1 (or plain regression) of G's output `fake`. Returns (loss, metrics).
+def generator_loss(config, discriminator, d: NetworkState, gray, real, outputs, rng, colour_weights=None):
+  """Adversarial + lambda * L1 (or plain regression) of G's `outputs` = (fake Lab, bin logits or
+  None), plus the bins' cross-entropy for a bins head. Returns (loss, metrics).
 
-  With `colour_weights` (config.loss.rebalance > 0) each pixel's L1 (or regression) term is
-  weighted by the rarity of its true a,b; the logged `g_loss_l1` stays the plain L1.
+  With `colour_weights` (config.loss.rebalance > 0) each pixel's L1 (or regression) and
+  cross-entropy terms are weighted by the rarity of its true a,b; the logged `g_loss_l1` stays the plain L1.
   """
+  fake, logits = outputs
   channels = _predicted_channels(config)
   l1 = losses.l1_loss(fake[..., channels], real[..., channels])
   weights = None if colour_weights is None else losses.pixel_weights(colour_weights, real)
-  if not config.adversarial:
-    loss = losses.regression_loss(fake[..., channels], real[..., channels], config.loss.regression, weights)
-    return loss, {"g_loss": loss, "g_loss_l1": l1}
-  # D is read, not advanced: its new statistics are dropped. With spectral norm, the iteration
-  # from the stored vector is the one D's next update starts with, on the same weights.
-  logits, _ = apply_discriminator(discriminator, d.params, d.batch_stats, gray, fake, rng)
-  adversarial = losses.generator_adversarial_loss(logits)
-  weighted_l1 = losses.regression_loss(fake[..., channels], real[..., channels], "l1", weights)  # = l1 unweighted
-  loss = adversarial + config.loss.l1_weight * weighted_l1
-  return loss, {"g_loss": loss, "g_loss_adv": adversarial, "g_loss_l1": l1}
+  metrics = {"g_loss_l1": l1}
+  regression_weight = 1.0 if logits is None or config.loss.bins_regression else 0.0
+  if config.adversarial:
+    # D is read, not advanced: its new statistics are dropped. With spectral norm, the iteration
+    # from the stored vector is the one D's next update starts with, on the same weights.
+    d_logits, _ = apply_discriminator(discriminator, d.params, d.batch_stats, gray, fake, rng)
+    metrics["g_loss_adv"] = losses.generator_adversarial_loss(d_logits)
+    weighted_l1 = losses.regression_loss(fake[..., channels], real[..., channels], "l1", weights)  # = l1 unweighted
+    loss = metrics["g_loss_adv"] + config.loss.l1_weight * regression_weight * weighted_l1
+  else:
+    loss = regression_weight * losses.regression_loss(
+      fake[..., channels], real[..., channels], config.loss.regression, weights
+    )
+  if logits is not None:
+    metrics["g_loss_bins"] = _bins_loss(logits, real, colour_weights)
+    loss = loss + config.loss.bins_weight * metrics["g_loss_bins"]
+  metrics["g_loss"] = loss
+  return loss, metrics
 
 
-def generator_update(tx, g: NetworkState, loss_of_fake, forward):
-  """One G update from `forward` = (fake, pullback, new batch stats). Returns (G state, fake, metrics)."""
-  fake, pullback, batch_stats = forward
-  (_, metrics), fake_grads = jax.value_and_grad(loss_of_fake, has_aux=True)(fake)
-  grads = jax.lax.pmean(pullback(fake_grads), AXIS)
+def _bins_loss(logits, real, colour_weights):
+  """The bins' cross-entropy against the true a,b averaged over each logit's pixels."""
+  factor = real.shape[1] // logits.shape[1]
+  pooled = real.reshape(real.shape[0], logits.shape[1], factor, logits.shape[2], factor, 3).mean(axis=(2, 4))
+  weights = None if colour_weights is None else losses.pixel_weights(colour_weights, pooled)
+  return colour_bins.cross_entropy(logits, pooled[..., 1:], weights)
+
+
+def generator_update(tx, g: NetworkState, loss_of_outputs, forward):
+  """One G update from `forward` = (outputs, pullback, new batch stats). Returns (G state, outputs, metrics)."""
+  outputs, pullback, batch_stats = forward
+  (_, metrics), output_grads = jax.value_and_grad(loss_of_outputs, has_aux=True)(outputs)
+  grads = jax.lax.pmean(pullback(output_grads), AXIS)
   g, metrics["g_grad_norm"] = _apply_update(g, grads, tx, batch_stats)
-  return g, fake, metrics
+  return g, outputs, metrics
 
 
 def train_step(
@@ -353,15 +389,17 @@ def train_step(
   metrics = {}
   if config.adversarial:
     d_rng = jax.random.fold_in(rng, 0)
-    d, metrics = discriminator_update(config, discriminator, optimizers.make(d_rate), d, gray, real, forward[0], d_rng)
+    fake = forward[0][0]
+    d, metrics = discriminator_update(config, discriminator, optimizers.make(d_rate), d, gray, real, fake, d_rng)
   for i in range(config.generator_steps_per_batch):
     if i > 0:
       forward = generator_forward(generator, g, gray, jax.random.fold_in(g_dropout_rng, i))
     g_rng = jax.random.fold_in(rng, i + 1)
-    loss_of_fake = functools.partial(
+    loss_of_outputs = functools.partial(
       generator_loss, config, discriminator, d, gray, real, rng=g_rng, colour_weights=colour_weights
     )
-    g, fake, g_metrics = generator_update(optimizers.make_generator(g_rate, state.step), g, loss_of_fake, forward)
+    tx = optimizers.make_generator(g_rate, state.step)
+    g, (fake, _), g_metrics = generator_update(tx, g, loss_of_outputs, forward)
   metrics.update(g_metrics)
   metrics["accuracy"] = metrics_lib.pixel_accuracy_normalized(fake, real).mean()
   metrics = jax.lax.pmean(metrics, AXIS)

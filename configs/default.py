@@ -53,6 +53,10 @@ def get_config() -> ml_collections.ConfigDict:
   # its true a,b in the training images, mixed with uniform by this much (0: off; Zhang: 0.5).
   config.loss.rebalance = 0.0
   config.loss.rebalance_images = 512  # Training images whose a,b histogram gives the weights.
+  # model.colour_head='bins': weight of the bins' cross-entropy (soft targets, rebalanced as above),
+  # and whether the regression term (L1, on the distribution's mean) is kept beside it.
+  config.loss.bins_weight = 1.0
+  config.loss.bins_regression = True
 
   # --- Networks ---------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
@@ -64,6 +68,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.base_width = 64  # Generator channels of the first level; doubles with depth.
   config.model.depth = 5  # Encoder/decoder levels; inputs must be multiples of 2**depth.
   config.model.output = "lab"  # 'lab': predict L, a, b (paper); 'ab': predict a, b and keep the input L.
+  # 'regression': a,b (or Lab) straight from the last layer | 'bins': a distribution over a,b bins
+  # (Zhang et al. 2016) decoded by the annealed mean at `temperature` (1: the mean; lower: more vivid).
+  # Needs output='ab'; set --colorize_temperature to colour at another one.
+  config.model.colour_head = "regression"
+  config.model.temperature = 1.0
   config.model.upsample = "nearest"  # Decoder upsampling: 'nearest' (resize + 2x2 conv) | 'transpose'.
   config.model.bn_momentum = 0.9  # BatchNorm running-average momentum (PyTorch's 0.1).
   config.model.disc_base_width = 64  # Discriminator channels of the first unit.

@@ -61,8 +61,26 @@ def test_flag_mistakes_are_one_line_and_one_hint(args, message):
     ),
     (["--config=configs/demo.py", "--weights=weights"], "--weights is for the colorize, evaluate and turing modes"),
     (["--mode=colorize", "--weights=weights", "--input=x", "--output=y"], "pass --workdir=RUN or --weights=DIR"),
+    (
+      ["--config=configs/demo.py", "--colorize_temperature=0.5"],
+      "--colorize_temperature is for the colorize, evaluate and turing modes, not --mode=train",
+    ),
+    (
+      ["--mode=colorize", "--config=configs/demo.py", "--colorize_temperature=0.5", "--input=x", "--output=y"],
+      "--colorize_temperature needs a generator trained with a bins head",
+    ),
   ],
-  ids=["no-run", "colorize-input", "turing-output", "compare-runs", "bad-setting", "weights-train", "weights-and-run"],
+  ids=[
+    "no-run",
+    "colorize-input",
+    "turing-output",
+    "compare-runs",
+    "bad-setting",
+    "weights-train",
+    "weights-and-run",
+    "temperature-train",
+    "temperature-regression",
+  ],
 )
 def test_mode_mistakes_are_one_line_and_one_hint(args, message, tmp_path):
   out = run_main(f"--workdir={tmp_path}", *args)
