@@ -110,6 +110,11 @@ def per_image_scores(outputs: np.ndarray, real: np.ndarray) -> dict:
   return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
+def gray_reference(gray: np.ndarray, real: np.ndarray) -> np.ndarray:
+  """The reference of every paired difference: the gray colorizer's PSNR per photo, as its row scores it."""
+  return per_image_scores(np.stack([baselines.colorize(None, "gray", g) for g in gray]), real)["psnr"]
+
+
 def bootstrap_interval(differences: np.ndarray, samples: int = 10_000, seed: int = 0) -> tuple:
   """95% percentile-bootstrap interval of the mean of paired per-image differences."""
   rng = np.random.default_rng(seed)
@@ -333,8 +338,7 @@ def run(data_dir: str, data: str, size: int) -> None:
   gray = inference.gray_version(real)
   context = {"data": data, "eval_size": size, "cpu": common.cpu_model()}
   context["devices"] = jax.device_count()
-  # The reference of every paired difference: the gray colorizer's outputs, as its row scores them.
-  gray_psnr = per_image_scores(np.stack([baselines.colorize(None, "gray", g) for g in gray]), real)["psnr"]
+  gray_psnr = gray_reference(gray, real)
   scored = []
   if FLAGS.weights:
     weights_config = bundle.bundle_config(FLAGS.weights)

@@ -44,6 +44,16 @@ def num_bins() -> int:
   return len(gamut_bin_centres())
 
 
+def gray_prior_logits(key, shape, dtype=jnp.float32):
+  """An initial bias for logits over the bins: a Gaussian of one bin's width around gray.
+
+  A regression head starts at gray (tanh(0) = 0); with a zero bias a bins head would start at the
+  mean of the gamut's bins, a pink-orange cast (a, b = 15, 6) it then has to unlearn first."""
+  del key
+  squared_distances = np.sum(np.square(gamut_bin_centres()), axis=-1)
+  return jnp.asarray(-squared_distances / (2.0 * AB_BIN**2), dtype).reshape(shape)
+
+
 def soft_targets(normalized_ab, sigma: float = SOFT_SIGMA):
   """Soft-encoded targets: normalised a,b [..., 2] -> a distribution over the bins [..., Q]."""
   centres = jnp.asarray(gamut_bin_centres())

@@ -50,7 +50,13 @@ class BinsHead(nn.Module):
 
   @nn.compact
   def __call__(self, x, gray):
-    conv = nn.Conv(colour_bins.num_bins(), (1, 1), dtype=self.dtype, conv_general_dilated=cpu_kernels.matmul_conv)
+    conv = nn.Conv(
+      colour_bins.num_bins(),
+      (1, 1),
+      dtype=self.dtype,
+      bias_init=colour_bins.gray_prior_logits,  # Starts at gray, as the regression head does.
+      conv_general_dilated=cpu_kernels.matmul_conv,
+    )
     logits = conv(x).astype(jnp.float32)
     ab = colour_bins.annealed_mean(logits, self.temperature)
     if ab.shape[1:3] != gray.shape[1:3]:

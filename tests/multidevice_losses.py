@@ -6,7 +6,7 @@ Run by tests/test_steps.py in subprocesses with XLA_FLAGS=--xla_force_host_platf
 a multi-process CPU cluster (gloo collectives) and trains on the mesh of all processes' devices,
 each process feeding its own rows of the same global batches. With `--recipe` first, the
 quality recipe's switches are on: L1 pretraining (step 1), the weight average, spectral norm in
-D and class-rebalancing weights.
+D, class-rebalancing weights and the bins head (its cross-entropy beside the rebalanced L1).
 
 Plain SGD, not Adam: Adam divides by the gradient's own scale, so gradients N times too large
 (summed over N devices instead of averaged) would leave Adam's updates almost unchanged.
@@ -66,7 +66,14 @@ def main(argv):
   config.optim.g_learning_rate = config.optim.d_learning_rate = 1e-2
   if recipe:
     config.update_from_flattened_dict(
-      {"pretrain_steps": 1, "ema_decay": 0.5, "model.disc_norm": "spectral", "loss.rebalance": 0.5}
+      {
+        "pretrain_steps": 1,
+        "ema_decay": 0.5,
+        "model.disc_norm": "spectral",
+        "loss.rebalance": 0.5,
+        "model.output": "ab",
+        "model.colour_head": "bins",
+      }
     )
   images = np.random.default_rng(0).integers(0, 256, (3, 8, 16, 16, 3), dtype=np.uint8)
   sizes = (jax.device_count(),) if jax.process_count() > 1 else (1, jax.device_count())

@@ -69,6 +69,15 @@ def test_the_annealed_mean_is_the_mean_at_one_and_the_mode_near_zero():
     colour_bins.annealed_mean(jnp.asarray(logits), 0.0)
 
 
+def test_a_new_bins_head_starts_at_gray_as_a_regression_head_does():
+  prior = colour_bins.gray_prior_logits(None, (colour_bins.num_bins(),))
+  for temperature in (1.0, 0.38):
+    np.testing.assert_allclose(colour_bins.annealed_mean(prior, temperature), [0.0, 0.0], atol=1e-4)
+  generator, _ = models.create_models(bins_config().model)
+  variables = generator.init(jax.random.key(0), jnp.zeros((1, 16, 16, 1)), train=False)
+  np.testing.assert_array_equal(variables["params"]["BinsHead_0"]["Conv_0"]["bias"], prior)
+
+
 def test_the_cross_entropy_is_lowest_at_the_soft_target_and_weighted_per_pixel():
   ab = jnp.asarray(np.stack([normalized_ab(20.0, -30.0), normalized_ab(-5.0, 52.0)]))
   targets = colour_bins.soft_targets(ab)

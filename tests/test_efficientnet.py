@@ -50,7 +50,7 @@ def test_it_classifies_scikit_images_photos_as_imagenet_does(variables):
   photos = [getattr(skimage.data, name)() for name in ("chelsea", "coffee")]
   rgb = np.stack([np.asarray(Image.fromarray(p).resize((224, 224), Image.BILINEAR)) for p in photos]) / 255.0
   rgb = rgb.astype(np.float32)
-  p = jax.nn.softmax(efficientnet.EfficientNetLite0().apply(variables, rgb))
+  p = jax.nn.softmax(jax.jit(efficientnet.EfficientNetLite0().apply)(variables, rgb))  # Not op by op: 5x faster.
   assert p.argmax(axis=1).tolist() == [285, 967]
   np.testing.assert_allclose([p[0, 285], p[1, 967]], [0.79, 0.90], atol=0.02)
 

@@ -250,9 +250,10 @@ def test_one_and_eight_devices_train_to_the_same_parameters():
 
 @pytest.mark.slow
 def test_the_quality_recipe_trains_alike_on_one_and_eight_devices():
-  # Pretraining, the weight average, spectral norm's power iteration and the rebalanced L1.
+  # Pretraining, the weight average, spectral norm's power iteration, the rebalanced L1 and the bins head.
   result = losses_of(losses_subprocess(8, "--recipe"))
   assert "d_loss" not in result["1"]["metrics"][0] and "d_loss" in result["1"]["metrics"][1]
+  assert "g_loss_bins" in result["1"]["metrics"][0]
   assert any("generator_ema" in path for path in result["1"]["params"])
   assert_same_training(result["1"], result["8"])
 
