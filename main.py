@@ -108,7 +108,11 @@ def train():
 def evaluate():
   from colorize import evaluate
 
-  evaluate.evaluate_run(*resolved_run(), num_images=FLAGS.eval_images, output_dir=FLAGS.output)
+  config, workdir = resolved_run()
+  output = FLAGS.output
+  if FLAGS.colorize_temperature is not None and not output:  # Beside the run's own eval/, not over it.
+    output = os.path.join(workdir, f"eval-T{FLAGS.colorize_temperature:g}")
+  evaluate.evaluate_run(config, workdir, num_images=FLAGS.eval_images, output_dir=output)
 
 
 def colorize():

@@ -60,6 +60,9 @@ def grid_features(variables, lightness):
   return jnp.concatenate([jax.image.resize(f, (*size, f.shape[-1]), "linear") for f in (*chosen, head)], axis=-1)
 
 
+QUALITY_ONLY_FLAGS = ("config", "row", "steps", "weights", "temperatures", "grid_rows", "grid_photos")
+
+
 def cell_colours(images: np.ndarray) -> np.ndarray:
   """uint8 RGB [N, S, S, 3] -> each grid cell's mean a,b in Lab units, [N, GRID, GRID, 2]."""
   ab = color.rgb_to_lab(images / 255.0, np)[..., 1:]
@@ -67,35 +70,44 @@ def cell_colours(images: np.ndarray) -> np.ndarray:
   return ab.reshape(n, GRID, size // GRID, GRID, size // GRID, 2).mean(axis=(2, 4))
 
 
-def features_in_batches(variables, images: np.ndarray, batch: int = 16):
-  for i in range(0, len(images), batch):
-    lightness = color.lightness(images[i : i + batch])
-    yield np.asarray(grid_features(variables, lightness), np.float64).reshape(-1, 1776)
+def batches(images: np.ndarray, size: int = 16):
+  for i in range(0, len(images), size):
+    yield images[i : i + size]
+
+
+def features_of(variables, images: np.ndarray) -> np.ndarray:
+  """The probe's features of each grid cell of `images`, [N * GRID * GRID, 1776] float64."""
+  return np.asarray(grid_features(variables, color.lightness(images)), np.float64).reshape(-1, 1776)
 
 
 def fit(variables, images: np.ndarray, strengths: list) -> dict:
-  """{strength: (mean, std, weights, intercept)} of the ridge regression from standardised features to a,b."""
-  targets = cell_colours(images).reshape(-1, 2)
-  count, total, gram, cross, row = 0, 0.0, 0.0, 0.0, 0
-  for x in features_in_batches(variables, images):
-    y = targets[row : row + len(x)]
-    row += len(x)
-    count, total, gram, cross = count + len(x), total + x.sum(0), gram + x.T @ x, cross + x.T @ y
+  """{strength: (mean, std, weights, intercept)} of the ridge regression from standardised features
+  to a,b, from sums over the photos (the features of 630 photos would take 4.6 GB at once)."""
+  count, total, gram, cross, target_total = 0, 0.0, 0.0, 0.0, 0.0
+  for batch in batches(images):
+    x, y = features_of(variables, batch), cell_colours(batch).reshape(-1, 2).astype(np.float64)
+    count += len(x)
+    total += x.sum(0)
+    gram += x.T @ x
+    cross += x.T @ y
+    target_total += y.sum(0)
   mean = total / count
-  std = np.sqrt(np.maximum(np.diag(gram) / count - mean**2, 1e-12))
+  variance = np.diag(gram) / count - mean**2
+  std = np.where(variance > 1e-8, np.sqrt(np.maximum(variance, 1e-8)), 1.0)  # Constant features stay unscaled.
   centred_gram = (gram - count * np.outer(mean, mean)) / np.outer(std, std)
-  centred_cross = (cross - np.outer(mean, targets.sum(0))) / std[:, None]
+  centred_cross = (cross - np.outer(mean, target_total)) / std[:, None]
   solutions = {}
   for strength in strengths:
     weights = np.linalg.solve(centred_gram + strength * np.eye(len(mean)), centred_cross)
-    solutions[strength] = (mean, std, weights, targets.mean(0))
+    solutions[strength] = (mean, std, weights, target_total / count)
   return solutions
 
 
 def colorize(variables, solution, images: np.ndarray) -> np.ndarray:
   """The probe's uint8 RGB for the (colour) `images`, from their lightness alone."""
   mean, std, weights, intercept = solution
-  grids = np.concatenate([((x - mean) / std) @ weights + intercept for x in features_in_batches(variables, images)])
+  cells = [((features_of(variables, batch) - mean) / std) @ weights + intercept for batch in batches(images)]
+  grids = np.concatenate(cells)
   grids = grids.reshape(len(images), GRID, GRID, 2).astype(np.float32)
   ab = np.asarray(jax.image.resize(grids, (len(images), *images.shape[1:3], 2), "linear"))
   lab = np.concatenate([color.lightness(images)[..., None], ab], axis=-1)
@@ -116,7 +128,7 @@ def run(data_dir: str, data: str, size: int) -> None:
   prefix = "probe_random" if FLAGS.random_encoder else "probe"
   rows = []
   for strength, solution in solutions.items():
-    name = f"{prefix}_ridge{strength:.0e}".replace("e+0", "e").replace("e+", "e")  # probe_ridge1e5
+    name = f"{prefix}_ridge{strength:.6g}".replace("e+0", "e").replace("e+", "e")  # probe_ridge100000, probe_ridge1e6
     outputs = colorize(variables, solution, real)
     quality.save_outputs(quality.outputs_folder(FLAGS.out_dir, name, context["data"], size), names, outputs)
     rows.append(common.emit(quality.summary_row(name, quality.per_image_scores(outputs, real), gray_psnr) | context))
@@ -126,6 +138,11 @@ def run(data_dir: str, data: str, size: int) -> None:
 
 def main(argv):
   del argv
+  for name in QUALITY_ONLY_FLAGS:
+    if FLAGS[name].present:
+      raise SystemExit(f"--{name} is the quality benchmark's; the probe takes --data_dir, --eval_size, --ridge, ...")
+  if FLAGS.eval_size % GRID:
+    raise SystemExit(f"--eval_size={FLAGS.eval_size} must be a multiple of the probe's {GRID}x{GRID} grid.")
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   if FLAGS.quick:  # The quality benchmark's --quick photos: 16 to fit, 4 to score, at 64 px.
     with tempfile.TemporaryDirectory(prefix="probe-quick-") as folder:

@@ -62,6 +62,16 @@ flags.DEFINE_list(
 )
 flags.DEFINE_bool("quick", False, "CI smoke run: the tests' tiny networks, 3 steps, 4 val photos at 64 px.")
 FLAGS = flags.FLAGS
+
+
+def _positive_numbers(values: list) -> bool:
+  try:
+    return all(float(value) > 0 for value in values)
+  except ValueError:
+    return False
+
+
+flags.register_validator("temperatures", _positive_numbers, "--temperatures takes numbers above 0, e.g. 1,0.5,0.38.")
 SHOWABLE_LICENCES = ("public domain", "cc0")  # Lower case, '-' as ' ': "public-domain", "CC0-1.0".
 QUICK_DATA = "quick: scikit-image's bundled photos at 64 px"  # The photo set of --quick rows.
 SCORES = ("psnr", "psnr_vs_gray", "ssim", "mae_rgb", "accuracy", "colorfulness", "delta_colorfulness")

@@ -2,8 +2,8 @@
 
 The a,b plane is cut into bins of 10 Lab units; the bins that hold some sRGB colour (261 of the
 23 x 23 grid) are the classes. Training targets are soft: each pixel's true a,b spread over the
-bins by a Gaussian of 5 Lab units (Zhang keep the 5 nearest bins; the others weigh under 2%
-together). A predicted distribution becomes one colour by the annealed mean at temperature T:
+bins by a Gaussian of 5 Lab units (Zhang et al. keep the 5 nearest bins; here all of them, the
+others holding 3-7% of the mass). A predicted distribution becomes one colour by the annealed mean at temperature T:
 T = 1 is the mean (safe, desaturated where the network is unsure), T -> 0 the mode (vivid, and
 wrong more often), T = 0.38 Zhang et al.'s choice.
 """

@@ -43,21 +43,21 @@ def _lab_output(predicted, gray, output: str):
 
 class BinsHead(nn.Module):
   """The vividness head: logits over the gamut's a,b bins (`colour_bins`), and Lab at the input's
-  size from their annealed mean at `temperature` (a,b resized bilinearly, the input's L kept)."""
+  size from their annealed mean at `temperature` (a,b resized bilinearly, the input's L kept).
+
+  Computed in float32 whatever the network's dtype: 1/T magnifies the logits' rounding."""
 
   temperature: float = 1.0
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, gray):
     conv = nn.Conv(
       colour_bins.num_bins(),
       (1, 1),
-      dtype=self.dtype,
       bias_init=colour_bins.gray_prior_logits,  # Starts at gray, as the regression head does.
       conv_general_dilated=cpu_kernels.matmul_conv,
     )
-    logits = conv(x).astype(jnp.float32)
+    logits = conv(x.astype(jnp.float32))
     ab = colour_bins.annealed_mean(logits, self.temperature)
     if ab.shape[1:3] != gray.shape[1:3]:
       ab = jax.image.resize(ab, (*gray.shape[:3], 2), "linear")
@@ -70,7 +70,7 @@ def _colour_output(generator, x, gray, with_logits: bool):
   Called inside the generator's compact `__call__`, so the layers are the generator's own (the
   regression's 1x1 conv keeps its name, and older checkpoints load)."""
   if generator.colour_head == "bins":
-    lab, logits = BinsHead(generator.temperature, generator.dtype)(x, gray)
+    lab, logits = BinsHead(generator.temperature)(x, gray)
   else:
     channels = _channels(generator.output)
     conv = nn.Conv(channels, (1, 1), dtype=generator.dtype, conv_general_dilated=cpu_kernels.matmul_conv)
@@ -400,6 +400,11 @@ def check_model_options(model_config) -> None:
   if not model_config.temperature > 0:
     raise ValueError(
       f"config.model.temperature={model_config.temperature} must be > 0 (1: the mean; 0.38: Zhang et al.'s vivid)."
+    )
+  if model_config.colour_head != "bins" and model_config.temperature != 1.0:
+    raise ValueError(
+      f"config.model.temperature={model_config.temperature} is for model.colour_head='bins'; "
+      "this generator predicts its colours directly: leave it at 1."
     )
   if model_config.disc_norm == "spectral" and model_config.discriminator != "paper":
     raise ValueError(

@@ -106,8 +106,12 @@ def check_model_config(config) -> None:
     )
   if config.pretrain_steps < 0:
     raise ValueError(f"config.pretrain_steps={config.pretrain_steps} must be 0 (off) or more batches.")
+  if config.loss.bins_weight < 0:
+    raise ValueError(f"config.loss.bins_weight={config.loss.bins_weight} must be 0 or more (1: as much as the L1).")
   if config.model.colour_head == "bins" and not (config.loss.bins_weight > 0 or config.loss.bins_regression):
-    raise ValueError("config.loss.bins_weight=0 with loss.bins_regression=False leaves G no loss: set either.")
+    raise ValueError(
+      "config.loss.bins_weight=0 with loss.bins_regression=False gives the bins head no colour loss: set either."
+    )
   models.check_model_options(config.model)
 
 

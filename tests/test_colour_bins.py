@@ -122,6 +122,24 @@ def losses_on_fixed_batch(config, num_steps: int, learning_rate: float = 3e-2) -
   return history
 
 
+def test_training_reads_the_mean_whatever_temperature_inference_uses():
+  # The step's L1 and cross-entropy are the same at model.temperature 0.38 and 1: training reads T = 1.
+  vivid = losses_on_fixed_batch(bins_config(adversarial=False, **{"model.temperature": 0.38}), 1)[0]
+  mean = losses_on_fixed_batch(bins_config(adversarial=False), 1)[0]
+  assert vivid["g_loss_l1"] == mean["g_loss_l1"] and vivid["g_loss_bins"] == mean["g_loss_bins"]
+
+
+def test_the_half_resolution_cross_entropy_reads_each_blocks_colour_and_its_weight():
+  rng = np.random.default_rng(0)
+  blocks = rng.uniform(-0.5, 0.5, (2, 3, 4, 3)).astype(np.float32)  # One colour per 2x2 block.
+  real = jnp.asarray(np.repeat(np.repeat(blocks, 2, axis=1), 2, axis=2))
+  logits = jnp.asarray(rng.normal(size=(2, 3, 4, colour_bins.num_bins())).astype(np.float32))
+  full_resolution = colour_bins.cross_entropy(jnp.repeat(jnp.repeat(logits, 2, 1), 2, 2), real[..., 1:])
+  assert float(steps._bins_loss(logits, real, None)) == pytest.approx(float(full_resolution), rel=1e-5)
+  doubled = steps._bins_loss(logits, real, jnp.full(colour_bins.AB_BINS**2, 2.0))  # Rebalancing weights.
+  assert float(doubled) == pytest.approx(2 * float(full_resolution), rel=1e-5)
+
+
 def test_the_bins_head_learns_and_can_replace_the_regression():
   history = losses_on_fixed_batch(bins_config(adversarial=False, generator_steps_per_batch=1), 20)
   assert history[-1]["g_loss_bins"] < history[0]["g_loss_bins"] - 0.5, history
@@ -135,6 +153,17 @@ def test_the_bins_head_learns_and_can_replace_the_regression():
   assert metrics["g_loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_a_bins_head_trains_in_bfloat16_with_float32_logits():
+  config = bins_config(dtype="bfloat16", adversarial=False, generator_steps_per_batch=1)
+  history = losses_on_fixed_batch(config, 2)
+  assert all(np.isfinite(m["g_loss_bins"]) and np.isfinite(m["g_loss"]) for m in history), history
+  generator, _ = models.create_models(config.model, config.dtype)
+  gray = jnp.zeros((1, 16, 16, 1))
+  variables = generator.init(jax.random.key(0), gray, train=False)
+  lab, logits = generator.apply(variables, gray, train=False, with_logits=True)
+  assert lab.dtype == logits.dtype == jnp.float32
+
+
 @pytest.mark.parametrize(
   "overrides,message",
   [
@@ -142,7 +171,9 @@ def test_the_bins_head_learns_and_can_replace_the_regression():
     ({"model.generator": "pix2pix"}, "colour_head='bins' predicts a,b and keeps the input's L"),
     ({"model.temperature": 0.0}, "config.model.temperature=0.0 must be > 0"),
     ({"model.colour_head": "bin"}, "config.model.colour_head='bin' is unknown"),
-    ({"loss.bins_weight": 0.0, "loss.bins_regression": False}, "leaves G no loss"),
+    ({"loss.bins_weight": 0.0, "loss.bins_regression": False}, "gives the bins head no colour loss"),
+    ({"loss.bins_weight": -1.0}, r"config.loss.bins_weight=-1.0 must be 0 or more"),
+    ({"model.colour_head": "regression", "model.temperature": 0.5}, "is for model.colour_head='bins'"),
   ],
 )
 def test_bins_settings_that_cannot_work_are_refused(overrides, message):
