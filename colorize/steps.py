@@ -358,7 +358,9 @@ def generator_loss(config, discriminator, d: NetworkState, gray, real, outputs, 
 
 
 def _bins_loss(logits, real, colour_weights):
-  """The bins' cross-entropy against the true a,b averaged over each logit's pixels."""
+  """The bins' cross-entropy at the logits' resolution: each cell's target is the soft encoding of
+  its block's mean colour (a block split between two colours gets their mean; averaging the
+  pixels' soft targets instead would be exact, at the block size times the memory)."""
   factor = real.shape[1] // logits.shape[1]
   pooled = real.reshape(real.shape[0], logits.shape[1], factor, logits.shape[2], factor, 3).mean(axis=(2, 4))
   weights = None if colour_weights is None else losses.pixel_weights(colour_weights, pooled)
