@@ -16,6 +16,7 @@ from colorize import steps
 from colorize import train
 from tests.conftest import tiny_config
 from tests.test_steps import smooth_colour_images
+from tests.test_steps import steps_on_fixed_batch
 
 
 def normalized_ab(a, b):
@@ -113,14 +114,8 @@ def losses_on_fixed_batch(config, num_steps: int, learning_rate: float = 0.1) ->
   """Each step's metrics on the smooth-colour batch. A width-4 head starting sure of gray (its
   prior) needs a high rate to reach these colours in a few steps."""
   config.optim.g_learning_rate = learning_rate
-  mesh = steps.make_mesh()
-  state, (step_fn, _) = steps.setup(config, mesh)
-  images = steps.global_batch(mesh, smooth_colour_images(4, 16))
-  history = []
-  for _ in range(num_steps):
-    state, metrics = step_fn(state, images)
-    history.append({name: float(value) for name, value in metrics.items()})
-  return history
+  _, _, history = steps_on_fixed_batch(config, num_steps)
+  return [{name: float(value) for name, value in metrics.items()} for metrics in history]
 
 
 def test_training_reads_the_mean_whatever_temperature_inference_uses():
