@@ -58,6 +58,12 @@ flags.DEFINE_bool("recursive", False, "colorize: also photos in subfolders of --
 flags.DEFINE_bool("overwrite", False, "colorize, turing, compare: replace outputs that exist (never the inputs).")
 flags.DEFINE_enum("format", "png", ["png", "jpeg"], "colorize: output format.")
 flags.DEFINE_integer("colorize_size", 0, "colorize: short side the generator sees; 0 = config.image_size.")
+flags.DEFINE_string(
+  "hints",
+  None,
+  "colorize: the user's colour points, a JSON file for one photo or a folder of <photo name>.json files, each "
+  'a list of {"x": 120, "y": 45, "rgb": [200, 30, 40]} (optional "size" in pixels); docs/hints.md.',
+)
 flags.DEFINE_integer("colorize_batch", 8, "colorize: photos per generator call.")
 flags.DEFINE_float(
   "colorize_temperature",
@@ -128,6 +134,7 @@ def colorize():
     size=FLAGS.colorize_size,
     batch_size=FLAGS.colorize_batch,
     max_pixels=FLAGS.max_pixels,
+    hints=FLAGS.hints or "",
   )
 
 
@@ -168,6 +175,8 @@ def main(argv):
     for flag in ("weights", "colorize_temperature"):
       if FLAGS[flag].present and FLAGS.mode not in ("colorize", "evaluate", "turing"):
         raise run_setup.UsageError(f"--{flag} is for the colorize, evaluate and turing modes, not --mode={FLAGS.mode}.")
+    if FLAGS["hints"].present and FLAGS.mode != "colorize":
+      raise run_setup.UsageError(f"--hints is for the colorize mode, not --mode={FLAGS.mode}.")
     run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     return MODES[FLAGS.mode]()
   except run_setup.UsageError as error:

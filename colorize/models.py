@@ -78,6 +78,35 @@ def _colour_output(generator, x, gray, with_logits: bool):
   return (lab, logits) if with_logits else lab
 
 
+def per_example_keys(rng, local_batch: int, axis_name: str | None):
+  """One key per example of this device's batch, from (rng, the example's index in the global
+  batch): the same draws on 1 device and on N."""
+  offset = jax.lax.axis_index(axis_name) * local_batch if axis_name else 0
+  return jax.vmap(jax.random.fold_in, (None, 0))(rng, offset + jnp.arange(local_batch))
+
+
+def _with_hints(generator, gray, hints):
+  """The network's input: L, and for a generator with `hints` the three hint channels beside it
+  (`hints.encode`; none given: zeros, the automatic mode)."""
+  if not generator.hints:
+    if hints is not None:
+      raise ValueError("this generator has no hint channels: train it with config.model.hints=True to use hints.")
+    return gray
+  if hints is None:
+    hints = jnp.zeros((*gray.shape[:3], 3), gray.dtype)
+  if hints.shape != (*gray.shape[:3], 3):
+    raise ValueError(f"hint channels of shape {hints.shape} do not match the input {gray.shape}: need [B, H, W, 3].")
+  return jnp.concatenate([gray, hints.astype(gray.dtype)], axis=-1)
+
+
+def _pooled(x, factor: int):
+  """Mean over factor x factor blocks: the hint channels at a decoder level's resolution."""
+  if factor == 1:
+    return x
+  batch, height, width, channels = x.shape
+  return x.reshape(batch, height // factor, factor, width // factor, factor, channels).mean(axis=(2, 4))
+
+
 class PerExampleDropout(nn.Module):
   """Dropout whose mask for an example depends only on (rng, global example index).
 
@@ -92,10 +121,7 @@ class PerExampleDropout(nn.Module):
   def __call__(self, x, deterministic: bool):
     if deterministic or self.rate == 0.0:
       return x
-    rng = self.make_rng("dropout")
-    local_batch = x.shape[0]
-    offset = jax.lax.axis_index(self.axis_name) * local_batch if self.axis_name else 0
-    example_rngs = jax.vmap(jax.random.fold_in, (None, 0))(rng, offset + jnp.arange(local_batch))
+    example_rngs = per_example_keys(self.make_rng("dropout"), x.shape[0], self.axis_name)
     keep = jax.vmap(lambda r: jax.random.bernoulli(r, 1.0 - self.rate, x.shape[1:]))(example_rngs)
     return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
 
@@ -178,13 +204,14 @@ class Generator(nn.Module):
   dtype: Dtype = jnp.float32
   colour_head: str = "regression"  # 'bins': a,b from a distribution over bins (`BinsHead`).
   temperature: float = 1.0  # The bins head's annealed-mean temperature.
+  hints: bool = False  # True: the user's colour hints (`colorize.hints`) enter beside L.
 
   @nn.compact
-  def __call__(self, gray, train: bool = True, with_logits: bool = False):
+  def __call__(self, gray, train: bool = True, with_logits: bool = False, hints=None):
     _check_divisible(gray.shape, 2**self.depth, f"Generator (model.depth={self.depth})")
     if self.output not in ("lab", "ab"):
       raise ValueError(f"model.output={self.output!r} is unknown; use 'lab' or 'ab'.")
-    x = gray.astype(self.dtype)
+    x = _with_hints(self, gray, hints).astype(self.dtype)
     widths = [self.base_width * 2**i for i in range(self.depth)]
     skips = []
     for i, width in enumerate(widths):
@@ -215,16 +242,21 @@ class PretrainedEncoderGenerator(nn.Module):
   train_encoder: bool = True  # False: no gradient through the encoder (frozen: 2.8x faster steps on CPU).
   colour_head: str = "regression"  # 'bins': a,b from a distribution over bins, predicted at half resolution.
   temperature: float = 1.0  # The bins head's annealed-mean temperature.
+  hints: bool = False  # True: the hint channels join every decoder level's skip (pooled to its size).
 
   @nn.compact
-  def __call__(self, gray, train: bool = True, with_logits: bool = False):
+  def __call__(self, gray, train: bool = True, with_logits: bool = False, hints=None):
     _check_divisible(gray.shape, ENCODER_STRIDE, "PretrainedEncoderGenerator (EfficientNet-Lite0's stride)")
     lightness = color.denormalize_lightness(gray.astype(jnp.float32))
     features = efficientnet.EfficientNetLite0(self.dtype, name="encoder")(efficientnet.as_gray_rgb(lightness), True)
     if not self.train_encoder:
       features = jax.lax.stop_gradient(features)
     widths = [self.base_width * min(2**level, 8) for level in range(5)]  # Full resolution, stride 2, ..., 16.
-    levels = list(zip(reversed(widths), reversed([gray, *features[:-1]]), strict=True))
+    skips = [gray, *features[:-1]]
+    if self.hints:  # The encoder keeps its ImageNet input; the decoder sees the hints at every level.
+      with_hints = _with_hints(self, gray, hints)[..., 1:]
+      skips = [jnp.concatenate([s, _pooled(with_hints, 2**i).astype(s.dtype)], -1) for i, s in enumerate(skips)]
+    levels = list(zip(reversed(widths), reversed(skips), strict=True))
     if self.colour_head == "bins":
       levels = levels[:-1]  # Colour at half resolution (Zhang et al.: a quarter), resized with L kept at full.
     x = features[-1]
@@ -298,6 +330,7 @@ class Pix2PixGenerator(nn.Module):
   bn_momentum: float = 0.9
   axis_name: str | None = None
   dtype: Dtype = jnp.float32
+  hints: bool = False  # True: the user's colour hints (`colorize.hints`) enter beside L.
 
   def _upsample_conv(self, features: int, use_bias: bool):
     if self.upsample == "transpose":
@@ -308,12 +341,12 @@ class Pix2PixGenerator(nn.Module):
     raise ValueError(f"model.upsample={self.upsample!r} is unknown; use 'nearest' or 'transpose'.")
 
   @nn.compact
-  def __call__(self, gray, train: bool = True):
+  def __call__(self, gray, train: bool = True, hints=None):
     _check_divisible(gray.shape, 2**self.depth, f"Pix2PixGenerator (model.depth={self.depth})")
     if self.output not in ("lab", "ab"):
       raise ValueError(f"model.output={self.output!r} is unknown; use 'lab' or 'ab'.")
     widths = [self.base_width * min(2**i, 8) for i in range(self.depth)]
-    x, skips = gray.astype(self.dtype), []
+    x, skips = _with_hints(self, gray, hints).astype(self.dtype), []
     for i, width in enumerate(widths):
       if i > 0:
         x = nn.leaky_relu(x, 0.2)
@@ -419,6 +452,8 @@ def create_models(model_config, dtype: str = "float32", axis_name: str | None = 
   options = dict(base_width=model_config.base_width, output=model_config.output, upsample=model_config.upsample)
   if model_config.colour_head == "bins":
     options |= dict(colour_head="bins", temperature=model_config.temperature)
+  if model_config.hints:
+    options |= dict(hints=True)
   if model_config.encoder == "efficientnet_lite0":
     generator = PretrainedEncoderGenerator(**options, **common)
   else:

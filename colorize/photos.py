@@ -32,6 +32,7 @@ class Photo:
   rgb: np.ndarray  # uint8 [H, W, 3], sRGB, upright.
   alpha: np.ndarray | None  # uint8 [H, W] or None.
   bits: int = 8  # Bits per channel of the file (16 and 32 are reduced to 8 in `rgb`).
+  hints: np.ndarray | None = None  # The user's colour points, float32 [N, 5] (`hints.user_points`).
 
 
 # ----------------------------------------------------------------------------- inputs

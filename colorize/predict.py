@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from colorize import color
+from colorize import hints as hints_lib
 from colorize import inference
 from colorize import models
 from colorize import photos
@@ -69,11 +70,26 @@ def network_shape(height: int, width: int, size: int, multiple: int, max_aspect:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def predict_ab(generator, variables, lightness_batch):
-  """L in [0, 100], [B, h, w] -> predicted a,b in Lab units, [B, h, w, 2] (eval mode)."""
+def predict_ab(generator, variables, lightness_batch, hint_batch=None):
+  """L in [0, 100], [B, h, w] (and hint channels [B, h, w, 3]) -> predicted a,b in Lab units,
+  [B, h, w, 2] (eval mode)."""
   gray = color.normalize_lightness(lightness_batch)[..., None]
-  lab = generator.apply(variables, gray, train=False)
+  lab = generator.apply(variables, gray, train=False, **({} if hint_batch is None else {"hints": hint_batch}))
   return color.denormalize_lab(lab)[..., 1:].astype(jnp.float32)
+
+
+def hint_channels(group: list, planes: list, height: int, width: int) -> np.ndarray | None:
+  """The group's hint channels at the network's size (photos without hints: none), or None when
+  no photo has any."""
+  if all(photo.hints is None for photo in group):
+    return None
+  empty = np.zeros((0, 5), np.float32)
+  return np.stack(
+    [
+      hints_lib.for_network(empty if photo.hints is None else photo.hints, plane.shape, (height, width))
+      for photo, plane in zip(group, planes, strict=True)
+    ]
+  )
 
 
 def colorize_group(generator, variables, group: list, size: int, multiple: int) -> list:
@@ -81,7 +97,7 @@ def colorize_group(generator, variables, group: list, size: int, multiple: int) 
   planes = [lightness(photo.rgb) for photo in group]
   height, width = network_shape(*planes[0].shape, size, multiple)
   small = np.stack([resize_plane(plane, height, width) for plane in planes])
-  ab_small = np.asarray(predict_ab(generator, variables, small))
+  ab_small = np.asarray(predict_ab(generator, variables, small, hint_channels(group, planes, height, width)))
   results = []
   for photo, plane, ab in zip(group, planes, ab_small, strict=True):
     full_h, full_w = plane.shape
@@ -146,6 +162,23 @@ def _decoded(jobs: list, max_pixels: int, report) -> Iterator[photos.Photo]:
       futures[i] = None  # Drop the decoded pixels once consumed.
 
 
+def _with_hints(decoded: Iterator[photos.Photo], hints: str, report) -> Iterator[photos.Photo]:
+  """Photos with their hint file's points (`--hints`); a photo whose hint file is bad is reported
+  and dropped (nothing is written for it)."""
+  for photo in decoded:
+    path = hints_lib.hint_file_for(hints, photo.source)
+    if path is None:
+      yield photo
+      continue
+    try:
+      points = hints_lib.read_points(path)
+      photo.hints = hints_lib.user_points(points, *photo.rgb.shape[:2], source=path)
+    except hints_lib.BadHints as error:
+      report(photo.source, str(error))
+      continue
+    yield photo
+
+
 def _groups(decoded: Iterator[photos.Photo], batch_size: int, size: int, multiple: int) -> Iterator[list]:
   """Consecutive photos batched by network shape, up to `batch_size` photos and a pixel budget."""
   pending, pixels = {}, 0
@@ -164,9 +197,19 @@ def _groups(decoded: Iterator[photos.Photo], batch_size: int, size: int, multipl
 
 
 def colorize_photos(
-  generator, variables, jobs: list, *, size: int, multiple: int, batch_size: int, max_pixels: int, image_format: str
+  generator,
+  variables,
+  jobs: list,
+  *,
+  size: int,
+  multiple: int,
+  batch_size: int,
+  max_pixels: int,
+  image_format: str,
+  hints: str = "",
 ) -> Summary:
-  """Colorizes every (source, target) job; prints one line per failed photo."""
+  """Colorizes every (source, target) job, with the points of its `hints` file if it has one;
+  prints one line per failed photo."""
   summary, progress = Summary(), ProgressLine(len(jobs))
 
   def report(source, reason):
@@ -174,7 +217,8 @@ def colorize_photos(
     progress.say(f"FAILED {source}: {reason}")
     progress.advance(written=False)
 
-  for group in _groups(_decoded(jobs, max_pixels, report), batch_size, size, multiple):
+  decoded = _with_hints(_decoded(jobs, max_pixels, report), hints, report)
+  for group in _groups(decoded, batch_size, size, multiple):
     for photo, result in zip(group, colorize_group(generator, variables, group, size, multiple), strict=True):
       try:
         photos.save_image(result, photo.target, image_format)
@@ -203,6 +247,22 @@ def plan_jobs(found: list, output_dir: str, image_format: str, overwrite: bool):
   return jobs, skipped
 
 
+def check_hints(hints: str, config, num_photos: int) -> None:
+  """Refuses a --hints that cannot apply: missing, a file for several photos, or a model without hints."""
+  if not hints:
+    return
+  if not os.path.exists(hints):
+    raise UsageError(f"--hints={hints} does not exist: pass a JSON file (one photo) or a folder of <photo name>.json.")
+  if os.path.isfile(hints) and num_photos > 1:
+    raise UsageError(
+      f"--hints={hints} is one file for {num_photos} photos: pass a folder of <photo name>.json files instead."
+    )
+  if not config.model.hints:
+    raise UsageError(
+      "--hints needs a generator trained with hints (config.model.hints=True); this one colours automatically."
+    )
+
+
 def run(
   config,
   workdir: str,
@@ -215,6 +275,7 @@ def run(
   size: int = 0,
   batch_size: int = 8,
   max_pixels: int = 200_000_000,
+  hints: str = "",
 ) -> int:
   """The colorize mode. Returns the exit status: 0 all done, 1 some photos failed."""
   if not input_pattern or not output_dir:
@@ -226,6 +287,7 @@ def run(
   found = photos.find_photos(input_pattern, recursive)
   if not found:
     raise UsageError(f"no photos ({', '.join(photos.PHOTO_EXTENSIONS)}) found at --input={input_pattern}.")
+  check_hints(hints, config, len(found))
   run_setup.make_writable_folder(output_dir, "--output")
   jobs, skipped = plan_jobs(found, output_dir, image_format, overwrite)
   generator, variables, step = inference.load_generator(config, workdir)
@@ -240,6 +302,7 @@ def run(
     batch_size=batch_size,
     max_pixels=max_pixels,
     image_format=image_format,
+    hints=hints,
   )
   summary.skipped += skipped
   print(

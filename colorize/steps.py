@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 
 from colorize import color
 from colorize import colour_bins
+from colorize import hints as hints_lib
 from colorize import losses
 from colorize import metrics as metrics_lib
 from colorize import models
@@ -112,7 +113,21 @@ def check_model_config(config) -> None:
     raise ValueError(
       "config.loss.bins_weight=0 with loss.bins_regression=False gives the bins head no colour loss: set either."
     )
+  if config.model.hints:
+    check_hint_simulation(config.hints, config.image_size)
   models.check_model_options(config.model)
+
+
+def check_hint_simulation(hint_config, image_size: int) -> None:
+  """Refuses simulated-hint settings that draw nothing sensible."""
+  if not 0.0 < hint_config.geometric_p <= 1.0:
+    raise ValueError(f"config.hints.geometric_p={hint_config.geometric_p} must be in (0, 1] (Zhang et al.: 0.125).")
+  if not 0.0 <= hint_config.none_fraction <= 1.0:
+    raise ValueError(f"config.hints.none_fraction={hint_config.none_fraction} must be in [0, 1].")
+  if hint_config.max_points < 1:
+    raise ValueError(f"config.hints.max_points={hint_config.max_points} must be 1 or more.")
+  if not 1 <= hint_config.max_size <= image_size:
+    raise ValueError(f"config.hints.max_size={hint_config.max_size} must be in 1..config.image_size={image_size}.")
 
 
 def check_learning_rates(optim) -> None:
@@ -262,9 +277,9 @@ def _has_bins(generator) -> bool:
   return getattr(generator, "colour_head", "regression") == "bins"
 
 
-def generator_forward(generator, g: NetworkState, gray, rng):
+def generator_forward(generator, g: NetworkState, gray, rng, hints=None):
   """G's outputs in train mode, (fake Lab, bin logits or None), and the pullback from their
-  loss gradients to d(loss)/d(G's parameters).
+  loss gradients to d(loss)/d(G's parameters). `hints`: the hint channels of a hints generator.
 
   A bins head trains on its distribution's mean (temperature 1): `model.temperature` is the
   colour inference writes, not what the regression term reads."""
@@ -274,6 +289,8 @@ def generator_forward(generator, g: NetworkState, gray, rng):
   def forward(params):
     variables = {"params": params, "batch_stats": g.batch_stats}
     options = dict(train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
+    if hints is not None:
+      options["hints"] = hints
     if bins:
       outputs, updates = generator.apply(variables, gray, with_logits=True, **options)
     else:
@@ -391,7 +408,8 @@ def train_step(
   g, d = state.generator, state.discriminator
   g_rate, d_rate = optimizers.g_schedule(state.step), optimizers.d_schedule(state.step)
   g_dropout_rng = jax.random.fold_in(rng, 1000)  # The pix2pix U-Net has dropout; the paper's has none.
-  forward = generator_forward(generator, g, gray, g_dropout_rng)
+  hints = training_hints(config, jax.random.fold_in(rng, 2000), real) if config.model.hints else None
+  forward = generator_forward(generator, g, gray, g_dropout_rng, hints)
   metrics = {}
   if config.adversarial:
     d_rng = jax.random.fold_in(rng, 0)
@@ -399,7 +417,7 @@ def train_step(
     d, metrics = discriminator_update(config, discriminator, optimizers.make(d_rate), d, gray, real, fake, d_rng)
   for i in range(config.generator_steps_per_batch):
     if i > 0:
-      forward = generator_forward(generator, g, gray, jax.random.fold_in(g_dropout_rng, i))
+      forward = generator_forward(generator, g, gray, jax.random.fold_in(g_dropout_rng, i), hints)
     g_rng = jax.random.fold_in(rng, i + 1)
     loss_of_outputs = functools.partial(
       generator_loss, config, discriminator, d, gray, real, rng=g_rng, colour_weights=colour_weights
@@ -414,6 +432,13 @@ def train_step(
   if config.skip_nonfinite:
     new_state, metrics["nonfinite_skipped"] = _keep_old_if_nonfinite(state, new_state, metrics)
   return new_state, metrics
+
+
+def training_hints(config, rng, real):
+  """Simulated hint channels for this device's photos (normalised Lab [b, S, S, 3]), each drawn
+  from (rng, the photo's place in the global batch): the same hints on any number of devices."""
+  keys = models.per_example_keys(rng, real.shape[0], AXIS)
+  return hints_lib.simulate_batch(keys, real, config.hints)
 
 
 def _moving_average(decay: float, state: TrainState, g: NetworkState):

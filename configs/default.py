@@ -73,6 +73,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Needs output='ab'; set --colorize_temperature to colour at another one.
   config.model.colour_head = "regression"
   config.model.temperature = 1.0
+  # True: three more input channels carry the user's colour hints (a, b and a mask: Zhang et al. 2017);
+  # training draws them from the real photos as `config.hints` says. Without hints G colours automatically.
+  config.model.hints = False
   config.model.upsample = "nearest"  # Decoder upsampling: 'nearest' (resize + 2x2 conv) | 'transpose'.
   config.model.bn_momentum = 0.9  # BatchNorm running-average momentum (PyTorch's 0.1).
   config.model.disc_base_width = 64  # Discriminator channels of the first unit.
@@ -81,6 +84,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.disc_units = 4
   config.model.disc_dropout = 0.2  # Dropout after every unit of the paper's discriminator.
   config.model.disc_norm = "batch"  # Paper discriminator: 'batch' (paper) | 'spectral' (Miyato et al. 2018).
+
+  # Simulated hints while training a model.hints generator (Zhang et al. 2017): per photo a number of
+  # points P(n) = (1 - p)^n p, none at all for a further share, each the mean a,b of a square patch
+  # 1 to max_size pixels wide at a uniformly random place (seeded by the step and the photo's place).
+  config.hints = ml_collections.ConfigDict()
+  config.hints.geometric_p = 0.125
+  config.hints.none_fraction = 0.25
+  config.hints.max_points = 32
+  config.hints.max_size = 9
 
   # --- Optimiser ---------------------------------------------------------------------------
   config.optim = ml_collections.ConfigDict()

@@ -1,0 +1,191 @@
+"""User colour hints (Zhang et al. 2017, "Real-Time User-Guided Image Colorization"): points of
+known a,b given to the generator beside L.
+
+A hint is a square patch: its top-left pixel, its side and one a,b colour. The generator sees
+three extra channels: a/110 and b/110 over the hinted pixels and a mask of them, zero elsewhere
+(where patches overlap, the later point wins). Training draws hints from the real photo: per
+photo a geometric number of points (often none), each the mean a,b of a patch 1 to
+`max_size` pixels square at a random place. Users give points in their photo's own pixels
+(`from_user_points`), which are mapped onto the generator's smaller input.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from colorize import color
+
+CHANNELS = 3  # a, b, mask.
+_POINT_KEYS = {"x", "y", "rgb", "size"}
+DEFAULT_SIZE = 3  # A point's side in the generator's input pixels when the user gives no size.
+
+
+# ----------------------------------------------------------------------------- the encoding
+
+
+def _covers(tops, lefts, sizes, height: int, width: int):
+  """[K, H, W] bool: whether each point's patch covers each pixel."""
+  rows, cols = jnp.arange(height), jnp.arange(width)
+  in_rows = (rows[None, :] >= tops[:, None]) & (rows[None, :] < (tops + sizes)[:, None])
+  in_cols = (cols[None, :] >= lefts[:, None]) & (cols[None, :] < (lefts + sizes)[:, None])
+  return in_rows[:, :, None] & in_cols[:, None, :]
+
+
+def encode(tops, lefts, sizes, ab, valid, height: int, width: int):
+  """Points (int [K] each; a,b in Lab units [K, 2]; valid bool [K]) -> hint channels [H, W, 3].
+
+  Channels: a/110, b/110 (the network's scale) where a point's patch lies, and 1 in the mask
+  there; zeros elsewhere. A later point overwrites an earlier one where they overlap.
+  """
+  covers = _covers(tops, lefts, sizes, height, width) & valid[:, None, None]
+  order = jnp.arange(1, covers.shape[0] + 1)[:, None, None]
+  last = jnp.max(jnp.where(covers, order, 0), axis=0)  # 1 + index of the last covering point, 0: none.
+  hinted = last > 0
+  colour = jnp.asarray(ab, jnp.float32)[jnp.maximum(last - 1, 0)] / color.LAB_SCALE[1]
+  return jnp.concatenate([jnp.where(hinted[..., None], colour, 0.0), hinted[..., None]], axis=-1).astype(jnp.float32)
+
+
+def none(height: int, width: int, batch: int | None = None):
+  """Hint channels with no point: the automatic mode."""
+  shape = (height, width, CHANNELS) if batch is None else (batch, height, width, CHANNELS)
+  return jnp.zeros(shape, jnp.float32)
+
+
+# ----------------------------------------------------------------------------- simulated hints
+
+
+def patch_means(ab, tops, lefts, sizes):
+  """Mean a,b [K, 2] of each point's patch of `ab` [H, W, 2]."""
+  covers = _covers(tops, lefts, sizes, *ab.shape[:2]).astype(ab.dtype)
+  return jnp.einsum("khw,hwc->kc", covers, ab) / (sizes.astype(ab.dtype) ** 2)[:, None]
+
+
+def simulated_points(key, height: int, width: int, count, max_points: int, max_size: int):
+  """`count` (int scalar, at most `max_points`) random patches 1 to `max_size` px square:
+  (tops, lefts, sizes, valid), each [max_points]."""
+  size_key, top_key, left_key = jax.random.split(key, 3)
+  sizes = jax.random.randint(size_key, (max_points,), 1, max_size + 1)
+  tops = jax.random.randint(top_key, (max_points,), 0, height - sizes + 1)
+  lefts = jax.random.randint(left_key, (max_points,), 0, width - sizes + 1)
+  return tops, lefts, sizes, jnp.arange(max_points) < count
+
+
+def training_count(key, p: float, none_fraction: float, max_points: int):
+  """How many points one training photo gets: geometric, P(n) = (1 - p)^n p (Zhang et al. 2017:
+  p = 1/8), and none at all for a further `none_fraction` of photos; at most `max_points`."""
+  count_key, none_key = jax.random.split(key)
+  uniform = jax.random.uniform(count_key, minval=jnp.finfo(jnp.float32).tiny)
+  count = jnp.floor(jnp.log(uniform) / jnp.log1p(-p)).astype(jnp.int32)
+  count = jnp.where(jax.random.uniform(none_key) < none_fraction, 0, count)
+  return jnp.minimum(count, max_points)
+
+
+def simulate(key, ab, hint_config, count=None):
+  """Hint channels [H, W, 3] drawn from the real a,b [H, W, 2] (Lab units) of one photo:
+  `count` points, or a training draw (`training_count`) when None."""
+  count_key, place_key = jax.random.split(key)
+  if count is None:
+    count = training_count(count_key, hint_config.geometric_p, hint_config.none_fraction, hint_config.max_points)
+  height, width = ab.shape[:2]
+  tops, lefts, sizes, valid = simulated_points(
+    place_key, height, width, count, hint_config.max_points, hint_config.max_size
+  )
+  return encode(tops, lefts, sizes, patch_means(ab, tops, lefts, sizes), valid, height, width)
+
+
+def simulate_batch(keys, lab_normalized, hint_config):
+  """Training hints [B, H, W, 3] for a batch of normalised Lab [B, H, W, 3], one key per photo."""
+  ab = lab_normalized[..., 1:].astype(jnp.float32) * color.LAB_SCALE[1]
+  return jax.vmap(lambda key, photo_ab: simulate(key, photo_ab, hint_config))(keys, ab)
+
+
+# ----------------------------------------------------------------------------- the user's points
+
+
+class BadHints(ValueError):
+  """A hint file that cannot be used; the message names the file and the point."""
+
+
+def read_points(path: str) -> list:
+  """A hint file -> its points as dicts, checked for keys and types (not yet against a photo)."""
+  try:
+    with open(path) as f:
+      points = json.load(f)
+  except (OSError, UnicodeDecodeError) as error:
+    raise BadHints(f"{path}: cannot read it ({error})") from None
+  except json.JSONDecodeError as error:
+    raise BadHints(f"{path}: not JSON ({error.msg} at line {error.lineno}); see docs/hints.md for the format") from None
+  if not isinstance(points, list):
+    raise BadHints(f'{path}: must hold a list of points such as [{{"x": 120, "y": 45, "rgb": [200, 30, 40]}}]')
+  for number, point in enumerate(points, 1):
+    _check_point(path, number, point)
+  return points
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_point(path: str, number: int, point) -> None:
+  where = f"{path}: point {number}"
+  if not isinstance(point, dict):
+    raise BadHints(f'{where} is not an object like {{"x": 120, "y": 45, "rgb": [200, 30, 40]}}')
+  if unknown := sorted(set(point) - _POINT_KEYS):
+    raise BadHints(f"{where} has unknown key(s) {', '.join(unknown)}; use x, y, rgb and optionally size")
+  if missing := sorted({"x", "y", "rgb"} - set(point)):
+    raise BadHints(f"{where} lacks {', '.join(missing)}")
+  if not (_is_int(point["x"]) and _is_int(point["y"])):
+    raise BadHints(f"{where}: x and y must be whole pixel numbers, not {point['x']!r}, {point['y']!r}")
+  rgb = point["rgb"]
+  if not (isinstance(rgb, list) and len(rgb) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in rgb)):
+    raise BadHints(f"{where}: rgb must be three whole numbers in 0..255, not {rgb!r}")
+  if "size" in point and not (_is_int(point["size"]) and point["size"] >= 1):
+    raise BadHints(f"{where}: size must be a whole number of pixels >= 1, not {point['size']!r}")
+
+
+def user_points(points: list, height: int, width: int, source: str = "hints") -> np.ndarray:
+  """Checked points -> float32 [N, 5]: x, y, size (0: the default), a, b, in the photo's pixels.
+
+  Raises BadHints for a point outside the photo (`height` x `width`)."""
+  rows = []
+  for number, point in enumerate(points, 1):
+    if not (0 <= point["x"] < width and 0 <= point["y"] < height):
+      raise BadHints(
+        f"{source}: point {number} at x={point['x']}, y={point['y']} lies outside the photo ({width}x{height} px)"
+      )
+    a, b = np.asarray(color.rgb_to_lab(np.asarray(point["rgb"], np.float32) / 255.0, np))[1:]
+    rows.append([point["x"], point["y"], point.get("size", 0), a, b])
+  return np.asarray(rows, np.float32).reshape(-1, 5)
+
+
+def hint_file_for(hints: str, photo_path: str) -> str | None:
+  """The hint file of a photo: `hints` itself when it is a file, else `hints/<photo stem>.json` if present."""
+  if not hints:
+    return None
+  if os.path.isfile(hints):
+    return hints
+  path = os.path.join(hints, os.path.splitext(os.path.basename(photo_path))[0] + ".json")
+  return path if os.path.isfile(path) else None
+
+
+def for_network(points: np.ndarray, photo_shape: tuple, network_shape: tuple) -> np.ndarray:
+  """Hint channels [h, w, 3] for the generator's input (h, w) from points [N, 5] in photo pixels.
+
+  A point's patch is centred on its pixel; its side scales with the photo (at least one input
+  pixel; `DEFAULT_SIZE` input pixels when the point gives none)."""
+  (photo_h, photo_w), (height, width) = photo_shape, network_shape
+  if len(points) == 0:
+    return np.zeros((height, width, CHANNELS), np.float32)
+  x, y, size, a, b = np.asarray(points, np.float64).T
+  scale_y, scale_x = height / photo_h, width / photo_w
+  sizes = np.where(size > 0, np.maximum(1, np.round(size * min(scale_y, scale_x))), DEFAULT_SIZE).astype(np.int32)
+  sizes = np.minimum(sizes, min(height, width))
+  centre_y = np.floor((y + 0.5) * scale_y).astype(np.int32)
+  centre_x = np.floor((x + 0.5) * scale_x).astype(np.int32)
+  tops = np.clip(centre_y - sizes // 2, 0, height - sizes)
+  lefts = np.clip(centre_x - sizes // 2, 0, width - sizes)
+  ab = np.stack([a, b], axis=-1)
+  return np.asarray(encode(tops, lefts, sizes, ab, np.ones(len(points), bool), height, width))

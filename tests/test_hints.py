@@ -1,0 +1,192 @@
+"""User colour hints: their encoding, the simulated training hints, hint files, and the generators."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from colorize import color
+from colorize import hints
+from colorize import models
+from colorize import steps
+from tests.conftest import tiny_config
+from tests.test_steps import smooth_colour_images
+from tests.test_steps import steps_on_fixed_batch
+
+
+def painted(points, height, width):
+  """The hint channels painted point by point with slices (the later point on top)."""
+  out = np.zeros((height, width, 3), np.float32)
+  for top, left, size, a, b in points:
+    out[top : top + size, left : left + size] = [a / 110.0, b / 110.0, 1.0]
+  return out
+
+
+def test_the_encoding_is_the_patches_painted_in_order_pixel_by_pixel():
+  points = [(0, 0, 3, 40.0, -20.0), (2, 1, 4, -60.0, 10.0), (10, 12, 1, 5.0, 70.0), (5, 12, 9, 0.0, 0.0)]
+  tops, lefts, sizes, a, b = map(np.asarray, zip(*points, strict=True))
+  valid = np.ones(len(points), bool)
+  encoded = np.asarray(hints.encode(tops, lefts, sizes, np.stack([a, b], -1), valid, 16, 20))
+  np.testing.assert_allclose(encoded, painted(points, 16, 20), atol=1e-7)
+  # A point that is not valid leaves no trace; no point at all is the automatic mode's zeros.
+  valid[1] = False
+  encoded = np.asarray(hints.encode(tops, lefts, sizes, np.stack([a, b], -1), valid, 16, 20))
+  np.testing.assert_allclose(encoded, painted([points[i] for i in (0, 2, 3)], 16, 20), atol=1e-7)
+  assert not np.asarray(hints.encode(tops, lefts, sizes, np.stack([a, b], -1), valid & False, 16, 20)).any()
+
+
+def test_a_simulated_point_is_its_patchs_mean_colour_and_the_count_is_asked_for():
+  rng = np.random.default_rng(0)
+  ab = rng.uniform(-80, 80, (24, 20, 2)).astype(np.float32)
+  config = tiny_config().hints
+  for count in (0, 1, 5):
+    key = jax.random.key(count)
+    encoded = np.asarray(hints.simulate(key, jnp.asarray(ab), config, count=count))
+    tops, lefts, sizes, valid = (
+      np.asarray(x)
+      for x in hints.simulated_points(jax.random.split(key)[1], 24, 20, count, config.max_points, config.max_size)
+    )
+    assert valid.sum() == count and (sizes >= 1).all() and (sizes <= config.max_size).all()
+    assert (tops + sizes <= 24).all() and (lefts + sizes <= 20).all()
+    means = [ab[t : t + s, x : x + s].reshape(-1, 2).mean(0) for t, x, s in zip(tops, lefts, sizes, strict=True)]
+    expected = painted(
+      [(t, x, s, *m) for t, x, s, m, v in zip(tops, lefts, sizes, means, valid, strict=True) if v], 24, 20
+    )
+    np.testing.assert_allclose(encoded, expected, atol=1e-5)
+
+
+def test_training_counts_are_geometric_with_an_extra_share_of_none():
+  keys = jax.random.split(jax.random.key(1), 20_000)
+  counts = np.asarray(jax.vmap(lambda k: hints.training_count(k, 0.125, 0.25, 32))(keys))
+  assert counts.min() == 0 and counts.max() == 32
+  assert (counts == 0).mean() == pytest.approx(0.25 + 0.75 * 0.125, abs=0.01)
+  # Among photos that were not chosen for none, P(n = k) = (1 - p)^k p: mean (1 - p) / p = 7 (less the cap).
+  expected_mean = 0.75 * sum(min(k, 32) * 0.875**k * 0.125 for k in range(400))
+  assert counts.mean() == pytest.approx(expected_mean, rel=0.03)
+
+
+def write_json(path, content):
+  path.write_text(content if isinstance(content, str) else json.dumps(content))
+  return str(path)
+
+
+def test_a_users_point_is_centred_on_its_pixel_in_the_generators_smaller_input(tmp_path):
+  path = write_json(
+    tmp_path / "p.json", [{"x": 150, "y": 20, "rgb": [200, 30, 40], "size": 20}, {"x": 0, "y": 99, "rgb": [0, 0, 255]}]
+  )
+  points = hints.user_points(hints.read_points(path), height=100, width=200)
+  encoded = hints.for_network(points, (100, 200), (32, 64))  # A third of the photo's size.
+  red = np.asarray(color.rgb_to_lab(np.array([200, 30, 40]) / 255.0, np))[1:] / 110.0
+  blue = np.asarray(color.rgb_to_lab(np.array([0, 0, 255]) / 255.0, np))[1:] / 110.0
+  # x = 150 -> column 48 of 64, y = 20 -> row 6; 20 px -> 6 input pixels, centred: rows 3..8, columns 45..50.
+  expected = np.zeros((32, 64, 3), np.float32)
+  expected[3:9, 45:51] = [*red, 1.0]
+  expected[29:32, 0:3] = [*blue, 1.0]  # The default size, kept inside the input at the corner.
+  np.testing.assert_allclose(encoded, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+  "content, message",
+  [
+    ("[{'x': 1}]", "not JSON"),
+    ({"x": 1, "y": 2, "rgb": [1, 2, 3]}, "must hold a list of points"),
+    (
+      [{"x": 1, "y": 2, "rgb": [1, 2, 3]}, {"x": 1, "y": 2, "rgb": [1, 2, 3], "colour": "red"}],
+      "point 2 has unknown key(s) colour",
+    ),
+    ([{"x": 1, "rgb": [1, 2, 3]}], "point 1 lacks y"),
+    ([{"x": 1.5, "y": 2, "rgb": [1, 2, 3]}], "point 1: x and y must be whole pixel numbers"),
+    ([{"x": 1, "y": 2, "rgb": [1, 2, 300]}], "point 1: rgb must be three whole numbers in 0..255"),
+    ([{"x": 1, "y": 2, "rgb": [1, 2]}], "point 1: rgb must be three whole numbers in 0..255"),
+    ([{"x": 1, "y": 2, "rgb": [1, 2, 3], "size": 0}], "point 1: size must be a whole number of pixels >= 1"),
+    (
+      [{"x": 1, "y": 2, "rgb": [1, 2, 3]}, {"x": 200, "y": 2, "rgb": [1, 2, 3]}],
+      "point 2 at x=200, y=2 lies outside the photo (200x100 px)",
+    ),
+    ([{"x": 1, "y": -1, "rgb": [1, 2, 3]}], "point 1 at x=1, y=-1 lies outside the photo"),
+  ],
+)
+def test_a_bad_hint_file_is_one_line_naming_the_file_and_the_point(tmp_path, content, message):
+  path = write_json(tmp_path / "bad.json", content)
+  with pytest.raises(hints.BadHints) as raised:
+    hints.user_points(hints.read_points(path), height=100, width=200, source=path)
+  text = str(raised.value)
+  assert text.startswith(path) and message in text and "\n" not in text, text
+
+
+@pytest.mark.parametrize("generator", ["paper", "pix2pix"])
+def test_a_hints_generator_without_hints_is_automatic_and_hints_change_its_colour(generator):
+  config = tiny_config()
+  config.model.generator = generator
+  config.model.hints = True
+  if generator == "pix2pix":
+    config.model.depth, config.image_size = 4, 16
+  model, _ = models.create_models(config.model)
+  gray = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 1)), jnp.float32)
+  variables = model.init(jax.random.key(0), gray, train=False)
+  assert (
+    variables["params"]["ConvNormAct_0" if generator == "paper" else "Conv_0"][
+      "Conv_0" if generator == "paper" else "kernel"
+    ]
+    is not None
+  )
+  automatic = model.apply(variables, gray, train=False)
+  np.testing.assert_array_equal(automatic, model.apply(variables, gray, train=False, hints=hints.none(16, 16, 2)))
+  one_point = hints.encode(
+    np.array([4]), np.array([4]), np.array([3]), np.array([[60.0, 60.0]]), np.array([True]), 16, 16
+  )
+  hinted = model.apply(variables, gray, train=False, hints=jnp.stack([one_point, hints.none(16, 16)]))
+  assert not np.allclose(hinted[0], automatic[0])
+  np.testing.assert_allclose(hinted[1], automatic[1], atol=1e-6)  # Each photo sees its own hints only.
+  plain, _ = models.create_models(tiny_config().model)
+  with pytest.raises(ValueError, match="has no hint channels"):
+    plain.apply(plain.init(jax.random.key(0), gray, train=False), gray, train=False, hints=hints.none(16, 16, 2))
+
+
+def test_the_pretrained_decoder_sees_the_hints_at_every_level():
+  config = tiny_config()
+  config.model.encoder, config.model.output, config.model.base_width, config.image_size = (
+    "efficientnet_lite0",
+    "ab",
+    4,
+    32,
+  )
+  config.model.hints = True
+  model, _ = models.create_models(config.model)
+  gray = jnp.zeros((1, 32, 32, 1), jnp.float32)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), gray, train=False))
+  units = sorted(name for name in variables["params"] if name.startswith("DecoderUnit"))
+  # Each decoder unit's first conv reads (upsampled features + skip + 3 hint channels).
+  plain_config = tiny_config()
+  plain_config.model.encoder, plain_config.model.output, plain_config.model.base_width = "efficientnet_lite0", "ab", 4
+  plain, _ = models.create_models(plain_config.model)
+  plain_variables = jax.eval_shape(lambda: plain.init(jax.random.key(0), gray, train=False))
+  for unit in units:
+    with_hints = jax.tree.leaves(variables["params"][unit])
+    without = jax.tree.leaves(plain_variables["params"][unit])
+    assert sum(x.size for x in with_hints) > sum(x.size for x in without), unit
+
+
+def test_training_with_hints_draws_them_per_photo_and_learns():
+  config = tiny_config()
+  config.model.hints = True
+  config.adversarial = False
+  config.optim.g_learning_rate = 1e-2
+  _, _, history = steps_on_fixed_batch(config, 6)
+  l1 = [float(m["g_loss_l1"]) for m in history]
+  assert np.isfinite(l1).all() and l1[-1] < l1[0], l1
+  # The draws are a function of the photo's place in the global batch: 1 device of 4 photos and
+  # 4 devices of 1 (vmap stands in for the mesh axis) draw the same hints.
+  real = jnp.asarray(color.uint8_rgb_to_normalized_lab(smooth_colour_images(4, 16)))
+
+  def draw(rng, devices):
+    per_device = real.reshape(devices, 4 // devices, *real.shape[1:])
+    drawn = jax.vmap(lambda r: steps.training_hints(config, rng, r), axis_name=steps.AXIS)(per_device)
+    return np.asarray(drawn).reshape(real.shape)
+
+  one_device = draw(jax.random.key(0), 1)
+  np.testing.assert_array_equal(one_device, draw(jax.random.key(0), 4))
+  assert not np.array_equal(one_device, draw(jax.random.key(1), 1))
+  assert len({one_device[i].tobytes() for i in range(4)}) > 1  # Each photo its own draw.
