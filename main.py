@@ -8,6 +8,7 @@ One example per mode:
   python main.py --workdir=runs/demo --mode=turing --output=PAGE    # real-or-fake web page
   python main.py --mode=compare --runs=runs/a,runs/b --output=CMP   # runs side by side
   python main.py --mode=export --workdir=runs/demo --output=BUNDLE   # the generator as a folder for --weights
+  python main.py --mode=app                                         # a web page to colour photos with hints
 
 Any config field can be set on the command line: --config.FIELD=VALUE, e.g.
   python main.py --config=configs/places365.py --config.batch_size=32 --config.model.depth=4
@@ -39,7 +40,7 @@ flags.DEFINE_string(
 flags.DEFINE_enum(
   "mode",
   "train",
-  ["train", "evaluate", "colorize", "turing", "compare", "export"],
+  ["train", "evaluate", "colorize", "turing", "compare", "export", "app"],
   "train: train or resume; evaluate: metrics + report; colorize: colour photos; turing: real-or-fake web page; "
   "compare: runs side by side; export: a run's generator as a folder for --weights.",
 )
@@ -71,6 +72,8 @@ flags.DEFINE_float(
   "colorize, evaluate, turing: colour of a bins-head generator at this annealed-mean temperature "
   "(1: the mean; lower: more vivid; Zhang et al.: 0.38); default its model.temperature.",
 )
+flags.DEFINE_integer("port", 8000, "app: the port of the local web page.")
+flags.DEFINE_string("host", "127.0.0.1", "app: the address to listen on (0.0.0.0: every network, unprotected).")
 flags.DEFINE_integer("turing_pairs", 20, "turing: real/colorized pairs of validation images.")
 flags.DEFINE_float("turing_seconds", 0.0, "turing: time limit per pair in seconds; 0 = none.")
 flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (SLURM etc. need nothing).")
@@ -87,7 +90,7 @@ def resolved_run():
   from colorize import steps
 
   config_path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
-  if FLAGS.mode in ("colorize", "evaluate", "turing") and (FLAGS.weights or not (FLAGS.workdir or FLAGS.config)):
+  if FLAGS.mode in BUNDLE_MODES and (FLAGS.weights or not (FLAGS.workdir or FLAGS.config)):
     from colorize import bundle
 
     if FLAGS.workdir:
@@ -156,6 +159,17 @@ def export():
   export.export_bundle(FLAGS.workdir, FLAGS.output, FLAGS.facts)
 
 
+def web_app():
+  from colorize import app as hint_app
+
+  try:
+    hint_app.serve(*resolved_run(), FLAGS.host, FLAGS.port)
+  except hint_app.AppError as error:
+    from colorize import run_setup
+
+    raise run_setup.UsageError(str(error)) from None
+
+
 MODES = {
   "train": train,
   "evaluate": evaluate,
@@ -163,7 +177,9 @@ MODES = {
   "turing": turing,
   "compare": compare,
   "export": export,
+  "app": web_app,
 }
+BUNDLE_MODES = ("colorize", "evaluate", "turing", "app")  # Modes that use a generator: a run or a bundle.
 
 
 def main(argv):
@@ -173,8 +189,10 @@ def main(argv):
     if len(argv) > 1:
       raise run_setup.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value).")
     for flag in ("weights", "colorize_temperature"):
-      if FLAGS[flag].present and FLAGS.mode not in ("colorize", "evaluate", "turing"):
-        raise run_setup.UsageError(f"--{flag} is for the colorize, evaluate and turing modes, not --mode={FLAGS.mode}.")
+      if FLAGS[flag].present and FLAGS.mode not in BUNDLE_MODES:
+        raise run_setup.UsageError(
+          f"--{flag} is for the {', '.join(BUNDLE_MODES[:-1])} and {BUNDLE_MODES[-1]} modes, not --mode={FLAGS.mode}."
+        )
     if FLAGS["hints"].present and FLAGS.mode != "colorize":
       raise run_setup.UsageError(f"--hints is for the colorize mode, not --mode={FLAGS.mode}.")
     run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)

@@ -39,6 +39,7 @@ from PIL import Image
 from benchmarks import common
 from colorize import baselines
 from colorize import bundle
+from colorize import hints as hints_lib
 from colorize import inference
 from colorize import input_pipeline
 from colorize import metrics
@@ -60,6 +61,12 @@ flags.DEFINE_list("grid_rows", [], "Grid rows after gray | real; default: the be
 flags.DEFINE_list(
   "temperatures", [], "A bins-head model (model.colour_head='bins'): a row at each annealed-mean temperature."
 )
+flags.DEFINE_list(
+  "hints",
+  ["0", "1", "2", "5", "10"],
+  "A hints model (model.hints): a row with each number of points read off the real val photos (the same for every "
+  "model: nested, seeded by the photo's place).",
+)
 flags.DEFINE_bool("quick", False, "CI smoke run: the tests' tiny networks, 3 steps, 4 val photos at 64 px.")
 FLAGS = flags.FLAGS
 
@@ -71,7 +78,13 @@ def _positive_numbers(values: list) -> bool:
     return False
 
 
+def _counts(values: list) -> bool:
+  return all(value.isdigit() for value in values) and bool(values)
+
+
 flags.register_validator("temperatures", _positive_numbers, "--temperatures takes numbers above 0, e.g. 1,0.5,0.38.")
+flags.register_validator("hints", _counts, "--hints takes point counts of 0 or more, e.g. 0,1,2,5,10.")
+HINT_SEED = 2017  # The val photos' simulated points (Zhang et al. 2017), one stream per photo.
 SHOWABLE_LICENCES = ("public domain", "cc0")  # Lower case, '-' as ' ': "public-domain", "CC0-1.0".
 QUICK_DATA = "quick: scikit-image's bundled photos at 64 px"  # The photo set of --quick rows.
 SCORES = ("psnr", "psnr_vs_gray", "ssim", "mae_rgb", "accuracy", "colorfulness", "delta_colorfulness")
@@ -132,13 +145,18 @@ def bootstrap_interval(differences: np.ndarray, samples: int = 10_000, seed: int
   return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def gain_over(psnr: np.ndarray, reference_psnr: np.ndarray, name: str) -> dict:
+  """The mean paired PSNR gain over a reference, photo by photo, with its 95% bootstrap interval."""
+  gain = psnr - reference_psnr
+  low, high = bootstrap_interval(gain)
+  return {name: float(gain.mean()), f"{name}_low": low, f"{name}_high": high}
+
+
 def summary_row(name: str, scores: dict, gray_psnr: np.ndarray) -> dict:
   """The row of one colorizer: means of its per-image scores, and its paired PSNR gain over gray."""
-  gain = scores["psnr"] - gray_psnr
-  low, high = bootstrap_interval(gain)
   row = {"row": name, **{k: float(np.mean(v)) for k, v in scores.items() if k != "real_colorfulness"}}
   row["delta_colorfulness"] = abs(row["colorfulness"] - float(np.mean(scores["real_colorfulness"])))
-  row |= {"psnr_vs_gray": float(gain.mean()), "psnr_vs_gray_low": low, "psnr_vs_gray_high": high}
+  row |= gain_over(scores["psnr"], gray_psnr, "psnr_vs_gray")
   return row | {"num_images": len(gray_psnr)}
 
 
@@ -161,13 +179,15 @@ def benchmark_config(config, data_dir: str, steps: int | None, quick: bool):
   return config
 
 
-def colorize_gray(config, source: str, gray: np.ndarray) -> tuple:
-  """(outputs of a run or bundle for the gray val photos, its step), through the colorize mode's path."""
+def colorize_gray(config, source: str, gray: np.ndarray, points: list | None = None) -> tuple:
+  """(outputs of a run or bundle for the gray val photos, with each photo's hint `points` if
+  given, and its step), through the colorize mode's path."""
   generator, variables, step = inference.load_generator(config, source)
   colorize = functools.partial(
     predict.colorize_group, generator, variables, size=config.image_size, multiple=models.input_multiple(config.model)
   )
-  group = [photos.Photo("", "", image, None) for image in gray]
+  points = points or [None] * len(gray)
+  group = [photos.Photo("", "", image, None, hints=p) for image, p in zip(gray, points, strict=True)]
   return np.concatenate([np.stack(colorize(group[i : i + 8])) for i in range(0, len(group), 8)]), step
 
 
@@ -303,15 +323,41 @@ def quick_photo_set(folder: str) -> str:
   return folder
 
 
+def val_hint_points(real: np.ndarray, counts: list) -> dict:
+  """{count: each val photo's first `count` points}: one seeded draw per photo, so 2 points are
+  the 1 point and one more, and every model is given the same ones."""
+  most = max(counts)
+  rngs = [np.random.default_rng([HINT_SEED, i]) for i in range(len(real))]
+  drawn = [hints_lib.points_from_photo(image, most, rng) for image, rng in zip(real, rngs, strict=True)]
+  return {count: [points[:count] for points in drawn] for count in counts}
+
+
+def hint_rows(config, real: np.ndarray) -> list:
+  """[(row suffix, hint points or None)]: the automatic mode alone, or for a hints model none
+  first (every gain's reference), then each of --hints."""
+  if not config.model.hints:
+    return [("", None)]
+  counts = sorted({0, *map(int, FLAGS.hints)})
+  return [(f"@{count}hints", points) for count, points in val_hint_points(real, counts).items()]
+
+
 def score_model(config, source: str, row: str, gray: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray) -> list:
-  """[(row, outputs)] of a run or an exported generator: at its temperature, or at each of --temperatures."""
+  """[(row, outputs)] of a run or an exported generator: at its temperature, or at each of
+  --temperatures; for a hints model with each number of --hints (and the PSNR gain over none)."""
   scored = []
   for suffix, scored_config in temperature_configs(config, FLAGS.temperatures):
-    outputs, step = colorize_gray(scored_config, source, gray)
-    scores = summary_row(row + suffix, per_image_scores(outputs, real), gray_psnr) | {"steps": step}
-    if scored_config.model.colour_head == "bins":
-      scores["temperature"] = scored_config.model.temperature
-    scored.append((scores, outputs))
+    automatic_psnr = None
+    for hint_suffix, points in hint_rows(scored_config, real):
+      outputs, step = colorize_gray(scored_config, source, gray, points)
+      per_image = per_image_scores(outputs, real)
+      scores = summary_row(row + suffix + hint_suffix, per_image, gray_psnr) | {"steps": step}
+      if scored_config.model.colour_head == "bins":
+        scores["temperature"] = scored_config.model.temperature
+      if points is not None:
+        scores["hints"] = len(points[0])
+        automatic_psnr = per_image["psnr"] if automatic_psnr is None else automatic_psnr  # 0 points come first.
+        scores |= gain_over(per_image["psnr"], automatic_psnr, "psnr_vs_no_hints")
+      scored.append((scores, outputs))
   return scored
 
 

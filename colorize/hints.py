@@ -102,6 +102,21 @@ def simulate_batch(keys, lab_normalized, hint_config):
   return jax.vmap(lambda key, photo_ab: simulate(key, photo_ab, hint_config))(keys, ab)
 
 
+def points_from_photo(rgb: np.ndarray, count: int, rng: np.random.Generator, max_size: int = 9) -> np.ndarray:
+  """`count` points as a user might give them, read off the real photo (uint8 [H, W, 3]): each the
+  mean a,b of a square patch 1 to `max_size` pixels wide at a uniformly random place; [count, 5]
+  as `user_points` gives them (x, y at the patch's centre pixel)."""
+  height, width = rgb.shape[:2]
+  ab = np.asarray(color.rgb_to_lab(rgb / 255.0, np))[..., 1:]
+  rows = []
+  for _ in range(count):
+    size = int(rng.integers(1, max_size + 1))
+    top, left = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
+    a, b = ab[top : top + size, left : left + size].reshape(-1, 2).mean(axis=0)
+    rows.append([left + size // 2, top + size // 2, size, a, b])
+  return np.asarray(rows, np.float32).reshape(-1, 5)
+
+
 # ----------------------------------------------------------------------------- the user's points
 
 
@@ -118,11 +133,16 @@ def read_points(path: str) -> list:
     raise BadHints(f"{path}: cannot read it ({error})") from None
   except json.JSONDecodeError as error:
     raise BadHints(f"{path}: not JSON ({error.msg} at line {error.lineno}); see docs/hints.md for the format") from None
-  if not isinstance(points, list):
-    raise BadHints(f'{path}: must hold a list of points such as [{{"x": 120, "y": 45, "rgb": [200, 30, 40]}}]')
-  for number, point in enumerate(points, 1):
-    _check_point(path, number, point)
+  check_points(points, path)
   return points
+
+
+def check_points(points, source: str) -> None:
+  """Raises BadHints, naming `source` and the point, unless `points` is a list of well-formed points."""
+  if not isinstance(points, list):
+    raise BadHints(f'{source}: must hold a list of points such as [{{"x": 120, "y": 45, "rgb": [200, 30, 40]}}]')
+  for number, point in enumerate(points, 1):
+    _check_point(source, number, point)
 
 
 def _is_int(value) -> bool:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 
@@ -15,6 +16,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from absl import flags
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
 
 from colorize import checkpoint
 from configs import test as test_preset
@@ -78,3 +82,22 @@ def free_port() -> int:
   with socket.socket() as probe:
     probe.bind(("127.0.0.1", 0))
     return probe.getsockname()[1]
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+  if not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("COLORIZE_REQUIRE_BROWSER"):
+    pytest.skip("needs chromium and chromium-driver (apt-get install chromium chromium-driver)")
+  downloads = tmp_path_factory.mktemp("downloads")
+  options = Options()
+  options.binary_location = CHROMIUM
+  for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,760"):
+    options.add_argument(argument)
+  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+  driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+  driver.downloads = downloads
+  yield driver
+  driver.quit()

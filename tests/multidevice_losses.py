@@ -6,7 +6,8 @@ Run by tests/test_steps.py in subprocesses with XLA_FLAGS=--xla_force_host_platf
 a multi-process CPU cluster (gloo collectives) and trains on the mesh of all processes' devices,
 each process feeding its own rows of the same global batches. With `--recipe` first, the
 quality recipe's switches are on: L1 pretraining (step 1), the weight average, spectral norm in
-D, class-rebalancing weights and the bins head (its cross-entropy beside the rebalanced L1).
+D, class-rebalancing weights, the bins head (its cross-entropy beside the rebalanced L1) and
+simulated colour hints (drawn per photo from its place in the global batch).
 
 Plain SGD, not Adam: Adam divides by the gradient's own scale, so gradients N times too large
 (summed over N devices instead of averaged) would leave Adam's updates almost unchanged.
@@ -73,6 +74,7 @@ def main(argv):
         "loss.rebalance": 0.5,
         "model.output": "ab",
         "model.colour_head": "bins",
+        "model.hints": True,
       }
     )
   images = np.random.default_rng(0).integers(0, 256, (3, 8, 16, 16, 3), dtype=np.uint8)

@@ -59,11 +59,14 @@ def test_flag_mistakes_are_one_line_and_one_hint(args, message):
       ["--config=configs/demo.py", "--config.image_size=50"],
       "config.image_size=50 is not a multiple of 2**model.depth=16",
     ),
-    (["--config=configs/demo.py", "--weights=weights"], "--weights is for the colorize, evaluate and turing modes"),
+    (
+      ["--config=configs/demo.py", "--weights=weights"],
+      "--weights is for the colorize, evaluate, turing and app modes",
+    ),
     (["--mode=colorize", "--weights=weights", "--input=x", "--output=y"], "pass --workdir=RUN or --weights=DIR"),
     (
       ["--config=configs/demo.py", "--colorize_temperature=0.5"],
-      "--colorize_temperature is for the colorize, evaluate and turing modes, not --mode=train",
+      "--colorize_temperature is for the colorize, evaluate, turing and app modes, not --mode=train",
     ),
     (
       ["--mode=colorize", "--config=configs/demo.py", "--colorize_temperature=0.5", "--input=x", "--output=y"],
@@ -92,7 +95,7 @@ def test_mode_mistakes_are_one_line_and_one_hint(args, message, tmp_path):
 def test_help_names_every_mode_and_the_config_overrides_and_succeeds():
   out = run_main("--help")
   assert out.returncode == 0  # absl's own --help exits with status 1.
-  modes = ("--mode=evaluate", "--mode=colorize", "--mode=turing", "--mode=compare", "--mode=export")
+  modes = ("--mode=evaluate", "--mode=colorize", "--mode=turing", "--mode=compare", "--mode=export", "--mode=app")
   for example in (*modes, "--config.FIELD=VALUE"):
     assert example in out.stdout
 
@@ -101,7 +104,7 @@ def test_a_misspelt_mode_gets_the_closest_one():
   out = run_main("--mode=evalute")
   assert out.returncode == 2
   assert out.stderr.splitlines()[0] == (
-    "main.py: error: --mode=evalute is not one of train, evaluate, colorize, turing, compare, export: "
+    "main.py: error: --mode=evalute is not one of train, evaluate, colorize, turing, compare, export, app: "
     "did you mean --mode=evaluate?"
   )
 

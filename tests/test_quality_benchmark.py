@@ -4,7 +4,9 @@ import json
 
 import numpy as np
 import pytest
+import skimage.data
 from PIL import Image
+from skimage import color as skcolor
 
 from benchmarks import quality
 from colorize import input_pipeline
@@ -69,3 +71,18 @@ def test_a_run_trained_on_other_photos_is_not_scored_as_this_set(tmp_path):
   quality.check_run_data(str(tmp_path / "run"), tiny_config(data_dir="/a"))
   with pytest.raises(SystemExit, match="trained on /a at 16 px, not on /b at 16 px"):
     quality.check_run_data(str(tmp_path / "run"), tiny_config(data_dir="/b"))
+
+
+def test_val_hints_are_nested_seeded_by_the_photo_and_read_off_the_real_photo():
+  real = np.stack([np.asarray(Image.fromarray(skimage.data.astronaut()).resize((64, 64)))] * 2)
+  drawn = quality.val_hint_points(real, [0, 1, 5])
+  assert [len(p) for p in drawn[0]] == [0, 0] and [len(p) for p in drawn[5]] == [5, 5]
+  np.testing.assert_array_equal(drawn[1][0], drawn[5][0][:1])  # 1 point is the first of the 5.
+  assert not np.array_equal(drawn[5][0], drawn[5][1])  # Each photo its own stream, even for the same pixels.
+  np.testing.assert_array_equal(drawn[5][1], quality.val_hint_points(real, [5])[5][1])  # The same for every model.
+  lab = skcolor.rgb2lab(real[0])
+  for x, y, size, a, b in drawn[5][0]:
+    top, left, size = int(y) - int(size) // 2, int(x) - int(size) // 2, int(size)
+    assert 1 <= size <= 9 and 0 <= top and top + size <= 64 and 0 <= left and left + size <= 64
+    patch = lab[top : top + size, left : left + size, 1:].reshape(-1, 2).mean(0)
+    np.testing.assert_allclose([a, b], patch, atol=0.05)

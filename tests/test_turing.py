@@ -4,17 +4,12 @@
 import base64
 import io
 import json
-import os
 import re
-import shutil
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 from colorize import inference
@@ -22,24 +17,6 @@ from colorize import input_pipeline
 from colorize import run_setup
 from colorize import turing
 from tests.conftest import tiny_config
-
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-  if not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("COLORIZE_REQUIRE_BROWSER"):
-    pytest.skip("needs chromium and chromium-driver (apt-get install chromium chromium-driver)")
-  downloads = tmp_path_factory.mktemp("downloads")
-  options = Options()
-  options.binary_location = CHROMIUM
-  for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,760"):
-    options.add_argument(argument)
-  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-  driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-  driver.downloads = downloads
-  yield driver
-  driver.quit()
 
 
 def embedded_data(page_path) -> dict:
