@@ -99,12 +99,17 @@ def _with_hints(generator, gray, hints):
   return jnp.concatenate([gray, hints.astype(gray.dtype)], axis=-1)
 
 
-def _pooled(x, factor: int):
-  """Mean over factor x factor blocks: the hint channels at a decoder level's resolution."""
+def _pooled_hints(hints, factor: int):
+  """Hint channels at a decoder level's resolution: in each factor x factor block the mean
+  colour of its hinted pixels and a mask of 1 if it has any. (An average would thin a 3x3
+  point to 9/256 of its colour at stride 16: measured, the decoder then learnt to ignore it.)"""
   if factor == 1:
-    return x
-  batch, height, width, channels = x.shape
-  return x.reshape(batch, height // factor, factor, width // factor, factor, channels).mean(axis=(2, 4))
+    return hints
+  batch, height, width, _ = hints.shape
+  blocks = hints.reshape(batch, height // factor, factor, width // factor, factor, 3)
+  colour_sums, hinted = blocks[..., :2].sum(axis=(2, 4)), blocks[..., 2:].sum(axis=(2, 4))
+  colour = colour_sums / jnp.maximum(hinted, 1.0)
+  return jnp.concatenate([colour, (hinted > 0).astype(hints.dtype)], axis=-1)
 
 
 class PerExampleDropout(nn.Module):
@@ -242,7 +247,7 @@ class PretrainedEncoderGenerator(nn.Module):
   train_encoder: bool = True  # False: no gradient through the encoder (frozen: 2.8x faster steps on CPU).
   colour_head: str = "regression"  # 'bins': a,b from a distribution over bins, predicted at half resolution.
   temperature: float = 1.0  # The bins head's annealed-mean temperature.
-  hints: bool = False  # True: the hint channels join every decoder level's skip (pooled to its size).
+  hints: bool = False  # True: the hint channels join the decoder's input and every skip (pooled to its size).
 
   @nn.compact
   def __call__(self, gray, train: bool = True, with_logits: bool = False, hints=None):
@@ -252,14 +257,14 @@ class PretrainedEncoderGenerator(nn.Module):
     if not self.train_encoder:
       features = jax.lax.stop_gradient(features)
     widths = [self.base_width * min(2**level, 8) for level in range(5)]  # Full resolution, stride 2, ..., 16.
-    skips = [gray, *features[:-1]]
+    inputs = [gray, *features]  # Strides 1, 2, ..., 32.
     if self.hints:  # The encoder keeps its ImageNet input; the decoder sees the hints at every level.
       with_hints = _with_hints(self, gray, hints)[..., 1:]
-      skips = [jnp.concatenate([s, _pooled(with_hints, 2**i).astype(s.dtype)], -1) for i, s in enumerate(skips)]
-    levels = list(zip(reversed(widths), reversed(skips), strict=True))
+      inputs = [jnp.concatenate([x, _pooled_hints(with_hints, 2**i).astype(x.dtype)], -1) for i, x in enumerate(inputs)]
+    levels = list(zip(reversed(widths), reversed(inputs[:-1]), strict=True))
     if self.colour_head == "bins":
       levels = levels[:-1]  # Colour at half resolution (Zhang et al.: a quarter), resized with L kept at full.
-    x = features[-1]
+    x = inputs[-1]
     for width, skip in levels:
       x = DecoderUnit(width, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
     return _colour_output(self, x, gray, with_logits)

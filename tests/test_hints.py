@@ -1,11 +1,16 @@
 """User colour hints: their encoding, the simulated training hints, hint files, and the generators."""
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import skimage.data
+from PIL import Image
 
 from colorize import color
 from colorize import hints
@@ -169,6 +174,17 @@ def test_the_pretrained_decoder_sees_the_hints_at_every_level():
     assert sum(x.size for x in with_hints) > sum(x.size for x in without), unit
 
 
+def test_a_decoder_level_sees_each_blocks_hinted_colour_at_full_strength():
+  points = [(1, 1, 2, 40.0, -20.0), (9, 12, 1, -60.0, 10.0), (8, 8, 1, 20.0, 20.0)]
+  tops, lefts, sizes, a, b = map(np.asarray, zip(*points, strict=True))
+  hint_map = hints.encode(tops, lefts, sizes, np.stack([a, b], -1), np.ones(3, bool), 16, 16)
+  pooled = np.asarray(models._pooled_hints(hint_map[None], 8))[0]
+  expected = np.zeros((2, 2, 3), np.float32)
+  expected[0, 0] = [40 / 110, -20 / 110, 1]  # Four hinted pixels of one colour: that colour, not a sixteenth of it.
+  expected[1, 1] = [(-60 + 20) / 2 / 110, (10 + 20) / 2 / 110, 1]  # Two points in a block: their mean.
+  np.testing.assert_allclose(pooled, expected, atol=1e-6)
+
+
 def test_training_with_hints_draws_them_per_photo_and_learns():
   config = tiny_config()
   config.model.hints = True
@@ -190,3 +206,67 @@ def test_training_with_hints_draws_them_per_photo_and_learns():
   np.testing.assert_array_equal(one_device, draw(jax.random.key(0), 4))
   assert not np.array_equal(one_device, draw(jax.random.key(1), 1))
   assert len({one_device[i].tobytes() for i in range(4)}) > 1  # Each photo its own draw.
+
+
+# ----------------------------------------------------------------------------- the command line
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GREEN = [30, 170, 60]
+
+
+def run_main(*args):
+  command = [sys.executable, os.path.join(REPO, "main.py"), *args]
+  return subprocess.run(command, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=300)
+
+
+def coffee(width=192, height=128):
+  return Image.fromarray(skimage.data.coffee()).resize((width, height))
+
+
+def test_colorize_reads_each_photos_hint_file_and_a_bad_one_costs_only_its_photo(tmp_path):
+  (tmp_path / "in").mkdir()
+  for name in ("hinted", "automatic", "bad"):
+    coffee().save(tmp_path / "in" / f"{name}.png")
+  (tmp_path / "hints").mkdir()
+  write_json(tmp_path / "hints" / "hinted.json", [{"x": 60, "y": 40, "rgb": GREEN, "size": 12}])
+  write_json(tmp_path / "hints" / "bad.json", [{"x": 60, "y": 40, "rgb": GREEN}, {"x": 192, "y": 5, "rgb": GREEN}])
+  paths = (f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}", f"--hints={tmp_path / 'hints'}")
+  out = run_main("--mode=colorize", *paths)
+  assert out.returncode == 1, out.stderr[-2000:]
+  assert sorted(os.listdir(tmp_path / "out")) == ["automatic.png", "hinted.png"]  # Nothing for the bad file's photo.
+  failed = [line for line in out.stderr.splitlines() if line.startswith("FAILED")]
+  assert failed == [
+    f"FAILED {tmp_path / 'in' / 'bad.png'}: {tmp_path / 'hints' / 'bad.json'}: point 2 at x=192, y=5 lies outside "
+    "the photo (192x128 px)"
+  ]
+  plain = run_main("--mode=colorize", f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'plain'}")
+  assert plain.returncode == 0, plain.stderr[-2000:]
+  read = lambda folder, name: np.asarray(Image.open(tmp_path / folder / f"{name}.png").convert("RGB"))  # noqa: E731
+  np.testing.assert_array_equal(read("out", "automatic"), read("plain", "automatic"))  # No hint file: automatic.
+  near = (slice(30, 51), slice(50, 71))
+  distance = (
+    lambda image: np.linalg.norm(  # noqa: E731
+      color.rgb_to_lab(image / 255.0, np)[..., 1:] - color.rgb_to_lab(np.array(GREEN) / 255.0, np)[1:], axis=-1
+    ).mean()
+  )
+  assert distance(read("out", "hinted")[near]) < 0.6 * distance(read("plain", "hinted")[near])
+  far = (slice(90, 128), slice(140, 192))  # Beyond 50 pixels: the point leaves it (almost) as it was.
+  lab_out, lab_plain = (color.rgb_to_lab(read(f, "hinted")[far] / 255.0, np) for f in ("out", "plain"))
+  assert np.abs(lab_out[..., 1:] - lab_plain[..., 1:]).mean() < 1.0
+
+
+def test_hint_flags_that_cannot_apply_are_one_line(tmp_path, trained_run):
+  (tmp_path / "in").mkdir()
+  for name in ("a", "b"):
+    coffee(64, 64).save(tmp_path / "in" / f"{name}.png")
+  hint_file = write_json(tmp_path / "a.json", [{"x": 1, "y": 1, "rgb": GREEN}])
+  base = ("--mode=colorize", f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}")
+  for args, message in (
+    ((*base, f"--hints={tmp_path / 'nowhere'}"), "does not exist"),
+    ((*base, f"--hints={hint_file}"), "is one file for 2 photos: pass a folder of <photo name>.json files"),
+    ((*base, f"--hints={tmp_path}", f"--workdir={trained_run}"), "--hints needs a generator trained with hints"),
+    (("--mode=evaluate", f"--hints={hint_file}"), "--hints is for the colorize mode, not --mode=evaluate"),
+  ):
+    out = run_main(*args)
+    assert out.returncode == 2 and message in out.stderr.splitlines()[0], (args, out.stderr[-1000:])
+  assert not (tmp_path / "out").exists()
