@@ -1,0 +1,113 @@
+"""The hint app, driven in headless Chromium through its own page, with the bundled model."""
+
+import base64
+import io
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from colorize import app
+from colorize import bundle
+from colorize import color
+
+HINT_RGB = (30, 170, 60)  # A green the automatic colours of the photo's sky and stone are far from.
+
+
+@pytest.fixture(scope="module")
+def server():
+  config = bundle.bundle_config(bundle.BUNDLED)
+  assert config.model.hints, "the bundled model takes hints"
+  server = app.make_server(config, bundle.BUNDLED, port=0)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  yield f"http://127.0.0.1:{server.server_address[1]}/"
+  server.shutdown()
+  server.server_close()
+
+
+def shown_image(browser) -> np.ndarray:
+  """The page's current result, read back through a canvas."""
+  url = browser.execute_script(
+    "const image = document.getElementById('result'); const canvas = document.createElement('canvas');"
+    "canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;"
+    "canvas.getContext('2d').drawImage(image, 0, 0); return canvas.toDataURL('image/png');"
+  )
+  return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+
+
+def wait_for_points(browser, count: int) -> None:
+  WebDriverWait(browser, 60).until(
+    lambda b: (
+      b.find_element(By.ID, "result").get_attribute("data-points") == str(count)
+      and f"{count} point" in b.find_element(By.ID, "status").text
+    )
+  )
+
+
+def ab_distance(image: np.ndarray, rgb) -> np.ndarray:
+  """Per-pixel distance in a,b from `rgb`."""
+  target = color.rgb_to_lab(np.asarray(rgb, np.float32) / 255.0, np)[1:]
+  return np.linalg.norm(color.rgb_to_lab(image / 255.0, np)[..., 1:] - target, axis=-1)
+
+
+def test_a_point_clicked_on_the_page_pulls_the_colour_near_it_and_download_gives_full_size(server, browser, tmp_path):
+  photo = Image.fromarray(skimage.data.coffee()).resize((1200, 800))  # Previews are 768 px wide.
+  path = tmp_path / "coffee.jpg"
+  photo.save(path, quality=95)
+  browser.get(server)
+  browser.find_element(By.ID, "file").send_keys(str(path))
+  wait_for_points(browser, 0)
+  automatic = shown_image(browser)
+  assert automatic.shape == (512, 768, 3)
+
+  # A green point at (300, 200) of the photo, clicked where the page shows it.
+  image = browser.find_element(By.ID, "result")
+  scale = image.size["width"] / 1200
+  browser.execute_script("document.getElementById('colour').value = arguments[0];", "#" + bytes(HINT_RGB).hex())
+
+  def click_the_point():
+    offset = (round(300.5 * scale) - image.size["width"] // 2, round(200.5 * scale) - image.size["height"] // 2)
+    ActionChains(browser).move_to_element_with_offset(image, *offset).click().perform()
+
+  click_the_point()
+  wait_for_points(browser, 1)
+  hinted = shown_image(browser)
+  assert len(browser.find_elements(By.CSS_SELECTOR, ".dot")) == 1
+  near = (slice(118, 139), slice(182, 203))  # 10 preview pixels around (192, 128).
+  before, after = ab_distance(automatic[near], HINT_RGB).mean(), ab_distance(hinted[near], HINT_RGB).mean()
+  assert after < 0.8 * before, (before, after)  # Measured: about 0.66.
+
+  # Undo brings the automatic colours back.
+  browser.find_element(By.ID, "undo").click()
+  wait_for_points(browser, 0)
+  np.testing.assert_array_equal(shown_image(browser), automatic)
+
+  # Download: the full-size photo with the point, the photo's own lightness kept.
+  click_the_point()
+  wait_for_points(browser, 1)
+  browser.find_element(By.ID, "download").click()
+  target = os.path.join(browser.downloads, "coffee-colorized.png")
+  deadline = time.time() + 60
+  while not os.path.exists(target) and time.time() < deadline:
+    time.sleep(0.2)
+  downloaded = np.asarray(Image.open(target).convert("RGB"))
+  assert downloaded.shape == (800, 1200, 3)
+  original = np.asarray(Image.open(path).convert("RGB"))
+  assert np.abs(color.lightness(downloaded) - color.lightness(original)).mean() < 0.5
+  assert ab_distance(downloaded[185:216, 285:316], HINT_RGB).mean() < 0.8 * before
+
+
+def test_a_bad_request_is_a_message_on_the_page(server, browser, tmp_path):
+  (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+  browser.get(server)
+  browser.find_element(By.ID, "file").send_keys(str(tmp_path / "broken.jpg"))
+  WebDriverWait(browser, 30).until(lambda b: "not an image" in b.find_element(By.ID, "status").text)
+  assert "error" in browser.find_element(By.ID, "status").get_attribute("class")
