@@ -15,14 +15,12 @@ from absl import flags
 from PIL import Image
 from PIL import ImageDraw
 
-from benchmarks import common
 from benchmarks import quality
 from colorize import bundle
 from colorize import color
 from colorize import inference
 
-flags.DEFINE_string("data_dir", os.path.dirname(common.SHARED_PHOTOS), "Folder with val/ (and manifest.csv).")
-flags.DEFINE_string("weights", bundle.BUNDLED, "A generator trained with hints (an exported bundle).")
+# --data_dir (a folder with val/ and manifest.csv) and --weights (default: the bundled model) are quality.py's flags.
 flags.DEFINE_string("output", "docs/hints_grid.jpg", "The picture to write (never over an existing file).")
 flags.DEFINE_integer("photos", 4, "Val photos shown, one per row.")
 flags.DEFINE_integer("points", 3, "Points per photo.")
@@ -48,16 +46,17 @@ def main(argv):
   del argv
   if os.path.exists(FLAGS.output):
     raise SystemExit(f"{FLAGS.output} exists: remove it or pass another --output.")
-  config = bundle.bundle_config(FLAGS.weights)
+  weights = FLAGS.weights or bundle.BUNDLED
+  config = bundle.bundle_config(weights)
   if not config.model.hints:
-    raise SystemExit(f"{FLAGS.weights} was trained without hints (model.hints): pass a model trained with them.")
+    raise SystemExit(f"{weights} was trained without hints (model.hints): pass a model trained with them.")
   names, real = quality.read_photos(os.path.join(FLAGS.data_dir, "val"), FLAGS.size)
   chosen = quality.showable(names, quality.photo_credits(FLAGS.data_dir))[: FLAGS.photos]
   real = real[chosen]
   gray = inference.gray_version(real)
   points = quality.val_hint_points(real, [FLAGS.points])[FLAGS.points]
-  automatic, _ = quality.colorize_gray(config, FLAGS.weights, gray)
-  hinted, _ = quality.colorize_gray(config, FLAGS.weights, gray, points)
+  automatic, _ = quality.colorize_gray(config, weights, gray)
+  hinted, _ = quality.colorize_gray(config, weights, gray, points)
   dotted = np.stack([with_dots(image, p) for image, p in zip(hinted, points, strict=True)])
   grid = inference.image_grid([gray, automatic, dotted, real], groups_per_row=1)
   os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
