@@ -26,26 +26,28 @@ DEFAULT_SIZE = 3  # A point's side in the generator's input pixels when the user
 # ----------------------------------------------------------------------------- the encoding
 
 
-def _covers(tops, lefts, sizes, height: int, width: int):
+def _covers(tops, lefts, sizes, height: int, width: int, xp=jnp):
   """[K, H, W] bool: whether each point's patch covers each pixel."""
-  rows, cols = jnp.arange(height), jnp.arange(width)
+  rows, cols = xp.arange(height), xp.arange(width)
   in_rows = (rows[None, :] >= tops[:, None]) & (rows[None, :] < (tops + sizes)[:, None])
   in_cols = (cols[None, :] >= lefts[:, None]) & (cols[None, :] < (lefts + sizes)[:, None])
   return in_rows[:, :, None] & in_cols[:, None, :]
 
 
-def encode(tops, lefts, sizes, ab, valid, height: int, width: int):
+def encode(tops, lefts, sizes, ab, valid, height: int, width: int, xp=jnp):
   """Points (int [K] each; a,b in Lab units [K, 2]; valid bool [K]) -> hint channels [H, W, 3].
 
   Channels: a/110, b/110 (the network's scale) where a point's patch lies, and 1 in the mask
-  there; zeros elsewhere. A later point overwrites an earlier one where they overlap.
+  there; zeros elsewhere. A later point overwrites an earlier one where they overlap. `xp=numpy`
+  for the host (no compilation per number of points).
   """
-  covers = _covers(tops, lefts, sizes, height, width) & valid[:, None, None]
-  order = jnp.arange(1, covers.shape[0] + 1)[:, None, None]
-  last = jnp.max(jnp.where(covers, order, 0), axis=0)  # 1 + index of the last covering point, 0: none.
+  covers = _covers(tops, lefts, sizes, height, width, xp) & valid[:, None, None]
+  order = xp.arange(1, covers.shape[0] + 1)[:, None, None]
+  last = xp.max(xp.where(covers, order, 0), axis=0)  # 1 + index of the last covering point, 0: none.
   hinted = last > 0
-  colour = jnp.asarray(ab, jnp.float32)[jnp.maximum(last - 1, 0)] / color.LAB_SCALE[1]
-  return jnp.concatenate([jnp.where(hinted[..., None], colour, 0.0), hinted[..., None]], axis=-1).astype(jnp.float32)
+  colour = xp.asarray(ab, xp.float32)[xp.maximum(last - 1, 0)] / color.LAB_SCALE[1]
+  channels = xp.concatenate([xp.where(hinted[..., None], colour, 0.0), hinted[..., None]], axis=-1)
+  return channels.astype(xp.float32)
 
 
 def none(height: int, width: int, batch: int | None = None):
@@ -208,4 +210,4 @@ def for_network(points: np.ndarray, photo_shape: tuple, network_shape: tuple) ->
   tops = np.clip(centre_y - sizes // 2, 0, height - sizes)
   lefts = np.clip(centre_x - sizes // 2, 0, width - sizes)
   ab = np.stack([a, b], axis=-1)
-  return np.asarray(encode(tops, lefts, sizes, ab, np.ones(len(points), bool), height, width))
+  return encode(tops, lefts, sizes, ab, np.ones(len(points), bool), height, width, np)
