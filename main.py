@@ -34,7 +34,7 @@ flags.DEFINE_string("workdir", None, "Run folder; default runs/<config file name
 flags.DEFINE_string(
   "weights",
   None,
-  "colorize, evaluate, turing: an exported generator folder (--mode=export) instead of a run; "
+  "colorize, evaluate, turing, app: an exported generator folder (--mode=export) instead of a run; "
   "without --workdir and --config these modes use the bundled weights/.",
 )
 flags.DEFINE_enum(
@@ -42,7 +42,8 @@ flags.DEFINE_enum(
   "train",
   ["train", "evaluate", "colorize", "turing", "compare", "export", "app"],
   "train: train or resume; evaluate: metrics + report; colorize: colour photos; turing: real-or-fake web page; "
-  "compare: runs side by side; export: a run's generator as a folder for --weights.",
+  "compare: runs side by side; export: a run's generator as a folder for --weights; app: a web page to colour "
+  "photos with colour hints.",
 )
 flags.DEFINE_integer("eval_images", -1, "evaluate, compare: images of the eval split to use; -1 = all.")
 flags.DEFINE_string("input", None, "colorize: a photo, a folder or a glob.")
@@ -193,8 +194,9 @@ def main(argv):
         raise run_setup.UsageError(
           f"--{flag} is for the {', '.join(BUNDLE_MODES[:-1])} and {BUNDLE_MODES[-1]} modes, not --mode={FLAGS.mode}."
         )
-    if FLAGS["hints"].present and FLAGS.mode != "colorize":
-      raise run_setup.UsageError(f"--hints is for the colorize mode, not --mode={FLAGS.mode}.")
+    for flag, mode in (("hints", "colorize"), ("port", "app"), ("host", "app")):
+      if FLAGS[flag].present and FLAGS.mode != mode:
+        raise run_setup.UsageError(f"--{flag} is for the {mode} mode, not --mode={FLAGS.mode}.")
     run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     return MODES[FLAGS.mode]()
   except run_setup.UsageError as error:

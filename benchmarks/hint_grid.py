@@ -52,9 +52,9 @@ def main(argv):
     raise SystemExit(f"{weights} was trained without hints (model.hints): pass a model trained with them.")
   names, real = quality.read_photos(os.path.join(FLAGS.data_dir, "val"), FLAGS.size)
   chosen = quality.showable(names, quality.photo_credits(FLAGS.data_dir))[: FLAGS.photos]
-  real = real[chosen]
+  points = quality.val_hint_points(real, [FLAGS.points])[FLAGS.points]  # Seeded by the place in val/.
+  real, points = real[chosen], [points[i] for i in chosen]
   gray = inference.gray_version(real)
-  points = quality.val_hint_points(real, [FLAGS.points])[FLAGS.points]
   automatic, _ = quality.colorize_gray(config, weights, gray)
   hinted, _ = quality.colorize_gray(config, weights, gray, points)
   dotted = np.stack([with_dots(image, p) for image, p in zip(hinted, points, strict=True)])

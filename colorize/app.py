@@ -15,6 +15,7 @@ import os
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 
 import numpy as np
@@ -52,7 +53,7 @@ class Colorizer:
   def open_photo(self, data: bytes, name: str) -> dict:
     """Decodes an uploaded file as colorize does (EXIF rotation, colour profiles); its id and size."""
     with tempfile.TemporaryDirectory(prefix="colorize-app-") as folder:
-      path = os.path.join(folder, os.path.basename(name) or "photo")
+      path = os.path.join(folder, "upload")  # Pillow reads the format from the bytes, not the name.
       with open(path, "wb") as f:
         f.write(data)
       try:
@@ -69,6 +70,8 @@ class Colorizer:
 
   def colorize(self, photo_id: str, points: list, full: bool) -> tuple:
     """(PNG bytes, seconds): the photo with the points' colours, a preview or at full resolution."""
+    if not isinstance(photo_id, str) or not isinstance(points, list):
+      raise AppError('a /colorize request is {"id": "<photo id>", "points": [...], "full": false}.')
     photo = self.photos.get(photo_id)
     if photo is None:
       raise AppError("this photo is no longer open on the server: open it again.")
@@ -82,14 +85,21 @@ class Colorizer:
       raise AppError(str(error)) from None
     start = time.perf_counter()
     shown = photo if full else preview(photo)
-    scale = shown.rgb.shape[1] / photo.rgb.shape[1]
-    scaled = user_points * np.array([scale, scale, scale, 1, 1], np.float32)
-    shown = dataclasses.replace(shown, hints=scaled if self.takes_hints else None)
+    shown = dataclasses.replace(shown, hints=scaled_points(user_points, photo, shown) if self.takes_hints else None)
     with self.lock:  # One generator call at a time.
       (result,) = predict.colorize_group(self.generator, self.variables, [shown], self.size, self.multiple)
     buffer = io.BytesIO()
     Image.fromarray(result).save(buffer, "PNG", compress_level=1)
     return buffer.getvalue(), time.perf_counter() - start
+
+
+def scaled_points(points: np.ndarray, photo: photos.Photo, shown: photos.Photo) -> np.ndarray:
+  """Points [N, 5] in `photo`'s pixels -> in `shown`'s (a resized copy): pixel centres map to
+  pixel centres, each axis by its own scale."""
+  (height, width), (shown_h, shown_w) = photo.rgb.shape[:2], shown.rgb.shape[:2]
+  scale_x, scale_y = shown_w / width, shown_h / height
+  x, y, size, a, b = points.T
+  return np.stack([(x + 0.5) * scale_x - 0.5, (y + 0.5) * scale_y - 0.5, size * min(scale_x, scale_y), a, b], -1)
 
 
 def preview(photo: photos.Photo) -> photos.Photo:
@@ -129,43 +139,51 @@ def handler_for(colorizer: Colorizer, page: bytes):
         self.send_json(404, {"error": f"no page at {self.path}"})
 
     def do_POST(self):
-      length = int(self.headers.get("Content-Length") or 0)
-      if length > MAX_UPLOAD:
+      length = self.headers.get("Content-Length", "")
+      if not length.isdigit():
+        self.send_json(411, {"error": "the request needs a Content-Length"})
+        return
+      if int(length) > MAX_UPLOAD:
         self.send_json(413, {"error": f"the file is larger than {MAX_UPLOAD // 2**20} MB"})
         return
-      body = self.rfile.read(length)
+      body = self.rfile.read(int(length))
       try:
         if self.path == "/photo":
-          self.send_json(200, colorizer.open_photo(body, self.headers.get("X-Filename", "photo")))
+          name = urllib.parse.unquote(self.headers.get("X-Filename", "photo"))
+          self.send_json(200, colorizer.open_photo(body, name))
         elif self.path == "/colorize":
           request = json.loads(body or b"{}")
-          png, seconds = colorizer.colorize(request.get("id", ""), request.get("points", []), bool(request.get("full")))
+          if not isinstance(request, dict):
+            raise AppError('a /colorize request is {"id": "<photo id>", "points": [...], "full": false}.')
+          png, seconds = colorizer.colorize(request.get("id"), request.get("points", []), bool(request.get("full")))
           self.send(200, png, "image/png", {"X-Seconds": f"{seconds:.3f}"})
         else:
           self.send_json(404, {"error": f"nothing to post at {self.path}"})
-      except (AppError, json.JSONDecodeError) as error:
-        self.send_json(400, {"error": str(error)})
+      except (AppError, ValueError, RecursionError) as error:  # JSON and Unicode errors are ValueErrors.
+        self.send_json(400, {"error": str(error) if isinstance(error, AppError) else f"a bad request ({error})"})
 
   return Handler
 
 
 def make_server(config, workdir: str, host: str = "127.0.0.1", port: int = 8000) -> http.server.ThreadingHTTPServer:
   """The app's server for the generator of a run or a bundle (not yet serving)."""
+  if not 0 <= port <= 65535:
+    raise AppError(f"--port={port} is not a port: pass a number in 1..65535 (0: any free one).")
   generator, variables, _ = inference.load_generator(config, workdir)
   colorizer = Colorizer(
     generator, variables, config.image_size, models.input_multiple(config.model), bool(config.model.hints)
   )
   with open(PAGE, "rb") as f:
     page = f.read()
-  return http.server.ThreadingHTTPServer((host, port), handler_for(colorizer, page))
+  try:
+    return http.server.ThreadingHTTPServer((host, port), handler_for(colorizer, page))
+  except OSError as error:
+    raise AppError(f"cannot listen on {host}:{port} ({error.strerror or error}): pass another --port.") from None
 
 
 def serve(config, workdir: str, host: str, port: int) -> None:
   """The app mode: serves until Ctrl+C."""
-  try:
-    server = make_server(config, workdir, host, port)
-  except OSError as error:
-    raise AppError(f"cannot listen on {host}:{port} ({error.strerror}): pass another --port.") from None
+  server = make_server(config, workdir, host, port)
   hints_note = "" if config.model.hints else " (this model takes no hints: it colours automatically)"
   print(f"Colorize app with {workdir}{hints_note}: open http://{host}:{server.server_address[1]}  (Ctrl+C stops)")
   try:

@@ -4,7 +4,7 @@ known a,b given to the generator beside L.
 A hint is a square patch: its top-left pixel, its side and one a,b colour. The generator sees
 three extra channels: a/110 and b/110 over the hinted pixels and a mask of them, zero elsewhere
 (where patches overlap, the later point wins). Training draws hints from the real photo: per
-photo a geometric number of points (often none), each the mean a,b of a patch 1 to
+photo a geometric number of points (sometimes none), each the mean a,b of a patch 1 to
 `max_size` pixels square at a random place. Users give points in their photo's own pixels
 (`from_user_points`), which are mapped onto the generator's smaller input.
 """
@@ -21,6 +21,7 @@ from colorize import color
 CHANNELS = 3  # a, b, mask.
 _POINT_KEYS = {"x", "y", "rgb", "size"}
 DEFAULT_SIZE = 3  # A point's side in the generator's input pixels when the user gives no size.
+MAX_POINTS = 1_000  # Per photo: more is a mistake, and each costs memory [H, W] when encoded.
 
 
 # ----------------------------------------------------------------------------- the encoding
@@ -129,8 +130,10 @@ class BadHints(ValueError):
 def read_points(path: str) -> list:
   """A hint file -> its points as dicts, checked for keys and types (not yet against a photo)."""
   try:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
       points = json.load(f)
+  except RecursionError:
+    raise BadHints(f"{path}: nested too deeply to be a list of points") from None
   except (OSError, UnicodeDecodeError) as error:
     raise BadHints(f"{path}: cannot read it ({error})") from None
   except json.JSONDecodeError as error:
@@ -143,6 +146,8 @@ def check_points(points, source: str) -> None:
   """Raises BadHints, naming `source` and the point, unless `points` is a list of well-formed points."""
   if not isinstance(points, list):
     raise BadHints(f'{source}: must hold a list of points such as [{{"x": 120, "y": 45, "rgb": [200, 30, 40]}}]')
+  if len(points) > MAX_POINTS:
+    raise BadHints(f"{source}: {len(points)} points, more than the {MAX_POINTS} a photo may have")
   for number, point in enumerate(points, 1):
     _check_point(source, number, point)
 
@@ -178,6 +183,8 @@ def user_points(points: list, height: int, width: int, source: str = "hints") ->
       raise BadHints(
         f"{source}: point {number} at x={point['x']}, y={point['y']} lies outside the photo ({width}x{height} px)"
       )
+    if point.get("size", 1) > max(height, width):
+      raise BadHints(f"{source}: point {number} has size {point['size']}, larger than the photo ({width}x{height} px)")
     a, b = np.asarray(color.rgb_to_lab(np.asarray(point["rgb"], np.float32) / 255.0, np))[1:]
     rows.append([point["x"], point["y"], point.get("size", 0), a, b])
   return np.asarray(rows, np.float32).reshape(-1, 5)

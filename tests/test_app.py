@@ -2,9 +2,12 @@
 
 import base64
 import io
+import json
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -111,3 +114,22 @@ def test_a_bad_request_is_a_message_on_the_page(server, browser, tmp_path):
   browser.find_element(By.ID, "file").send_keys(str(tmp_path / "broken.jpg"))
   WebDriverWait(browser, 30).until(lambda b: "not an image" in b.find_element(By.ID, "status").text)
   assert "error" in browser.find_element(By.ID, "status").get_attribute("class")
+
+
+@pytest.mark.parametrize(
+  "body, message",
+  [
+    (b"[]", "a /colorize request is"),
+    (b'{"id": [1], "points": []}', "a /colorize request is"),
+    (b'{"id": "x", "points": {}}', "a /colorize request is"),
+    (b"\xff\xfe", "a bad request"),
+    (b'{"id": "nobody", "points": []}', "no longer open on the server"),
+  ],
+)
+def test_a_malformed_request_gets_a_message_and_the_server_goes_on(server, body, message):
+  request = urllib.request.Request(server + "colorize", data=body, method="POST")
+  with pytest.raises(urllib.error.HTTPError) as raised:
+    urllib.request.urlopen(request, timeout=30)
+  assert raised.value.code == 400 and message in json.loads(raised.value.read())["error"]
+  with urllib.request.urlopen(server, timeout=30) as page:
+    assert page.status == 200

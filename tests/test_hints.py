@@ -131,12 +131,8 @@ def test_a_hints_generator_without_hints_is_automatic_and_hints_change_its_colou
   model, _ = models.create_models(config.model)
   gray = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 1)), jnp.float32)
   variables = model.init(jax.random.key(0), gray, train=False)
-  assert (
-    variables["params"]["ConvNormAct_0" if generator == "paper" else "Conv_0"][
-      "Conv_0" if generator == "paper" else "kernel"
-    ]
-    is not None
-  )
+  first_kernel = jax.tree.leaves(variables["params"]["ConvNormAct_0" if generator == "paper" else "Conv_0"])[-1]
+  assert first_kernel.ndim == 4 and first_kernel.shape[2] == 4  # L and the three hint channels.
   automatic = model.apply(variables, gray, train=False)
   np.testing.assert_array_equal(automatic, model.apply(variables, gray, train=False, hints=hints.none(16, 16, 2)))
   one_point = hints.encode(
@@ -225,20 +221,39 @@ def coffee(width=192, height=128):
 
 def test_colorize_reads_each_photos_hint_file_and_a_bad_one_costs_only_its_photo(tmp_path):
   (tmp_path / "in").mkdir()
-  for name in ("hinted", "automatic", "bad"):
+  bad_files = {  # Each kind of mistake: its file's content and the end of its line.
+    "outside": (
+      [{"x": 60, "y": 40, "rgb": GREEN}, {"x": 192, "y": 5, "rgb": GREEN}],
+      "point 2 at x=192, y=5 lies outside the photo (192x128 px)",
+    ),
+    "unknown": (
+      [{"x": 6, "y": 4, "rgb": GREEN, "color": "red"}],
+      "point 1 has unknown key(s) color; use x, y, rgb and optionally size",
+    ),
+    "colour": (
+      [{"x": 6, "y": 4, "rgb": [0, 256, 0]}],
+      "point 1: rgb must be three whole numbers in 0..255, not [0, 256, 0]",
+    ),
+    "broken": (
+      "[{",
+      "not JSON (Expecting property name enclosed in double quotes at line 1); see docs/hints.md for the format",
+    ),
+  }
+  for name in ("hinted", "automatic", *bad_files):
     coffee().save(tmp_path / "in" / f"{name}.png")
   (tmp_path / "hints").mkdir()
   write_json(tmp_path / "hints" / "hinted.json", [{"x": 60, "y": 40, "rgb": GREEN, "size": 12}])
-  write_json(tmp_path / "hints" / "bad.json", [{"x": 60, "y": 40, "rgb": GREEN}, {"x": 192, "y": 5, "rgb": GREEN}])
+  for name, (content, _) in bad_files.items():
+    write_json(tmp_path / "hints" / f"{name}.json", content)
   paths = (f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}", f"--hints={tmp_path / 'hints'}")
   out = run_main("--mode=colorize", *paths)
   assert out.returncode == 1, out.stderr[-2000:]
-  assert sorted(os.listdir(tmp_path / "out")) == ["automatic.png", "hinted.png"]  # Nothing for the bad file's photo.
-  failed = [line for line in out.stderr.splitlines() if line.startswith("FAILED")]
-  assert failed == [
-    f"FAILED {tmp_path / 'in' / 'bad.png'}: {tmp_path / 'hints' / 'bad.json'}: point 2 at x=192, y=5 lies outside "
-    "the photo (192x128 px)"
-  ]
+  assert sorted(os.listdir(tmp_path / "out")) == ["automatic.png", "hinted.png"]  # Nothing for the bad files' photos.
+  failed = sorted(line for line in out.stderr.splitlines() if line.startswith("FAILED"))
+  assert failed == sorted(
+    f"FAILED {tmp_path / 'in' / name}.png: {tmp_path / 'hints' / name}.json: {message}"
+    for name, (_, message) in bad_files.items()
+  )
   plain = run_main("--mode=colorize", f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'plain'}")
   assert plain.returncode == 0, plain.stderr[-2000:]
   read = lambda folder, name: np.asarray(Image.open(tmp_path / folder / f"{name}.png").convert("RGB"))  # noqa: E731
