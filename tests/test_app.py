@@ -61,6 +61,7 @@ def ab_distance(image: np.ndarray, rgb) -> np.ndarray:
   return np.linalg.norm(color.rgb_to_lab(image / 255.0, np)[..., 1:] - target, axis=-1)
 
 
+@pytest.mark.slow
 def test_a_point_clicked_on_the_page_pulls_the_colour_near_it_and_download_gives_full_size(server, browser, tmp_path):
   photo = Image.fromarray(skimage.data.coffee()).resize((1200, 800))  # Previews are 768 px wide.
   path = tmp_path / "coffee.jpg"

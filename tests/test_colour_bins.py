@@ -118,6 +118,7 @@ def losses_on_fixed_batch(config, num_steps: int, learning_rate: float = 0.1) ->
   return [{name: float(value) for name, value in metrics.items()} for metrics in history]
 
 
+@pytest.mark.slow
 def test_training_reads_the_mean_whatever_temperature_inference_uses():
   # The step's L1 and cross-entropy are the same at model.temperature 0.38 and 1: training reads T = 1.
   vivid = losses_on_fixed_batch(bins_config(adversarial=False, **{"model.temperature": 0.38}), 1)[0]
@@ -136,6 +137,7 @@ def test_the_half_resolution_cross_entropy_reads_each_blocks_colour_and_its_weig
   assert float(doubled) == pytest.approx(2 * float(full_resolution), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_the_bins_head_learns_and_can_replace_the_regression():
   history = losses_on_fixed_batch(bins_config(adversarial=False, generator_steps_per_batch=1), 20)
   assert history[-1]["g_loss_bins"] < history[0]["g_loss_bins"] - 0.5, history
@@ -149,6 +151,7 @@ def test_the_bins_head_learns_and_can_replace_the_regression():
   assert metrics["g_loss"] == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_bins_head_trains_in_bfloat16_with_float32_logits():
   config = bins_config(dtype="bfloat16", adversarial=False, generator_steps_per_batch=1)
   history = losses_on_fixed_batch(config, 2)
@@ -194,6 +197,7 @@ def test_the_pretrained_encoder_predicts_bins_at_half_resolution_without_the_ful
   assert len(units) == len([name for name in regression_params if name.startswith("DecoderUnit")]) - 1
 
 
+@pytest.mark.slow
 def test_a_bins_run_colours_and_scores_at_the_temperature_asked_for(tmp_path):
   config = bins_config(num_train_steps=2)
   train.train_and_evaluate(config, str(tmp_path / "run"))

@@ -181,6 +181,7 @@ def test_a_decoder_level_sees_each_blocks_hinted_colour_at_full_strength():
   np.testing.assert_allclose(pooled, expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_with_hints_draws_them_per_photo_and_learns():
   config = tiny_config()
   config.model.hints = True
@@ -219,6 +220,7 @@ def coffee(width=192, height=128):
   return Image.fromarray(skimage.data.coffee()).resize((width, height))
 
 
+@pytest.mark.slow
 def test_colorize_reads_each_photos_hint_file_and_a_bad_one_costs_only_its_photo(tmp_path):
   (tmp_path / "in").mkdir()
   bad_files = {  # Each kind of mistake: its file's content and the end of its line.
@@ -272,6 +274,7 @@ def test_colorize_reads_each_photos_hint_file_and_a_bad_one_costs_only_its_photo
   assert np.abs(lab_out[..., 1:] - lab_plain[..., 1:]).mean() < 1.0
 
 
+@pytest.mark.slow
 def test_hint_flags_that_cannot_apply_are_one_line(tmp_path, trained_run):
   (tmp_path / "in").mkdir()
   for name in ("a", "b"):

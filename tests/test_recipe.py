@@ -30,6 +30,7 @@ def eval_batch(mesh):
 # ----------------------------------------------------------------------------- pretraining
 
 
+@pytest.mark.slow
 def test_pretraining_trains_the_generator_alone_by_l1_then_the_gan_takes_over():
   config = tiny_config(pretrain_steps=2)
   mesh = steps.make_mesh()
@@ -58,6 +59,7 @@ def test_a_logging_window_across_the_end_of_pretraining_averages_each_loss_over_
 # ----------------------------------------------------------------------------- weight average
 
 
+@pytest.mark.slow
 def test_the_weight_average_follows_its_formula_and_is_what_evaluation_scores():
   config = tiny_config(ema_decay=0.5)
   mesh = steps.make_mesh()
@@ -137,6 +139,7 @@ def test_spectral_norm_makes_the_discriminator_blind_to_the_scale_of_its_weights
     assert not np.allclose(logits(scaled), logits(variables["params"]), rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_spectral_norm_trains_and_keeps_its_vectors_in_the_checkpointed_statistics():
   config = tiny_config()
   config.model.disc_norm = "spectral"
@@ -163,6 +166,7 @@ def power_iteration(u, kernel):
   return u / np.linalg.norm(u)
 
 
+@pytest.mark.slow
 def test_one_discriminator_update_runs_one_power_iteration_shared_by_its_real_and_fake_halves():
   # A second iteration in the fake half (or a third in G's pass, kept) stores another vector.
   config = tiny_config(generator_steps_per_batch=1)

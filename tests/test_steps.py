@@ -47,6 +47,7 @@ def parameter_change(config, start_step: int) -> dict:
   }
 
 
+@pytest.mark.slow
 def test_learning_rates_follow_the_batch_count_not_the_optimiser_count():
   # Skipped non-finite steps keep the old optimiser state and G counts several updates per batch:
   # the rate of batch k must still be the schedule at k. Here the optimiser state is fresh
@@ -114,6 +115,7 @@ def train_on_fixed_batch(config, num_steps: int = 15):
   "adversarial,architecture",
   [(True, ("paper", "paper")), (False, ("paper", "paper")), (True, ("pix2pix", "patchgan"))],
 )
+@pytest.mark.slow
 def test_a_few_steps_lower_the_l1_loss_on_a_fixed_batch(adversarial, architecture):
   config = tiny_config(adversarial=adversarial)
   config.model.generator, config.model.discriminator = architecture
@@ -282,6 +284,7 @@ def steps_on_fixed_batch(config, num_steps: int):
   return first, state, history
 
 
+@pytest.mark.slow
 def test_with_the_generator_frozen_the_discriminator_learns_real_from_fake():
   # Catches a D that never updates, real and fake swapped in D's loss or inputs, and wrong labels.
   config = tiny_config()
@@ -310,6 +313,7 @@ def test_the_generator_loss_is_the_adversarial_loss_plus_lambda_l1():
     assert float(metrics["g_loss_adv"]) > 0  # -log D(G(x)) of a sigmoid: never negative
 
 
+@pytest.mark.slow
 def test_skip_nonfinite_changes_nothing_when_every_step_is_finite():
   off, on = tiny_config(), tiny_config(skip_nonfinite=True)
   _, state_off, history_off = steps_on_fixed_batch(off, 3)
@@ -337,6 +341,7 @@ def test_batch_norm_running_averages_are_updated_in_training_and_used_at_evaluat
   assert float(eval_fn(state, batch)["l1"]) != float(eval_fn(stale, batch)["l1"])
 
 
+@pytest.mark.slow
 def test_label_smoothing_sets_the_real_target_inside_the_step():
   config = tiny_config()
   config.loss.label_smoothing = 0.1
@@ -352,6 +357,7 @@ def test_label_smoothing_sets_the_real_target_inside_the_step():
   assert float(expected) != pytest.approx(float(steps.losses.sigmoid_cross_entropy(logits, 1.0)), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_the_discriminator_trains_on_each_batchs_own_statistics_real_then_fake():
   # Catches a fake pass in eval mode (running averages instead of the fake batch's statistics),
   # running averages that skip the fake batch, and a fake pass that sees the real images' statistics.
