@@ -13,6 +13,8 @@
    mode's own path (`predict.colorize_group`: the input's L kept, a,b upsampled), and scores the
    outputs: PSNR, SSIM, MAE, accuracy@2, colourfulness gap, and the paired PSNR difference to
    the gray input with a bootstrap 95% interval.
+   A model trained with hints (`model.hints`) gets a row per number of `--hints` points (read
+   off the real val photos, the same for every model) with its PSNR gain over none.
 3. Scores the classic colorizers of `colorize/baselines.py` (fitted on `train/`) the same way.
 Each row is a JSON line (stdout and `--out_dir/rows.jsonl`); then the Markdown table of every row
 in that file, and `--out_dir/grid.png`: gray | real | best classic | each model row.
