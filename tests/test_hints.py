@@ -111,6 +111,9 @@ def test_a_users_point_is_centred_on_its_pixel_in_the_generators_smaller_input(t
       "point 2 at x=200, y=2 lies outside the photo (200x100 px)",
     ),
     ([{"x": 1, "y": -1, "rgb": [1, 2, 3]}], "point 1 at x=1, y=-1 lies outside the photo"),
+    ([{"x": 1, "y": 2, "rgb": [1, 2, 3], "size": 10**20}], "point 1 has size 100000000000000000000, larger than"),
+    ([{"x": 1, "y": 2, "rgb": [1, 2, 3]}] * 1001, "1001 points, more than the 1000 a photo may have"),
+    ("[" * 100_000, "nested too deeply to be a list of points"),
   ],
 )
 def test_a_bad_hint_file_is_one_line_naming_the_file_and_the_point(tmp_path, content, message):
