@@ -42,7 +42,12 @@ def encode(tops, lefts, sizes, ab, valid, height: int, width: int, xp=jnp):
   there; zeros elsewhere. A later point overwrites an earlier one where they overlap. `xp=numpy`
   for the host (no compilation per number of points).
   """
-  covers = _covers(tops, lefts, sizes, height, width, xp) & valid[:, None, None]
+  return _painted(_covers(tops, lefts, sizes, height, width, xp), ab, valid, xp)
+
+
+def _painted(covers, ab, valid, xp):
+  """`encode` from the points' patches [K, H, W]."""
+  covers = covers & valid[:, None, None]
   order = xp.arange(1, covers.shape[0] + 1)[:, None, None]
   last = xp.max(xp.where(covers, order, 0), axis=0)  # 1 + index of the last covering point, 0: none.
   hinted = last > 0
@@ -51,19 +56,7 @@ def encode(tops, lefts, sizes, ab, valid, height: int, width: int, xp=jnp):
   return channels.astype(xp.float32)
 
 
-def none(height: int, width: int, batch: int | None = None):
-  """Hint channels with no point: the automatic mode."""
-  shape = (height, width, CHANNELS) if batch is None else (batch, height, width, CHANNELS)
-  return jnp.zeros(shape, jnp.float32)
-
-
 # ----------------------------------------------------------------------------- simulated hints
-
-
-def patch_means(ab, tops, lefts, sizes):
-  """Mean a,b [K, 2] of each point's patch of `ab` [H, W, 2]."""
-  covers = _covers(tops, lefts, sizes, *ab.shape[:2]).astype(ab.dtype)
-  return jnp.einsum("khw,hwc->kc", covers, ab) / (sizes.astype(ab.dtype) ** 2)[:, None]
 
 
 def simulated_points(key, height: int, width: int, count, max_points: int, max_size: int):
@@ -88,7 +81,8 @@ def training_count(key, p: float, none_fraction: float, max_points: int):
 
 def simulate(key, ab, hint_config, count=None):
   """Hint channels [H, W, 3] drawn from the real a,b [H, W, 2] (Lab units) of one photo:
-  `count` points, or a training draw (`training_count`) when None."""
+  `count` points, or a training draw (`training_count`) when None; each point the mean a,b of its
+  patch."""
   count_key, place_key = jax.random.split(key)
   if count is None:
     count = training_count(count_key, hint_config.geometric_p, hint_config.none_fraction, hint_config.max_points)
@@ -96,7 +90,9 @@ def simulate(key, ab, hint_config, count=None):
   tops, lefts, sizes, valid = simulated_points(
     place_key, height, width, count, hint_config.max_points, hint_config.max_size
   )
-  return encode(tops, lefts, sizes, patch_means(ab, tops, lefts, sizes), valid, height, width)
+  covers = _covers(tops, lefts, sizes, height, width)  # Once: for the patches' means and for painting them.
+  means = jnp.einsum("khw,hwc->kc", covers.astype(ab.dtype), ab) / (sizes.astype(ab.dtype) ** 2)[:, None]
+  return _painted(covers, means, valid, jnp)
 
 
 def simulate_batch(keys, lab_normalized, hint_config):

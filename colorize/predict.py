@@ -162,7 +162,7 @@ def _decoded(jobs: list, max_pixels: int, report) -> Iterator[photos.Photo]:
       futures[i] = None  # Drop the decoded pixels once consumed.
 
 
-def _with_hints(decoded: Iterator[photos.Photo], hints: str, report) -> Iterator[photos.Photo]:
+def _with_hint_files(decoded: Iterator[photos.Photo], hints: str, report) -> Iterator[photos.Photo]:
   """Photos with their hint file's points (`--hints`); a photo whose hint file is bad is reported
   and dropped (nothing is written for it)."""
   for photo in decoded:
@@ -217,7 +217,7 @@ def colorize_photos(
     progress.say(f"FAILED {source}: {reason}")
     progress.advance(written=False)
 
-  decoded = _with_hints(_decoded(jobs, max_pixels, report), hints, report)
+  decoded = _with_hint_files(_decoded(jobs, max_pixels, report), hints, report)
   for group in _groups(decoded, batch_size, size, multiple):
     for photo, result in zip(group, colorize_group(generator, variables, group, size, multiple), strict=True):
       try:

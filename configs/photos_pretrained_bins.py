@@ -22,6 +22,5 @@ def get_config():
   config.model.temperature = 0.38  # The best PSNR when tuning (and Zhang et al.'s choice).
   config.num_train_steps = 1_800  # About the L1 recipe's minutes for its 1,200 steps.
   config.freeze_encoder_steps = 1_800
-  config.optim.g_learning_rate = 1e-3
   config.model.hints = False  # As measured (the hints came later).
   return config

@@ -137,16 +137,20 @@ def test_a_hints_generator_without_hints_is_automatic_and_hints_change_its_colou
   first_kernel = jax.tree.leaves(variables["params"]["ConvNormAct_0" if generator == "paper" else "Conv_0"])[-1]
   assert first_kernel.ndim == 4 and first_kernel.shape[2] == 4  # L and the three hint channels.
   automatic = model.apply(variables, gray, train=False)
-  np.testing.assert_array_equal(automatic, model.apply(variables, gray, train=False, hints=hints.none(16, 16, 2)))
+  np.testing.assert_array_equal(
+    automatic, model.apply(variables, gray, train=False, hints=np.zeros((2, 16, 16, 3), np.float32))
+  )
   one_point = hints.encode(
     np.array([4]), np.array([4]), np.array([3]), np.array([[60.0, 60.0]]), np.array([True]), 16, 16
   )
-  hinted = model.apply(variables, gray, train=False, hints=jnp.stack([one_point, hints.none(16, 16)]))
+  hinted = model.apply(variables, gray, train=False, hints=jnp.stack([one_point, np.zeros((16, 16, 3), np.float32)]))
   assert not np.allclose(hinted[0], automatic[0])
   np.testing.assert_allclose(hinted[1], automatic[1], atol=1e-6)  # Each photo sees its own hints only.
   plain, _ = models.create_models(tiny_config().model)
   with pytest.raises(ValueError, match="has no hint channels"):
-    plain.apply(plain.init(jax.random.key(0), gray, train=False), gray, train=False, hints=hints.none(16, 16, 2))
+    plain.apply(
+      plain.init(jax.random.key(0), gray, train=False), gray, train=False, hints=np.zeros((2, 16, 16, 3), np.float32)
+    )
 
 
 def test_the_pretrained_decoder_sees_the_hints_at_every_level():
