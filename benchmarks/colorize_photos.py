@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
+from colorize import app as hint_app
 from colorize import bundle
 from colorize import checkpoint
 from colorize import inference
@@ -77,6 +78,20 @@ def generator_alone_photos_per_s(generator, variables, size: int, batch_size: in
   apply = jax.jit(lambda v, gray: generator.apply(v, gray, train=False))
   gray = jnp.zeros((batch_size, size, size, 1), jnp.float32)
   return batch_size / min(common.call_seconds(apply, variables, gray, repeats=3))
+
+
+def app_preview_seconds(config, generator, variables, folder: str) -> float:
+  """The app's preview of a 1200x800 photo (768 px wide) after a click, warm, server side: best of
+  3 clicks (1 to 3 points; none for a model without hints)."""
+  colorizer = hint_app.Colorizer(
+    generator, variables, config.image_size, models.input_multiple(config.model), bool(config.model.hints)
+  )
+  with open(common.write_jpeg(os.path.join(folder, "app.jpg"), common.photo_like(800, 1200)), "rb") as f:
+    photo = colorizer.open_photo(f.read(), "app.jpg")
+  clicks = [{"x": 100 + 300 * i, "y": 200 + 100 * i, "rgb": [30, 170, 60]} for i in range(4)]
+  points = (lambda n: clicks[:n]) if config.model.hints else (lambda n: [])
+  colorizer.colorize(photo["id"], points(1), full=False)  # Compiles.
+  return min(colorizer.colorize(photo["id"], points(n), full=False)[1] for n in (2, 3, 4))
 
 
 # Runs main.py in the child and prints that process's own peak RSS. The child's ru_maxrss would
@@ -135,6 +150,7 @@ def main(argv):
     "folder_photos": count,
     "folder_photos_per_s": round(count / folder_s, 2),
     "generator_alone_photos_per_s": round(generator_alone_photos_per_s(generator, variables, config.image_size), 2),
+    "app_preview_1200x800_s": round(app_preview_seconds(config, generator, variables, folder), 3),
     "peak_rss_mb_6000x4000": None if FLAGS.quick else round(peak_rss_of_big_photo(source_flag, folder)),
     "cpu": common.cpu_model(),
   }
