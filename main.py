@@ -8,6 +8,7 @@ One example per mode:
   python main.py --workdir=runs/demo --mode=turing --output=PAGE    # real-or-fake web page
   python main.py --mode=compare --runs=runs/a,runs/b --output=CMP   # runs side by side
   python main.py --mode=export --workdir=runs/demo --output=BUNDLE   # the generator as a folder for --weights
+  python main.py --mode=export --output=ONNX --format=onnx            # the bundled model for onnxruntime
   python main.py --mode=app                                         # a web page to colour photos with hints
 
 Any config field can be set on the command line: --config.FIELD=VALUE, e.g.
@@ -34,7 +35,7 @@ flags.DEFINE_string("workdir", None, "Run folder; default runs/<config file name
 flags.DEFINE_string(
   "weights",
   None,
-  "colorize, evaluate, turing, app: an exported generator folder (--mode=export) instead of a run; "
+  "colorize, evaluate, turing, app, export: an exported generator folder (--mode=export) instead of a run; "
   "without --workdir and --config these modes use the bundled weights/.",
 )
 flags.DEFINE_enum(
@@ -42,8 +43,8 @@ flags.DEFINE_enum(
   "train",
   ["train", "evaluate", "colorize", "turing", "compare", "export", "app"],
   "train: train or resume; evaluate: metrics + report; colorize: colour photos; turing: real-or-fake web page; "
-  "compare: runs side by side; export: a run's generator as a folder for --weights; app: a web page to colour "
-  "photos with colour hints.",
+  "compare: runs side by side; export: a generator as a folder for --weights (--format=bundle) or a file for "
+  "onnxruntime (onnx) or jax.export (stablehlo); app: a web page to colour photos with colour hints.",
 )
 flags.DEFINE_integer("eval_images", -1, "evaluate, compare: images of the eval split to use; -1 = all.")
 flags.DEFINE_string("input", None, "colorize: a photo, a folder or a glob.")
@@ -58,7 +59,9 @@ flags.DEFINE_list("runs", [], "compare: the run folders, comma-separated.")
 flags.DEFINE_integer("grid_images", 8, "compare: validation images in the grid.")
 flags.DEFINE_bool("recursive", False, "colorize: also photos in subfolders of --input.")
 flags.DEFINE_bool("overwrite", False, "colorize, turing, compare: replace outputs that exist (never the inputs).")
-flags.DEFINE_enum("format", "png", ["png", "jpeg"], "colorize: output format.")
+flags.DEFINE_string(
+  "format", None, "colorize: png (default) or jpeg, for photos; export: bundle (default), onnx or stablehlo."
+)
 flags.DEFINE_integer("colorize_size", 0, "colorize: short side the generator sees; 0 = config.image_size.")
 flags.DEFINE_string(
   "hints",
@@ -134,7 +137,7 @@ def colorize():
     output_dir=FLAGS.output,
     recursive=FLAGS.recursive,
     overwrite=FLAGS.overwrite,
-    image_format=FLAGS.format,
+    image_format=FLAGS.format or "png",
     size=FLAGS.colorize_size,
     batch_size=FLAGS.colorize_batch,
     max_pixels=FLAGS.max_pixels,
@@ -156,8 +159,22 @@ def compare():
 
 def export():
   from colorize import export
+  from colorize import run_setup
 
-  export.export_bundle(FLAGS.workdir, FLAGS.output, FLAGS.facts)
+  file_format = FLAGS.format or "bundle"
+  if file_format not in export.FORMATS:
+    choices = ", ".join(export.FORMATS)
+    raise run_setup.UsageError(f"--format={file_format} is not an export format: use one of {choices}.")
+  if file_format == "bundle":
+    if FLAGS.weights:
+      raise run_setup.UsageError(
+        f"--weights={FLAGS.weights} is a bundle already: copy the folder, or pick --format=onnx."
+      )
+    export.export_bundle(FLAGS.workdir, FLAGS.output, FLAGS.facts)
+    return
+  if FLAGS.facts:
+    raise run_setup.UsageError("--facts is for --format=bundle (a bundle's manifest).")
+  export.export_portable(*resolved_run(), FLAGS.output, file_format)
 
 
 def web_app():
@@ -180,7 +197,7 @@ MODES = {
   "export": export,
   "app": web_app,
 }
-BUNDLE_MODES = ("colorize", "evaluate", "turing", "app")  # Modes that use a generator: a run or a bundle.
+BUNDLE_MODES = ("colorize", "evaluate", "turing", "app", "export")  # Modes that use a generator: a run or a bundle.
 
 
 def main(argv):
@@ -194,9 +211,11 @@ def main(argv):
         raise run_setup.UsageError(
           f"--{flag} is for the {', '.join(BUNDLE_MODES[:-1])} and {BUNDLE_MODES[-1]} modes, not --mode={FLAGS.mode}."
         )
-    for flag, mode in (("hints", "colorize"), ("port", "app"), ("host", "app")):
+    for flag, mode in (("hints", "colorize"), ("port", "app"), ("host", "app"), ("facts", "export")):
       if FLAGS[flag].present and FLAGS.mode != mode:
         raise run_setup.UsageError(f"--{flag} is for the {mode} mode, not --mode={FLAGS.mode}.")
+    if FLAGS["format"].present and FLAGS.mode not in ("colorize", "export"):
+      raise run_setup.UsageError(f"--format is for the colorize and export modes, not --mode={FLAGS.mode}.")
     run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     return MODES[FLAGS.mode]()
   except run_setup.UsageError as error:

@@ -9,6 +9,8 @@ rounding, and on every other backend (or any shape it does not handle) XLA's own
 measurements behind every threshold are in `benchmarks/conv_ops.py` and `benchmarks/results/`.
 """
 
+import contextlib
+import contextvars
 import functools
 
 import flax.linen as nn
@@ -19,6 +21,24 @@ SMALL_MAP_PIXELS = 16  # Maps of at most 16 pixels (4x4, 2x8, ...): the U-Net's 
 THIN_PATCH_VALUES = 36  # Input values per output pixel (kernel taps x channels): the first layers, 3x3 x 1 or 4.
 NHWC = ("NHWC", "HWIO", "NHWC")
 
+_XLA_ONLY = contextvars.ContextVar("xla_only", default=False)
+
+
+@contextlib.contextmanager
+def xla_ops():
+  """Within it, every op traced is XLA's own: for exporting a network to other platforms and
+  runtimes, where these CPU ways would only get in the way (and their choices need known shapes)."""
+  token = _XLA_ONLY.set(True)
+  try:
+    yield
+  finally:
+    _XLA_ONLY.reset(token)
+
+
+def _cpu_ways() -> bool:
+  """Whether the ways of this module may be taken: tracing for the CPU, outside `xla_ops`."""
+  return jax.default_backend() == "cpu" and not _XLA_ONLY.get()
+
 
 def _taps_touching_data(kernel: int, pad_low: int, size: int, out: int) -> list:
   """Kernel offsets whose window, over all outputs, reads at least one real (unpadded) pixel: a range."""
@@ -27,7 +47,7 @@ def _taps_touching_data(kernel: int, pad_low: int, size: int, out: int) -> list:
 
 def _plain_cpu_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, **kwargs) -> bool:
   """An NHWC, stride-1, undilated, ungrouped convolution with known padding and no other options, on CPU."""
-  if lhs.ndim != 4 or jax.default_backend() != "cpu":
+  if lhs.ndim != 4 or not _cpu_ways():
     return False
   numbers = kwargs.pop("dimension_numbers", None)
   nhwc = numbers is not None and jax.lax.conv_dimension_numbers(
@@ -195,7 +215,7 @@ def max_pool_2x2(x):
   `benchmarks/results/cpu-step-attempts-2cores-2026-12-06.jsonl`). For finite inputs (a window
   with a NaN gives its gradient elsewhere). Odd sizes and other backends go to `nn.max_pool`.
   """
-  if jax.default_backend() != "cpu" or x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
+  if not _cpu_ways() or x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2:
     return nn.max_pool(x, (2, 2), strides=(2, 2))
   return _even_max_pool_2x2(x)
 
@@ -250,7 +270,7 @@ def nearest_upsample_conv(lhs, rhs, window_strides, padding, **kwargs):
   and no upsampled map; XLA:CPU ran the upsampled form's backward pass up to 3.1x slower
   (`benchmarks/conv_ops.py --upsampled`). Same parameters, same results up to rounding.
   """
-  if jax.default_backend() != "cpu":
+  if not _cpu_ways():
     return jax.lax.conv_general_dilated(upsample_nearest(lhs), rhs, window_strides, padding, **kwargs)
   if rhs.shape[:2] != (2, 2) or tuple(window_strides) != (1, 1) or padding != "SAME":
     raise ValueError(f"nearest_upsample_conv: a 2x2 stride-1 'SAME' kernel, not {rhs.shape[:2]} {padding!r}.")
@@ -279,7 +299,7 @@ def depthwise_conv(lhs, rhs, window_strides, padding, **kwargs):
   """
   channels = lhs.shape[-1]
   plain = (
-    jax.default_backend() == "cpu"
+    _cpu_ways()
     and lhs.ndim == 4
     and kwargs.get("feature_group_count", 1) == channels
     and rhs.shape[2:] == (1, channels)

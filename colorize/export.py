@@ -1,16 +1,37 @@
-"""The export mode: a trained run's generator as a self-contained folder (`bundle.py`) for --weights.
+"""The export mode: a trained generator as a folder for --weights, or as a file for other runtimes.
 
-python main.py --mode=export --workdir=runs/photos --output=weights --facts=FACTS.json
+    python main.py --mode=export --workdir=runs/photos --output=weights --facts=FACTS.json    # a bundle
+    python main.py --mode=export --output=onnx --format=onnx              # the bundled model, for onnxruntime
+    python main.py --mode=export --workdir=runs/photos --output=hlo --format=stablehlo   # for jax.export
+
+The ONNX and StableHLO files hold the weights and take any batch and photo size (multiples of
+the network's stride): L* in [0, 100], float32 [batch, height, width, 1] (and, for a model with
+hints, the hint channels [batch, height, width, 3]) -> a*,b* [batch, height, width, 2].
+`export.json` beside them says so, with the short side the network was trained at.
 """
 
 import json
 import os
+import shutil
 import sys
 
+import jax
+import jax.numpy as jnp
+
 from colorize import bundle
+from colorize import cpu_kernels
 from colorize import inference
+from colorize import models
+from colorize import predict
 from colorize import run_setup
 from colorize.run_setup import UsageError
+
+FORMATS = ("bundle", "onnx", "stablehlo")
+FILES = {"onnx": "generator.onnx", "stablehlo": "generator.stablehlo"}
+FACTS = "export.json"
+ONNX_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "colorize_onnx.py")
+# Every platform jax.export lowers for: the file runs wherever JAX does.
+STABLEHLO_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 
 
 def read_facts(path: str | None) -> dict:
@@ -46,3 +67,89 @@ def export_bundle(workdir: str | None, output_dir: str | None, facts_path: str |
   manifest = bundle.export(config, variables, step, output_dir, facts)
   print(f"Exported step {step} of {workdir}: {manifest['bytes']:,} bytes -> {output_dir}", file=sys.stderr)
   return manifest
+
+
+def input_specs(config) -> list:
+  """The generator's inputs with a symbolic batch and size: L* (and the hint channels for a hints model)."""
+  multiple = models.input_multiple(config.model)
+  batch, height, width = jax.export.symbolic_shape("batch, height, width")
+  shape = (batch, multiple * height, multiple * width)
+  specs = [jax.ShapeDtypeStruct((*shape, 1), jnp.float32)]
+  return specs + ([jax.ShapeDtypeStruct((*shape, 3), jnp.float32)] if config.model.hints else [])
+
+
+def generator_function(config, source: str):
+  """(L* [, hint channels]) -> a*,b* of the generator of `source` (a run or a bundle), its
+  weights held as constants; and its step."""
+  generator, variables, step = inference.load_generator(config, source)
+  variables = jax.device_get(variables)
+
+  def lightness_to_ab(lightness, hints=None):
+    return predict.lightness_to_ab(generator, variables, lightness, hints)
+
+  return lightness_to_ab, step
+
+
+def onnx_bytes(function, specs: list) -> bytes:
+  from colorize import onnx_export  # onnx is needed here alone.
+
+  names = ["lightness", "hints"][: len(specs)]
+  with cpu_kernels.xla_ops():
+    try:
+      model = onnx_export.to_onnx(function, specs, names, ["ab"], doc="L* (and hints) -> a*,b*; export.json")
+    except onnx_export.UnsupportedOp as error:
+      raise UsageError(f"--format=onnx cannot write {error} of this generator: use --format=stablehlo.") from None
+  return model.SerializeToString()
+
+
+def stablehlo_bytes(function, specs: list) -> bytes:
+  """The function lowered for every platform, serialised (`jax.export.deserialize` reads it)."""
+  with cpu_kernels.xla_ops():  # XLA's own ops: portable, and chosen without knowing the sizes.
+    exported = jax.export.export(jax.jit(function), platforms=STABLEHLO_PLATFORMS)(*specs)
+  return exported.serialize()
+
+
+def _write_new(path: str, data: bytes) -> None:
+  """Writes `path` whole or not at all (a temporary file renamed)."""
+  partial = f"{path}.partial"
+  with open(partial, "wb") as f:
+    f.write(data)
+  os.replace(partial, path)
+
+
+def export_portable(config, source: str, output_dir: str | None, file_format: str) -> dict:
+  """Writes the generator of `source` as an ONNX or StableHLO file with its `export.json` to
+  `output_dir` (and, for ONNX, the script that colours a photo with it); refuses to replace files."""
+  if not output_dir:
+    raise UsageError(f"--mode=export --format={file_format} needs --output=DIR (a new folder for the file).")
+  names = [FILES[file_format], FACTS] + (["colorize_onnx.py"] if file_format == "onnx" else [])
+  if existing := [n for n in names if os.path.exists(os.path.join(output_dir, n))]:
+    raise UsageError(f"{os.path.join(output_dir, existing[0])} exists: choose another --output, or move it away first.")
+  run_setup.make_writable_folder(output_dir, "--output")
+  function, step = generator_function(config, source)
+  specs = input_specs(config)
+  data = onnx_bytes(function, specs) if file_format == "onnx" else stablehlo_bytes(function, specs)
+  multiple = models.input_multiple(config.model)
+  facts = {
+    "format": f"colorize-{file_format}-1",
+    "file": FILES[file_format],
+    "inputs": {
+      "lightness": f"float32 [batch, height, width, 1]: CIE L* in [0, 100]; height and width multiples of {multiple}",
+      **(
+        {"hints": "float32 [batch, height, width, 3]: a/110, b/110 of hinted pixels and a mask of 1 there, else 0"}
+        if config.model.hints
+        else {}
+      ),
+    },
+    "output": "ab: float32 [batch, height, width, 2], CIE a* and b*",
+    "short_side": int(config.image_size),
+    "multiple": multiple,
+    "step": int(step),
+    "source": source,
+  }
+  _write_new(os.path.join(output_dir, FILES[file_format]), data)
+  if file_format == "onnx":
+    shutil.copyfile(ONNX_SCRIPT, os.path.join(output_dir, "colorize_onnx.py"))
+  _write_new(os.path.join(output_dir, FACTS), json.dumps(facts, indent=2).encode())
+  print(f"Exported step {step} of {source}: {len(data):,} bytes -> {output_dir}/{FILES[file_format]}", file=sys.stderr)
+  return facts

@@ -107,7 +107,9 @@ def _pooled_hints(hints, factor: int):
     return hints
   batch, height, width, _ = hints.shape
   blocks = hints.reshape(batch, height // factor, factor, width // factor, factor, 3)
-  colour_sums, hinted = blocks[..., :2].sum(axis=(2, 4)), blocks[..., 2:].sum(axis=(2, 4))
+  # lax slices, not [..., :2]: with symbolic sizes (jax.export) indexing becomes a gather.
+  colour_sums = jax.lax.slice_in_dim(blocks, 0, 2, axis=-1).sum(axis=(2, 4))
+  hinted = jax.lax.slice_in_dim(blocks, 2, 3, axis=-1).sum(axis=(2, 4))
   colour = colour_sums / jnp.maximum(hinted, 1.0)
   return jnp.concatenate([colour, (hinted > 0).astype(hints.dtype)], axis=-1)
 
@@ -259,7 +261,7 @@ class PretrainedEncoderGenerator(nn.Module):
     widths = [self.base_width * min(2**level, 8) for level in range(5)]  # Full resolution, stride 2, ..., 16.
     inputs = [gray, *features]  # Strides 1, 2, ..., 32.
     if self.hints:  # The encoder keeps its ImageNet input; the decoder sees the hints at every level.
-      with_hints = _with_hints(self, gray, hints)[..., 1:]
+      with_hints = jax.lax.slice_in_dim(_with_hints(self, gray, hints), 1, 4, axis=-1)
       inputs = [jnp.concatenate([x, _pooled_hints(with_hints, 2**i).astype(x.dtype)], -1) for i, x in enumerate(inputs)]
     levels = list(zip(reversed(widths), reversed(inputs[:-1]), strict=True))
     if self.colour_head == "bins":

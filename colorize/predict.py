@@ -69,13 +69,19 @@ def network_shape(height: int, width: int, size: int, multiple: int, max_aspect:
 # ----------------------------------------------------------------------------- the generator
 
 
+def lightness_to_ab(generator, variables, lightness_batch, hint_batch=None):
+  """L in [0, 100], [B, h, w, 1] (and hint channels [B, h, w, 3]) -> predicted a,b in Lab units,
+  [B, h, w, 2] (eval mode): the generator as the colorize mode and the exported files apply it."""
+  gray = color.normalize_lightness(lightness_batch)
+  lab = generator.apply(variables, gray, train=False, **({} if hint_batch is None else {"hints": hint_batch}))
+  # A lax slice, not [..., 1:]: with symbolic sizes (the exports) indexing becomes a gather.
+  return jax.lax.slice_in_dim(color.denormalize_lab(lab), 1, 3, axis=-1).astype(jnp.float32)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def predict_ab(generator, variables, lightness_batch, hint_batch=None):
-  """L in [0, 100], [B, h, w] (and hint channels [B, h, w, 3]) -> predicted a,b in Lab units,
-  [B, h, w, 2] (eval mode)."""
-  gray = color.normalize_lightness(lightness_batch)[..., None]
-  lab = generator.apply(variables, gray, train=False, **({} if hint_batch is None else {"hints": hint_batch}))
-  return color.denormalize_lab(lab)[..., 1:].astype(jnp.float32)
+  """`lightness_to_ab` for L planes [B, h, w], compiled."""
+  return lightness_to_ab(generator, variables, lightness_batch[..., None], hint_batch)
 
 
 def hint_channels(group: list, planes: list, height: int, width: int) -> np.ndarray | None:

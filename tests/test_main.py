@@ -61,12 +61,12 @@ def test_flag_mistakes_are_one_line_and_one_hint(args, message):
     ),
     (
       ["--config=configs/demo.py", "--weights=weights"],
-      "--weights is for the colorize, evaluate, turing and app modes",
+      "--weights is for the colorize, evaluate, turing, app and export modes",
     ),
     (["--mode=colorize", "--weights=weights", "--input=x", "--output=y"], "pass --workdir=RUN or --weights=DIR"),
     (
       ["--config=configs/demo.py", "--colorize_temperature=0.5"],
-      "--colorize_temperature is for the colorize, evaluate, turing and app modes, not --mode=train",
+      "--colorize_temperature is for the colorize, evaluate, turing, app and export modes, not --mode=train",
     ),
     (
       ["--mode=colorize", "--config=configs/demo.py", "--colorize_temperature=0.5", "--input=x", "--output=y"],

@@ -1,0 +1,161 @@
+"""Exported generators for other runtimes: ONNX (onnxruntime) and StableHLO (jax.export) give JAX's colours."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnxruntime
+import pytest
+import skimage.data
+from PIL import Image
+
+from colorize import bundle
+from colorize import export
+from colorize import hints as hints_lib
+from colorize import inference
+from colorize import models
+from colorize import onnx_export
+from colorize import predict
+from tests.conftest import tiny_config
+from tests.test_main import HINT
+from tests.test_main import run_main
+
+SIZES = ((64, 96), (96, 64))  # Two photo shapes, landscape and portrait, at the bundle's stride 32.
+
+
+def network_inputs(height: int, width: int, with_hints: bool):
+  """L* of two real photos resized to height x width, and hint channels with a few points (or None)."""
+  planes = [
+    predict.lightness(np.asarray(Image.fromarray(photo).resize((width, height), Image.BILINEAR)))
+    for photo in (skimage.data.coffee(), skimage.data.astronaut())
+  ]
+  if not with_hints:
+    return np.stack(planes)[..., None], None
+  points = np.array([[10, 12, 40.0, -20.0, 3], [height - 9, width - 7, -30.0, 50.0, 5]], np.float32)
+  hint_batch = np.stack([hints_lib.for_network(points, (height, width), (height, width))] * 2)
+  return np.stack(planes)[..., None], hint_batch
+
+
+def onnx_session(model_bytes: bytes):
+  return onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, lightness, hint_batch):
+  feeds = {"lightness": lightness} | ({} if hint_batch is None else {"hints": hint_batch})
+  return session.run(["ab"], feeds)[0]
+
+
+@pytest.fixture(scope="module")
+def bundled():
+  """The shipped generator (EfficientNet-Lite0 encoder, hints) as a JAX function, and its config."""
+  config = bundle.bundle_config(bundle.BUNDLED)
+  function, _ = export.generator_function(config, bundle.BUNDLED)
+  return config, function
+
+
+def test_onnx_of_the_bundled_model_gives_jax_colours_on_real_photos_at_two_sizes(bundled):
+  config, function = bundled
+  session = onnx_session(export.onnx_bytes(function, export.input_specs(config)))
+  for height, width in SIZES:
+    lightness, hint_batch = network_inputs(height, width, with_hints=True)
+    expected = np.asarray(jax.jit(function)(lightness, hint_batch))  # The colorize mode's ops (CPU kernels).
+    got = run_onnx(session, lightness, hint_batch)
+    assert got.shape == (2, height, width, 2)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert np.abs(expected).mean() > 1.0  # Colours worth comparing, not zeros.
+
+
+def test_stablehlo_of_the_bundled_model_reloads_and_gives_the_generator_output(bundled):
+  config, function = bundled
+  reloaded = jax.export.deserialize(export.stablehlo_bytes(function, export.input_specs(config)))
+  assert set(reloaded.platforms) >= {"cpu", "cuda"}
+  for height, width in SIZES:
+    lightness, hint_batch = network_inputs(height, width, with_hints=True)
+    np.testing.assert_allclose(
+      np.asarray(reloaded.call(lightness, hint_batch)), np.asarray(jax.jit(function)(lightness, hint_batch)), atol=1e-3
+    )
+
+
+@pytest.mark.parametrize(
+  "overrides",
+  [
+    {},  # The paper's U-Net, L*a*b* out.
+    {"model.generator": "pix2pix"},
+    {"model.hints": True, "model.output": "ab"},
+    {"model.output": "ab", "model.colour_head": "bins", "model.temperature": 0.38},
+  ],
+  ids=["paper", "pix2pix", "hints", "bins"],
+)
+def test_onnx_of_every_generator_kind_gives_jax_colours(overrides):
+  config = tiny_config(**overrides)
+  generator = inference.generator_module(config)
+  gray = jnp.zeros((1, 16, 16, 1))
+  variables = generator.init({"params": jax.random.key(1), "dropout": jax.random.key(2)}, gray, train=False)
+  variables = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(3), x.shape), variables)
+
+  def function(lightness, hints=None):
+    return predict.lightness_to_ab(generator, variables, lightness, hints)
+
+  session = onnx_session(export.onnx_bytes(function, export.input_specs(config)))
+  for height, width in ((16, 24), (32, 16)):
+    lightness, hint_batch = network_inputs(height, width, with_hints=config.model.hints)
+    np.testing.assert_allclose(
+      run_onnx(session, lightness, hint_batch), np.asarray(jax.jit(function)(lightness, hint_batch)), atol=1e-3
+    )
+
+
+def test_an_op_the_converter_does_not_know_is_named():
+  with pytest.raises(onnx_export.UnsupportedOp, match="the op sort"):
+    onnx_export.to_onnx(jnp.sort, [jax.ShapeDtypeStruct((4,), jnp.float32)], ["x"], ["y"])
+
+
+@pytest.mark.slow  # Three runs of main.py.
+def test_export_mode_writes_an_onnx_file_whose_script_colours_a_photo_like_the_colorize_mode(tmp_path):
+  photo = tmp_path / "coffee.png"
+  Image.fromarray(skimage.data.coffee()[::3, ::3]).save(photo)  # 134x200: resized to the network's shape.
+  done = run_main("--mode=export", f"--output={tmp_path / 'onnx'}", "--format=onnx")
+  assert done.returncode == 0, done.stderr
+  facts = json.loads((tmp_path / "onnx" / "export.json").read_text())
+  assert facts["short_side"] == bundle.bundle_config(bundle.BUNDLED).image_size and facts["multiple"] == 32
+  script = tmp_path / "onnx" / "colorize_onnx.py"
+  # The folder alone: run from elsewhere, without this project on the path.
+  ran = subprocess.run(
+    [sys.executable, str(script), str(photo), str(tmp_path / "onnx.png")], cwd=tmp_path, capture_output=True, text=True
+  )
+  assert ran.returncode == 0, ran.stderr
+  assert run_main("--mode=colorize", f"--input={photo}", f"--output={tmp_path / 'jax'}").returncode == 0
+  ours = np.asarray(Image.open(tmp_path / "onnx.png")).astype(int)
+  theirs = np.asarray(Image.open(tmp_path / "jax" / "coffee.png")).astype(int)
+  assert ours.shape == theirs.shape == (134, 200, 3)
+  assert np.abs(ours - theirs).max() <= 1  # Rounding alone.
+  again = run_main("--mode=export", f"--output={tmp_path / 'onnx'}", "--format=onnx")
+  assert again.returncode == 2 and "generator.onnx exists: choose another --output" in again.stderr
+
+
+@pytest.mark.parametrize(
+  "args,message",
+  [
+    (["--format=tflite"], "--format=tflite is not an export format: use one of bundle, onnx, stablehlo."),
+    (["--format=onnx", "--facts=f.json"], "--facts is for --format=bundle"),
+    (["--weights=weights"], "--weights=weights is a bundle already: copy the folder, or pick --format=onnx."),
+    (["--format=stablehlo"], "--mode=export --format=stablehlo needs --output=DIR"),
+  ],
+)
+def test_export_mode_refuses_what_it_cannot_do_in_one_line(tmp_path, args, message):
+  output = [] if "--format=stablehlo" in args else [f"--output={tmp_path / 'out'}"]
+  done = run_main("--mode=export", *output, *args)
+  assert done.returncode == 2
+  first, hint = done.stderr.strip().splitlines()
+  assert first.startswith(f"main.py: error: {message}") and hint == HINT
+  assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_input_specs_are_symbolic_multiples_of_the_stride():
+  config = tiny_config(**{"model.hints": True})
+  lightness, hint_spec = export.input_specs(config)
+  assert str(lightness.shape[1]) == f"{models.input_multiple(config.model)}*height" and lightness.shape[-1] == 1
+  assert hint_spec.shape[-1] == 3
