@@ -5,6 +5,7 @@ One example per mode:
   python main.py --workdir=runs/demo --mode=evaluate                # metrics.json, report.md, grid.png
   python main.py --workdir=runs/demo --mode=colorize --input=PHOTOS --output=OUT
   python main.py --mode=colorize --input=PHOTOS --output=OUT          # the bundled model (weights/)
+  python main.py --mode=colorize --input=FILM.mp4 --output=OUT        # videos too: audio and timing kept
   python main.py --workdir=runs/demo --mode=turing --output=PAGE    # real-or-fake web page
   python main.py --mode=compare --runs=runs/a,runs/b --output=CMP   # runs side by side
   python main.py --mode=export --workdir=runs/demo --output=BUNDLE   # the generator as a folder for --weights
@@ -47,7 +48,7 @@ flags.DEFINE_enum(
   "onnxruntime (onnx) or jax.export (stablehlo); app: a web page to colour photos with colour hints.",
 )
 flags.DEFINE_integer("eval_images", -1, "evaluate, compare: images of the eval split to use; -1 = all.")
-flags.DEFINE_string("input", None, "colorize: a photo, a folder or a glob.")
+flags.DEFINE_string("input", None, "colorize: a photo or video, a folder or a glob.")
 flags.DEFINE_string(
   "output",
   None,
@@ -69,7 +70,13 @@ flags.DEFINE_string(
   "colorize: the user's colour points, a JSON file for one photo or a folder of <photo name>.json files, each "
   'a list of {"x": 120, "y": 45, "rgb": [200, 30, 40]} (optional "size" in pixels); docs/hints.md.',
 )
-flags.DEFINE_integer("colorize_batch", 8, "colorize: photos per generator call.")
+flags.DEFINE_integer("colorize_batch", 8, "colorize: photos (or video frames) per generator call.")
+flags.DEFINE_float(
+  "steadiness",
+  None,
+  "colorize, videos: how much of the previous frame's colour a pixel keeps where its lightness stayed, in [0, 1); "
+  "0 colours every frame on its own; default 0.8 (docs/video.md).",
+)
 flags.DEFINE_float(
   "colorize_temperature",
   None,
@@ -142,6 +149,7 @@ def colorize():
     batch_size=FLAGS.colorize_batch,
     max_pixels=FLAGS.max_pixels,
     hints=FLAGS.hints or "",
+    steadiness=FLAGS.steadiness,
   )
 
 
@@ -211,7 +219,13 @@ def main(argv):
         raise run_setup.UsageError(
           f"--{flag} is for the {', '.join(BUNDLE_MODES[:-1])} and {BUNDLE_MODES[-1]} modes, not --mode={FLAGS.mode}."
         )
-    for flag, mode in (("hints", "colorize"), ("port", "app"), ("host", "app"), ("facts", "export")):
+    for flag, mode in (
+      ("hints", "colorize"),
+      ("port", "app"),
+      ("host", "app"),
+      ("facts", "export"),
+      ("steadiness", "colorize"),
+    ):
       if FLAGS[flag].present and FLAGS.mode != mode:
         raise run_setup.UsageError(f"--{flag} is for the {mode} mode, not --mode={FLAGS.mode}.")
     if FLAGS["format"].present and FLAGS.mode not in ("colorize", "export"):

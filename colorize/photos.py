@@ -38,8 +38,9 @@ class Photo:
 # ----------------------------------------------------------------------------- inputs
 
 
-def find_photos(pattern: str, recursive: bool = False) -> list:
-  """(path, name relative to the input root) for a file, a folder or a glob, sorted."""
+def find_photos(pattern: str, recursive: bool = False, extensions: tuple = PHOTO_EXTENSIONS) -> list:
+  """(path, name relative to the input root) for a file, or the files with `extensions` in a
+  folder or a glob, sorted."""
   if os.path.isfile(pattern):
     return [(pattern, os.path.basename(pattern))]
   if os.path.isdir(pattern):
@@ -51,7 +52,7 @@ def find_photos(pattern: str, recursive: bool = False) -> list:
   else:
     root = os.path.dirname(pattern.split("*")[0].split("?")[0].split("[")[0]) or "."
     paths = glob.glob(pattern, recursive=recursive)
-  photos = [p for p in paths if os.path.isfile(p) and p.lower().endswith(PHOTO_EXTENSIONS)]
+  photos = [p for p in paths if os.path.isfile(p) and p.lower().endswith(extensions)]
   return sorted((p, os.path.relpath(p, root)) for p in photos)
 
 

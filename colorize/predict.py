@@ -98,17 +98,27 @@ def hint_channels(group: list, planes: list, height: int, width: int) -> np.ndar
   )
 
 
+def network_planes(planes: list, size: int, multiple: int) -> np.ndarray:
+  """Full-size L planes of one shape -> the generator's input batch [B, h, w] (`network_shape`)."""
+  height, width = network_shape(*planes[0].shape, size, multiple)
+  return np.stack([resize_plane(plane, height, width) for plane in planes])
+
+
+def full_size_colour(plane: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
+  """The photo's own L [H, W] with the network's a,b [h, w, 2] resized to it -> uint8 RGB [H, W, 3]."""
+  full_h, full_w = plane.shape
+  ab_full = np.stack([resize_plane(ab_small[..., i], full_h, full_w) for i in range(2)], axis=-1)
+  return lab_to_uint8(plane, ab_full)
+
+
 def colorize_group(generator, variables, group: list, size: int, multiple: int) -> list:
   """Colorizes photos that share a network shape in one generator call; uint8 RGB(A) arrays."""
   planes = [lightness(photo.rgb) for photo in group]
-  height, width = network_shape(*planes[0].shape, size, multiple)
-  small = np.stack([resize_plane(plane, height, width) for plane in planes])
-  ab_small = np.asarray(predict_ab(generator, variables, small, hint_channels(group, planes, height, width)))
+  small = network_planes(planes, size, multiple)
+  ab_small = np.asarray(predict_ab(generator, variables, small, hint_channels(group, planes, *small.shape[1:])))
   results = []
   for photo, plane, ab in zip(group, planes, ab_small, strict=True):
-    full_h, full_w = plane.shape
-    ab_full = np.stack([resize_plane(ab[..., i], full_h, full_w) for i in range(2)], axis=-1)
-    rgb = lab_to_uint8(plane, ab_full)
+    rgb = full_size_colour(plane, ab)
     results.append(rgb if photo.alpha is None else np.concatenate([rgb, photo.alpha[..., None]], axis=-1))
   return results
 
@@ -124,29 +134,32 @@ class Summary:
 
 
 class ProgressLine:
-  """One status line on stderr: photos done (written or failed), written photos per second, time left."""
+  """One status line on stderr: items done (written or failed), written items per second, time left.
 
-  def __init__(self, total: int):
-    self.total, self.start, self.count, self.written = total, time.perf_counter(), 0, 0
+  `total` may be 0 when unknown (a video without a frame count): no ETA then."""
+
+  def __init__(self, total: int, unit: str = "img"):
+    self.total, self.unit, self.start, self.count, self.written = total, unit, time.perf_counter(), 0, 0
     self.interactive = sys.stderr.isatty()
-    self.every = 1 if self.interactive else max(1, total // 10)  # Logs get about ten lines.
+    self.every = 1 if self.interactive else max(1, (total or 1000) // 10)  # Logs get about ten lines.
 
   def advance(self, written: bool) -> None:
     self.count += 1
     self.written += written
-    if self.count % self.every and self.count < self.total:
+    if self.count % self.every and self.count != self.total:
       return
-    end = "" if self.interactive and self.count < self.total else "\n"
+    end = "" if self.interactive and self.count != self.total else "\n"
     print(f"\r{self.text()}", end=end, file=sys.stderr, flush=True)
 
   def text(self) -> str:
-    """The rate counts written photos only (a failed file takes no time worth reporting), so it
-    is left out until a photo is written."""
+    """The rate counts written items only (a failed file takes no time worth reporting), so it
+    is left out until an item is written."""
+    done = f"[{self.count}/{self.total}]" if self.total else f"[{self.count}]"
     if not self.written:
-      return f"[{self.count}/{self.total}]"
+      return done
     rate = self.written / max(time.perf_counter() - self.start, 1e-9)
     left = f", ETA {(self.total - self.count) / rate:.0f} s" if self.count < self.total else ""
-    return f"[{self.count}/{self.total}] {rate:.2f} img/s{left}"
+    return f"{done} {rate:.2f} {self.unit}/s{left}"
 
   def say(self, line: str) -> None:
     """A line of its own on stderr (after ending the progress line on a terminal)."""
@@ -237,10 +250,9 @@ def colorize_photos(
   return summary
 
 
-def plan_jobs(found: list, output_dir: str, image_format: str, overwrite: bool):
+def plan_jobs(found: list, targets: list, overwrite: bool):
   """(jobs to run, number skipped): existing outputs are kept unless `overwrite`; inputs never."""
   jobs, skipped = [], 0
-  targets = photos.output_paths([name for _, name in found], output_dir, image_format)
   for (source, _), target in zip(found, targets, strict=True):
     if os.path.exists(target) and os.path.samefile(source, target):
       print(f"SKIPPED {source}: the output would replace the input; choose another --output", file=sys.stderr)
@@ -282,22 +294,36 @@ def run(
   batch_size: int = 8,
   max_pixels: int = 200_000_000,
   hints: str = "",
+  steadiness: float | None = None,
 ) -> int:
-  """The colorize mode. Returns the exit status: 0 all done, 1 some photos failed."""
+  """The colorize mode, for photos and videos. Returns the exit status: 0 all done, 1 some failed."""
+  from colorize import video  # It builds on this module.
+
   if not input_pattern or not output_dir:
     raise UsageError("--mode=colorize needs --input=PATH (a file, a folder or a glob) and --output=DIR.")
   if image_format not in photos.FORMATS:
     raise UsageError(f"--format={image_format} is unknown; use png or jpeg.")
   if not any(c in input_pattern for c in "*?[") and not os.path.exists(input_pattern):
     raise UsageError(f"--input={input_pattern} does not exist: pass a photo, a folder or a glob.")
-  found = photos.find_photos(input_pattern, recursive)
+  steadiness = video.STEADINESS if steadiness is None else steadiness
+  if not 0 <= steadiness < 1:
+    raise UsageError(f"--steadiness={steadiness} is outside [0, 1): 0 colours each frame on its own.")
+  found = photos.find_photos(input_pattern, recursive, photos.PHOTO_EXTENSIONS + video.VIDEO_EXTENSIONS)
   if not found:
-    raise UsageError(f"no photos ({', '.join(photos.PHOTO_EXTENSIONS)}) found at --input={input_pattern}.")
-  check_hints(hints, config, len(found))
+    extensions = ", ".join(photos.PHOTO_EXTENSIONS + video.VIDEO_EXTENSIONS)
+    raise UsageError(f"no photos or videos ({extensions}) found at --input={input_pattern}.")
+  found_videos = [item for item in found if video.is_video(item[0])]
+  found_photos = [item for item in found if not video.is_video(item[0])]
+  check_hints(hints, config, len(found_photos))
   run_setup.make_writable_folder(output_dir, "--output")
-  jobs, skipped = plan_jobs(found, output_dir, image_format, overwrite)
+  photo_targets = photos.output_paths([name for _, name in found_photos], output_dir, image_format)
+  jobs, skipped = plan_jobs(found_photos, photo_targets, overwrite)
+  video_jobs, skipped_videos = plan_jobs(
+    found_videos, [os.path.join(output_dir, n) for _, n in found_videos], overwrite
+  )
   generator, variables, step = inference.load_generator(config, workdir)
-  print(f"Colorizing {len(jobs)} photo(s) with {workdir} at step {step}.", file=sys.stderr)
+  videos = f" and {len(video_jobs)} video(s)" if found_videos else ""
+  print(f"Colorizing {len(jobs)} photo(s){videos} with {workdir} at step {step}.", file=sys.stderr)
   multiple = models.input_multiple(config.model)
   summary = colorize_photos(
     generator,
@@ -310,7 +336,23 @@ def run(
     image_format=image_format,
     hints=hints,
   )
-  summary.skipped += skipped
+  for source, target in video_jobs:
+    try:
+      video.colorize_video(
+        generator,
+        variables,
+        source,
+        target,
+        size=size or config.image_size,
+        multiple=multiple,
+        batch_size=batch_size,
+        steadiness=steadiness,
+      )
+      summary.done += 1
+    except video.BadVideo as error:
+      summary.failed += 1
+      print(f"FAILED {source}: {error}", file=sys.stderr)
+  summary.skipped += skipped + skipped_videos
   print(
     f"Done: {summary.done} colorized, {summary.skipped} skipped, {summary.failed} failed -> {output_dir}",
     file=sys.stderr,

@@ -1,0 +1,66 @@
+"""Test clips made from still photos: shots that pan across a photo, joined by cuts, with a tone for audio.
+
+Used by the video tests and `benchmarks/video.py`, so nothing is downloaded: the "real colour
+video" is the photos themselves, moving.
+"""
+
+import av
+import numpy as np
+from PIL import Image
+
+AUDIO_RATE = 16000
+
+
+def panning_shot(photo: np.ndarray, frames: int, height: int, width: int, vertical: bool = False) -> np.ndarray:
+  """`frames` crops of height x width sliding evenly across `photo` (resized so the crop fits with room
+  to move), left to right or top to bottom: a camera pan. uint8 [frames, height, width, 3]."""
+  travel = max(frames - 1, 1)  # One pixel per frame at least.
+  scale = max(
+    (height + (travel if vertical else 0)) / photo.shape[0], (width + (0 if vertical else travel)) / photo.shape[1]
+  )
+  resized = np.asarray(
+    Image.fromarray(photo).resize((round(photo.shape[1] * scale), round(photo.shape[0] * scale)), Image.BICUBIC)
+  )
+  room = (resized.shape[0] - height) if vertical else (resized.shape[1] - width)
+  offsets = np.round(np.linspace(0, room, frames)).astype(int)
+  crops = [resized[o : o + height, :width] if vertical else resized[:height, o : o + width] for o in offsets]
+  return np.stack(crops)
+
+
+def panning_clip(photos: list, frames_per_shot: int, height: int, width: int) -> np.ndarray:
+  """One shot per photo, panning across and down by turns, joined by hard cuts."""
+  return np.concatenate(
+    [panning_shot(photo, frames_per_shot, height, width, vertical=i % 2 == 1) for i, photo in enumerate(photos)]
+  )
+
+
+def tone(seconds: float, hertz: float = 440.0) -> np.ndarray:
+  """A mono sine, float32 [samples]."""
+  t = np.arange(int(AUDIO_RATE * seconds)) / AUDIO_RATE
+  return (0.3 * np.sin(2 * np.pi * hertz * t)).astype(np.float32)
+
+
+def write_video(path: str, frames: np.ndarray, fps: int, audio: np.ndarray | None = None, crf: int = 18) -> None:
+  """uint8 RGB frames as H.264 (and `audio` as AAC) in the container of `path`'s extension."""
+  with av.open(path, "w") as container:
+    video = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+    video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    sound = None
+    if audio is not None:
+      sound = container.add_stream("aac", rate=AUDIO_RATE)
+      sound.layout = "mono"
+    for rgb in frames:
+      container.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+    if sound is not None:
+      for start in range(0, len(audio), 1024):
+        frame = av.AudioFrame.from_ndarray(audio[None, start : start + 1024], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = AUDIO_RATE, start
+        container.mux(sound.encode(frame))
+      container.mux(sound.encode(None))
+    container.mux(video.encode(None))
+
+
+def read_frames(path: str) -> np.ndarray:
+  """Every frame of the first video stream, uint8 RGB [frames, height, width, 3]."""
+  with av.open(path) as container:
+    return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])

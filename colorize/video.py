@@ -1,0 +1,149 @@
+"""Videos in the colorize mode: every frame coloured the photo way, its timing and audio kept.
+
+Frames are decoded with PyAV (FFmpeg), coloured in batches by the generator at the photo path's
+network size, steadied across frames (`steadying.Steadier`), joined with each frame's own full
+resolution L* and encoded again: the same container, frame count, frame times, size and audio
+(its packets copied untouched). The new file is written under a temporary name and renamed when
+complete, so a run that is stopped leaves no half-written video under the final name.
+"""
+
+import os
+
+import av
+import numpy as np
+
+from colorize import predict
+from colorize import steadying
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+STEADINESS = 0.8  # The previous frame's colour weight where L* stayed (steadying.Steadier); tuned in docs/video.md.
+GATE_LIGHTNESS = 6.0  # L* change (at the network's size) over which a pixel takes the new frame's colour alone.
+_CRF = "18"  # x264's and VP9's constant quality: visually lossless for 8-bit video.
+
+
+class BadVideo(Exception):
+  """A video that cannot be colorized; the message says why, in a few words."""
+
+
+def is_video(path: str) -> bool:
+  return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def partial_path(target: str) -> str:
+  """Where `target` is written until it is complete (same extension: the container is guessed from it)."""
+  return f"{target}.partial{os.path.splitext(target)[1]}"
+
+
+def _encoder(target: str, width: int, height: int) -> tuple:
+  """(codec, pixel format, options) for the output container: VP9 for WebM, else H.264."""
+  codec = "libvpx-vp9" if target.lower().endswith(".webm") else "libx264"
+  if codec not in av.codecs_available:
+    codec = "mpeg4"
+  # 4:2:0 (what players expect) needs even sides; odd ones keep full-resolution colour.
+  pixel_format = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+  options = {"crf": _CRF} if codec != "mpeg4" else {"qscale": "2"}
+  return codec, pixel_format, options
+
+
+def expected_frames(stream) -> int:
+  """The stream's frame count from its header, or from its duration and rate (0: unknown)."""
+  if stream.frames:
+    return stream.frames
+  if stream.duration and stream.average_rate:
+    return round(float(stream.duration * stream.time_base * stream.average_rate))
+  return 0
+
+
+class FrameColourer:
+  """Colours frames of one video in order: the generator on a batch, then `Steadier` frame by frame."""
+
+  def __init__(self, generator, variables, *, size: int, multiple: int, batch_size: int, steadiness: float):
+    self.generator, self.variables, self.size, self.multiple = generator, variables, size, multiple
+    self.batch_size = batch_size
+    self.steadier = steadying.Steadier(steadiness, GATE_LIGHTNESS)
+
+  def __call__(self, frames: list) -> list:
+    """uint8 RGB frames [H, W, 3] (one size, at most `batch_size`) -> the coloured frames, uint8 RGB."""
+    planes = [predict.lightness(frame) for frame in frames]
+    small = predict.network_planes(planes, self.size, self.multiple)
+    # The last batch padded to the others' size: one compiled generator per video.
+    padded = np.concatenate([small, np.repeat(small[-1:], self.batch_size - len(small), axis=0)])
+    ab_small = np.asarray(predict.predict_ab(self.generator, self.variables, padded))[: len(small)]
+    return [
+      predict.full_size_colour(plane, self.steadier(small_plane, ab))
+      for plane, small_plane, ab in zip(planes, small, ab_small, strict=True)
+    ]
+
+
+def _transcode(source: str, partial: str, colour, batch_size: int, progress) -> int:
+  """Writes `source` with its frames replaced by colour(frames) to `partial`; the frame count."""
+  with av.open(source) as container:
+    if not container.streams.video:
+      raise BadVideo("no video stream")
+    video = container.streams.video[0]
+    video.thread_type = "AUTO"  # Frame- and slice-threaded decoding.
+    audio = list(container.streams.audio)
+    width, height = video.codec_context.width, video.codec_context.height
+    with av.open(partial, "w") as output:
+      codec, pixel_format, options = _encoder(partial, width, height)
+      out_video = output.add_stream(codec, rate=video.average_rate or 25, options=options)
+      out_video.width, out_video.height, out_video.pix_fmt = width, height, pixel_format
+      out_video.time_base = out_video.codec_context.time_base = video.time_base  # The input's frame times.
+      out_audio = {stream.index: output.add_stream_from_template(stream) for stream in audio}
+      pending, written = [], 0
+
+      def encode(frames):
+        nonlocal written
+        for original, rgb in zip(frames, colour([f.to_ndarray(format="rgb24") for f in frames]), strict=True):
+          frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+          frame.pts, frame.time_base = original.pts, original.time_base
+          output.mux(out_video.encode(frame))
+          written += 1
+          progress.advance(written=True)
+
+      for packet in container.demux(video, *audio):
+        if packet.stream.type == "audio":
+          if packet.dts is not None:  # The demuxer's final empty packet has none.
+            packet.stream = out_audio[packet.stream.index]
+            output.mux(packet)
+          continue
+        for frame in packet.decode():
+          if (frame.width, frame.height) != (width, height):  # A size change mid-stream: the first size kept.
+            frame = frame.reformat(width=width, height=height)
+          pending.append(frame)
+          if len(pending) == batch_size:
+            encode(pending)
+            pending = []
+      if pending:
+        encode(pending)
+      output.mux(out_video.encode(None))
+  return written
+
+
+def colorize_video(
+  generator, variables, source: str, target: str, *, size: int, multiple: int, batch_size: int, steadiness: float
+) -> int:
+  """Colours the video `source` into `target` (same container); the frame count. BadVideo when it cannot."""
+  try:
+    with av.open(source) as container:
+      total = expected_frames(container.streams.video[0]) if container.streams.video else 0
+  except (av.FFmpegError, OSError) as error:
+    raise BadVideo(f"not a video PyAV can read ({error})") from None
+  os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+  partial = partial_path(target)
+  progress = predict.ProgressLine(total, unit="frames")
+  progress.say(f"{source}: {total or 'an unknown number of'} frames")
+  colour = FrameColourer(
+    generator, variables, size=size, multiple=multiple, batch_size=batch_size, steadiness=steadiness
+  )
+  try:
+    frames = _transcode(source, partial, colour, batch_size, progress)
+    os.replace(partial, target)
+  except (av.FFmpegError, OSError) as error:
+    raise BadVideo(f"cannot transcode it ({error})") from None
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+  if progress.count != progress.total and progress.interactive:
+    progress.say("")  # End the progress line of a video whose header had no (or another) frame count.
+  return frames
