@@ -6,7 +6,7 @@
 
 Each clip is two shots of `--shot_frames` frames panning across a photo, with a cut between
 them (`benchmarks/clips.py`), written as H.264 with an audio tone: the real colour video. The
-colorize mode's own video path (`video.colorize_video`, the bundled model unless --weights)
+colorize mode's own video path (`predict.colorize_video`, the bundled model unless --weights)
 colours it at each steadiness; the coloured and the real videos are decoded and compared:
 flicker (`steadying.FlickerMeter`: mean a,b distance between consecutive frames over pixels
 whose L* moved by less than 2) and PSNR per frame against the real frames. Then the speed of the
@@ -30,18 +30,19 @@ from colorize import inference
 from colorize import metrics
 from colorize import models
 from colorize import photos
+from colorize import predict
 from colorize import steadying
-from colorize import video
 
 flags.DEFINE_string("data_dir", None, "A folder of colour photos (two per clip); default: scikit-image's.")
 flags.DEFINE_string("weights", bundle.BUNDLED, "An exported generator folder.")
-flags.DEFINE_list("steadiness", ["0", str(video.STEADINESS)], "Steadiness values to compare (0: frame by frame).")
-flags.DEFINE_float("gate", video.GATE_LIGHTNESS, "Steadier's gate in L* units (tuning).")
+flags.DEFINE_list("steadiness", ["0", str(steadying.STEADINESS)], "Steadiness values to compare (0: frame by frame).")
+flags.DEFINE_float("gate", steadying.GATE_LIGHTNESS, "Steadier's gate in L* units (tuning).")
 flags.DEFINE_integer("clips", 30, "Clips (two photos each).")
 flags.DEFINE_integer("shot_frames", 24, "Frames per shot.")
 flags.DEFINE_integer("height", 128, "Clip frame height.")
 flags.DEFINE_integer("width", 192, "Clip frame width.")
 flags.DEFINE_integer("speed_frames", 96, "Frames of the 640x360 speed clip; 0 skips it.")
+flags.DEFINE_string("frames_picture", None, "Writes the first clip's frames side by side (e.g. docs/video_frames.jpg).")
 flags.DEFINE_bool("quick", False, "4 scikit-image photos, 8-frame shots, a 16-frame speed clip.")
 FLAGS = flags.FLAGS
 FPS = 24
@@ -60,6 +61,15 @@ def psnr_per_frame(frames: np.ndarray, real: np.ndarray) -> float:
   return float(np.mean(metrics.psnr(frames.astype(np.float32), real.astype(np.float32))))
 
 
+def frames_picture(real: np.ndarray, coloured: dict, path: str, count: int = 6) -> None:
+  """`count` frames spread over the clip (both shots), each as gray | each steadiness's colours | real."""
+  from PIL import Image
+
+  picks = np.linspace(0, len(real) - 1, count).round().astype(int)
+  columns = [inference.gray_version(real[picks])] + [frames[picks] for frames in coloured.values()] + [real[picks]]
+  Image.fromarray(inference.image_grid(columns, groups_per_row=2)).save(path, quality=90)
+
+
 def add_clip(meter: steadying.FlickerMeter, frames: np.ndarray) -> None:
   meter.new_clip()
   for frame in frames:
@@ -67,8 +77,8 @@ def add_clip(meter: steadying.FlickerMeter, frames: np.ndarray) -> None:
 
 
 def colour_frames(generator, variables, config, frames: np.ndarray, steadiness: float) -> np.ndarray:
-  """The coloured frames as the video path makes them before encoding (`video.FrameColourer`)."""
-  colourer = video.FrameColourer(
+  """The coloured frames as the video path makes them before encoding (`predict.FrameColourer`)."""
+  colourer = predict.FrameColourer(
     generator,
     variables,
     size=config.image_size,
@@ -82,7 +92,7 @@ def colour_frames(generator, variables, config, frames: np.ndarray, steadiness: 
 def colour_clip(generator, variables, config, source: str, target: str, steadiness: float) -> float:
   """Colours `source` into `target` through the colorize mode's video path; seconds taken."""
   start = time.perf_counter()
-  video.colorize_video(
+  predict.colorize_video(
     generator,
     variables,
     source,
@@ -102,6 +112,7 @@ def flicker_rows(generator, variables, config, folder: str, steadiness_values: l
   unencoded_flicker = {s: steadying.FlickerMeter() for s in steadiness_values}
   psnr = {s: [] for s in steadiness_values}  # Each clip's mean over its frames.
   for i in range(0, len(pictures) - 1, 2):
+    first_clip_frames = {}
     source = os.path.join(folder, f"clip{i // 2}.mp4")
     frames = clips.panning_clip(pictures[i : i + 2], FLAGS.shot_frames, FLAGS.height, FLAGS.width)
     clips.write_video(source, frames, FPS, clips.tone(len(frames) / FPS))
@@ -113,8 +124,11 @@ def flicker_rows(generator, variables, config, folder: str, steadiness_values: l
       colour_clip(generator, variables, config, source, target, steadiness)
       coloured = clips.read_frames(target)
       add_clip(flicker[steadiness], coloured)
+      first_clip_frames[steadiness] = coloured
       add_clip(unencoded_flicker[steadiness], colour_frames(generator, variables, config, real, steadiness))
       psnr[steadiness].append(psnr_per_frame(coloured, real))
+    if i == 0 and FLAGS.frames_picture:
+      frames_picture(real, first_clip_frames, FLAGS.frames_picture)
   base_psnr = float(np.mean(psnr[steadiness_values[0]]))
   rows = []
   for steadiness in steadiness_values:
@@ -176,7 +190,7 @@ def main(argv):
   if FLAGS.quick:
     FLAGS.clips, FLAGS.shot_frames, FLAGS.speed_frames = 2, 8, 16
   steadiness_values = [float(s) for s in FLAGS.steadiness]
-  video.GATE_LIGHTNESS = FLAGS.gate
+  steadying.GATE_LIGHTNESS = FLAGS.gate
   config = bundle.bundle_config(FLAGS.weights)
   generator, variables, _ = inference.load_generator(config, FLAGS.weights)
   with tempfile.TemporaryDirectory() as folder:

@@ -24,6 +24,8 @@ from colorize import inference
 from colorize import models
 from colorize import photos
 from colorize import run_setup
+from colorize import steadying
+from colorize import video
 from colorize.run_setup import UsageError
 
 _ROWS_PER_CHUNK = 256  # Full-resolution colour maths runs in row chunks: bounded memory.
@@ -121,6 +123,28 @@ def colorize_group(generator, variables, group: list, size: int, multiple: int) 
     rgb = full_size_colour(plane, ab)
     results.append(rgb if photo.alpha is None else np.concatenate([rgb, photo.alpha[..., None]], axis=-1))
   return results
+
+
+class FrameColourer:
+  """Colours the frames of one video in order: the generator on a batch, then `steadying.Steadier` frame by
+  frame, then each frame's own full-resolution L*."""
+
+  def __init__(self, generator, variables, *, size: int, multiple: int, batch_size: int, steadiness: float):
+    self.generator, self.variables, self.size, self.multiple = generator, variables, size, multiple
+    self.batch_size = batch_size
+    self.steadier = steadying.Steadier(steadiness, steadying.GATE_LIGHTNESS)
+
+  def __call__(self, frames: list) -> list:
+    """uint8 RGB frames [H, W, 3] (one size, at most `batch_size`) -> the coloured frames, uint8 RGB."""
+    planes = [lightness(frame) for frame in frames]
+    small = network_planes(planes, self.size, self.multiple)
+    # The last batch padded to the others' size: one compiled generator per video.
+    padded = np.concatenate([small, np.repeat(small[-1:], self.batch_size - len(small), axis=0)])
+    ab_small = np.asarray(predict_ab(self.generator, self.variables, padded))[: len(small)]
+    return [
+      full_size_colour(plane, self.steadier(small_plane, ab))
+      for plane, small_plane, ab in zip(planes, small, ab_small, strict=True)
+    ]
 
 
 # ----------------------------------------------------------------------------- the command
@@ -250,6 +274,22 @@ def colorize_photos(
   return summary
 
 
+def colorize_video(
+  generator, variables, source: str, target: str, *, size: int, multiple: int, batch_size: int, steadiness: float
+) -> int:
+  """Colours the video `source` into `target` (`video.transcode`), with a progress line; the frame count."""
+  total = video.frame_count(source)
+  progress = ProgressLine(total, unit="frames")
+  progress.say(f"{source}: {total or 'an unknown number of'} frames")
+  colour = FrameColourer(
+    generator, variables, size=size, multiple=multiple, batch_size=batch_size, steadiness=steadiness
+  )
+  frames = video.transcode(source, target, colour, batch_size, progress)
+  if progress.count != progress.total and progress.interactive:
+    progress.say("")  # End the progress line of a video whose header had no (or another) frame count.
+  return frames
+
+
 def plan_jobs(found: list, targets: list, overwrite: bool):
   """(jobs to run, number skipped): existing outputs are kept unless `overwrite`; inputs never."""
   jobs, skipped = [], 0
@@ -297,7 +337,6 @@ def run(
   steadiness: float | None = None,
 ) -> int:
   """The colorize mode, for photos and videos. Returns the exit status: 0 all done, 1 some failed."""
-  from colorize import video  # It builds on this module.
 
   if not input_pattern or not output_dir:
     raise UsageError("--mode=colorize needs --input=PATH (a file, a folder or a glob) and --output=DIR.")
@@ -305,7 +344,7 @@ def run(
     raise UsageError(f"--format={image_format} is unknown; use png or jpeg.")
   if not any(c in input_pattern for c in "*?[") and not os.path.exists(input_pattern):
     raise UsageError(f"--input={input_pattern} does not exist: pass a photo, a folder or a glob.")
-  steadiness = video.STEADINESS if steadiness is None else steadiness
+  steadiness = steadying.STEADINESS if steadiness is None else steadiness
   if not 0 <= steadiness < 1:
     raise UsageError(f"--steadiness={steadiness} is outside [0, 1): 0 colours each frame on its own.")
   found = photos.find_photos(input_pattern, recursive, photos.PHOTO_EXTENSIONS + video.VIDEO_EXTENSIONS)
@@ -338,7 +377,7 @@ def run(
   )
   for source, target in video_jobs:
     try:
-      video.colorize_video(
+      colorize_video(
         generator,
         variables,
         source,

@@ -1,23 +1,16 @@
-"""Videos in the colorize mode: every frame coloured the photo way, its timing and audio kept.
+"""Video files for the colorize mode: frames out, coloured frames in, timing and audio kept.
 
-Frames are decoded with PyAV (FFmpeg), coloured in batches by the generator at the photo path's
-network size, steadied across frames (`steadying.Steadier`), joined with each frame's own full
-resolution L* and encoded again: the same container, frame count, frame times, size and audio
-(its packets copied untouched). The new file is written under a temporary name and renamed when
-complete, so a run that is stopped leaves no half-written video under the final name.
+Frames are decoded with PyAV (FFmpeg), handed in batches to a colouring function (the colorize
+mode's `predict.FrameColourer`) and encoded again: the same container, frame count, frame times,
+size and audio (its packets copied untouched). The new file is written under a temporary name and
+renamed when complete, so a run that is stopped leaves no half-written video under the final name.
 """
 
 import os
 
 import av
-import numpy as np
-
-from colorize import predict
-from colorize import steadying
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
-STEADINESS = 0.8  # The previous frame's colour weight where L* stayed (steadying.Steadier); tuned in docs/video.md.
-GATE_LIGHTNESS = 6.0  # L* change (at the network's size) over which a pixel takes the new frame's colour alone.
 _CRF = "18"  # x264's and VP9's constant quality: visually lossless for 8-bit video.
 
 
@@ -52,27 +45,6 @@ def expected_frames(stream) -> int:
   if stream.duration and stream.average_rate:
     return round(float(stream.duration * stream.time_base * stream.average_rate))
   return 0
-
-
-class FrameColourer:
-  """Colours frames of one video in order: the generator on a batch, then `Steadier` frame by frame."""
-
-  def __init__(self, generator, variables, *, size: int, multiple: int, batch_size: int, steadiness: float):
-    self.generator, self.variables, self.size, self.multiple = generator, variables, size, multiple
-    self.batch_size = batch_size
-    self.steadier = steadying.Steadier(steadiness, GATE_LIGHTNESS)
-
-  def __call__(self, frames: list) -> list:
-    """uint8 RGB frames [H, W, 3] (one size, at most `batch_size`) -> the coloured frames, uint8 RGB."""
-    planes = [predict.lightness(frame) for frame in frames]
-    small = predict.network_planes(planes, self.size, self.multiple)
-    # The last batch padded to the others' size: one compiled generator per video.
-    padded = np.concatenate([small, np.repeat(small[-1:], self.batch_size - len(small), axis=0)])
-    ab_small = np.asarray(predict.predict_ab(self.generator, self.variables, padded))[: len(small)]
-    return [
-      predict.full_size_colour(plane, self.steadier(small_plane, ab))
-      for plane, small_plane, ab in zip(planes, small, ab_small, strict=True)
-    ]
 
 
 def _transcode(source: str, partial: str, colour, batch_size: int, progress) -> int:
@@ -120,22 +92,21 @@ def _transcode(source: str, partial: str, colour, batch_size: int, progress) -> 
   return written
 
 
-def colorize_video(
-  generator, variables, source: str, target: str, *, size: int, multiple: int, batch_size: int, steadiness: float
-) -> int:
-  """Colours the video `source` into `target` (same container); the frame count. BadVideo when it cannot."""
+def frame_count(source: str) -> int:
+  """The video's frame count from its header (0: unknown); BadVideo when it is not a video."""
   try:
     with av.open(source) as container:
-      total = expected_frames(container.streams.video[0]) if container.streams.video else 0
+      return expected_frames(container.streams.video[0]) if container.streams.video else 0
   except (av.FFmpegError, OSError) as error:
     raise BadVideo(f"not a video PyAV can read ({error})") from None
+
+
+def transcode(source: str, target: str, colour, batch_size: int, progress) -> int:
+  """Writes `source` to `target` (same container) with its frames replaced by colour(frames), in
+  batches of `batch_size`; `progress.advance` per frame. The frame count; BadVideo when it cannot.
+  Until complete the file is `partial_path(target)`, removed when anything goes wrong."""
   os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
   partial = partial_path(target)
-  progress = predict.ProgressLine(total, unit="frames")
-  progress.say(f"{source}: {total or 'an unknown number of'} frames")
-  colour = FrameColourer(
-    generator, variables, size=size, multiple=multiple, batch_size=batch_size, steadiness=steadiness
-  )
   try:
     frames = _transcode(source, partial, colour, batch_size, progress)
     os.replace(partial, target)
@@ -144,6 +115,4 @@ def colorize_video(
   finally:
     if os.path.exists(partial):
       os.remove(partial)
-  if progress.count != progress.total and progress.interactive:
-    progress.say("")  # End the progress line of a video whose header had no (or another) frame count.
   return frames

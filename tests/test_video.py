@@ -86,9 +86,9 @@ def bundled_generator():
   return config, generator, variables
 
 
-def colorize_clip(bundled_generator, source, target, steadiness=video.STEADINESS):
+def colorize_clip(bundled_generator, source, target, steadiness=steadying.STEADINESS):
   config, generator, variables = bundled_generator
-  return video.colorize_video(
+  return predict.colorize_video(
     generator,
     variables,
     source,
@@ -142,7 +142,7 @@ def test_a_video_that_fails_midway_leaves_no_file_under_its_name(bundled_generat
       raise OSError(28, "No space left on device")
     return [frame for frame in frames]
 
-  monkeypatch.setattr(video.FrameColourer, "__call__", colour_then_fail)
+  monkeypatch.setattr(predict.FrameColourer, "__call__", colour_then_fail)
   target = str(tmp_path / "clip.mp4")
   with pytest.raises(video.BadVideo, match="No space left on device"):
     colorize_clip(bundled_generator, clip, target)
