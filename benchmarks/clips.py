@@ -40,11 +40,16 @@ def tone(seconds: float, hertz: float = 440.0) -> np.ndarray:
   return (0.3 * np.sin(2 * np.pi * hertz * t)).astype(np.float32)
 
 
-def write_video(path: str, frames: np.ndarray, fps: int, audio: np.ndarray | None = None, crf: int = 18) -> None:
-  """uint8 RGB frames as H.264 (and `audio` as AAC) in the container of `path`'s extension."""
+def write_video(
+  path: str, frames: np.ndarray, fps: int, audio: np.ndarray | None = None, crf: int = 18, rotation: int = 0
+) -> None:
+  """uint8 RGB frames as H.264 (and `audio` as AAC) in the container of `path`'s extension; `rotation`:
+  the display matrix's counter-clockwise degrees (a phone's portrait video)."""
   with av.open(path, "w") as container:
     video = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
     video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    if rotation:
+      video.set_display_rotation(rotation)
     sound = None
     if audio is not None:
       sound = container.add_stream("aac", rate=AUDIO_RATE)

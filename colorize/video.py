@@ -9,6 +9,7 @@ renamed when complete, so a run that is stopped leaves no half-written video und
 import os
 
 import av
+import numpy as np
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 _CRF = "18"  # x264's and VP9's constant quality: visually lossless for 8-bit video.
@@ -47,6 +48,11 @@ def expected_frames(stream) -> int:
   return 0
 
 
+def quarter_turns(frame) -> int:
+  """Counter-clockwise quarter turns that show `frame` upright (its display matrix: phone videos)."""
+  return round((frame.rotation or 0) / 90) % 4
+
+
 def _transcode(source: str, partial: str, colour, batch_size: int, progress) -> int:
   """Writes `source` with its frames replaced by colour(frames) to `partial`; the frame count."""
   with av.open(source) as container:
@@ -62,12 +68,18 @@ def _transcode(source: str, partial: str, colour, batch_size: int, progress) -> 
       out_video.width, out_video.height, out_video.pix_fmt = width, height, pixel_format
       out_video.time_base = out_video.codec_context.time_base = video.time_base  # The input's frame times.
       out_audio = {stream.index: output.add_stream_from_template(stream) for stream in audio}
-      pending, written = [], 0
+      pending, written, turns = [], 0, 0
 
       def encode(frames):
-        nonlocal written
-        for original, rgb in zip(frames, colour([f.to_ndarray(format="rgb24") for f in frames]), strict=True):
-          frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        """Colours the frames upright, and stores them as the input did, with its display rotation."""
+        nonlocal written, turns
+        if not written:
+          turns = quarter_turns(frames[0])
+          if turns:
+            out_video.set_display_rotation(90 * turns)
+        upright = [np.rot90(f.to_ndarray(format="rgb24"), turns) for f in frames]
+        for original, rgb in zip(frames, colour(upright), strict=True):
+          frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(rgb, -turns)), format="rgb24")
           frame.pts, frame.time_base = original.pts, original.time_base
           output.mux(out_video.encode(frame))
           written += 1

@@ -179,3 +179,23 @@ def test_colorize_mode_takes_a_folder_of_photos_and_videos(clip, tmp_path):
     "main.py: error: --steadiness=1.0 is outside [0, 1): 0 colours each frame on its own.",
     HINT,
   ]
+
+
+def test_a_phone_video_is_coloured_upright_and_keeps_its_display_rotation(tmp_path):
+  stored = np.rot90(clips.panning_shot(skimage.data.astronaut(), 6, 64, 96), -1, axes=(1, 2))  # Lying on its side.
+  source, target = str(tmp_path / "phone.mp4"), str(tmp_path / "out.mp4")
+  clips.write_video(source, np.ascontiguousarray(stored), FPS, rotation=90)
+  shapes = []
+
+  def keep(frames):  # Stands in for the colouring: records what it is given.
+    shapes.extend(frame.shape for frame in frames)
+    return frames
+
+  progress = predict.ProgressLine(6, unit="frames")
+  assert video.transcode(source, target, keep, 4, progress) == 6
+  assert shapes == [(64, 96, 3)] * 6  # Upright: the photo's landscape shape, not the stored portrait one.
+  with av.open(target) as container:
+    first = next(container.decode(video=0))
+    assert first.rotation == 90 and (first.width, first.height) == (64, 96)
+  gap = np.abs(clips.read_frames(target).astype(int) - clips.read_frames(source))
+  assert gap.mean() < 3.0  # The same pixels back after one more encoding, in their stored orientation.
