@@ -1,4 +1,5 @@
-"""Test clips made from still photos: shots that pan across a photo, joined by cuts, with a tone for audio.
+"""Test clips made from still photos: shots that pan across a photo while a patch of another photo moves
+over it, joined by cuts, with a tone for audio.
 
 Used by the video tests and `benchmarks/video.py`, so nothing is downloaded: the "real colour
 video" is the photos themselves, moving.
@@ -27,11 +28,26 @@ def panning_shot(photo: np.ndarray, frames: int, height: int, width: int, vertic
   return np.stack(crops)
 
 
+def with_moving_patch(shot: np.ndarray, photo: np.ndarray) -> np.ndarray:
+  """`shot` with a square from the middle of `photo` (a third of the frame's height) crossing it
+  diagonally, 2-3 pixels a frame at 128 px: something that moves against the background."""
+  frames, height, width = shot.shape[:3]
+  side = max(4, height // 3)
+  top, left = (photo.shape[0] - side) // 2, (photo.shape[1] - side) // 2
+  patch = photo[top : top + side, left : left + side]
+  rows = np.round(np.linspace(0, height - side, frames)).astype(int)
+  columns = np.round(np.linspace(width - side, 0, frames)).astype(int)
+  out = shot.copy()
+  for frame, row, column in zip(out, rows, columns, strict=True):
+    frame[row : row + side, column : column + side] = patch
+  return out
+
+
 def panning_clip(photos: list, frames_per_shot: int, height: int, width: int) -> np.ndarray:
-  """One shot per photo, panning across and down by turns, joined by hard cuts."""
-  return np.concatenate(
-    [panning_shot(photo, frames_per_shot, height, width, vertical=i % 2 == 1) for i, photo in enumerate(photos)]
-  )
+  """One shot per photo, panning across and down by turns, each with the next photo's patch moving
+  over it, joined by hard cuts."""
+  shots = [panning_shot(photo, frames_per_shot, height, width, vertical=i % 2 == 1) for i, photo in enumerate(photos)]
+  return np.concatenate([with_moving_patch(shot, photos[(i + 1) % len(photos)]) for i, shot in enumerate(shots)])
 
 
 def tone(seconds: float, hertz: float = 440.0) -> np.ndarray:
