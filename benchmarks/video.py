@@ -28,7 +28,6 @@ from benchmarks import common
 from colorize import bundle
 from colorize import inference
 from colorize import metrics
-from colorize import models
 from colorize import photos
 from colorize import predict
 from colorize import steadying
@@ -78,30 +77,14 @@ def add_clip(meter: steadying.FlickerMeter, frames: np.ndarray) -> None:
 
 def colour_frames(generator, variables, config, frames: np.ndarray, steadiness: float) -> np.ndarray:
   """The coloured frames as the video path makes them before encoding (`predict.FrameColourer`)."""
-  colourer = predict.FrameColourer(
-    generator,
-    variables,
-    size=config.image_size,
-    multiple=models.input_multiple(config.model),
-    batch_size=8,
-    steadiness=steadiness,
-  )
+  colourer = predict.FrameColourer(generator, variables, **predict.batch_shape(config), steadiness=steadiness)
   return np.stack([rgb for start in range(0, len(frames), 8) for rgb in colourer(list(frames[start : start + 8]))])
 
 
 def colour_clip(generator, variables, config, source: str, target: str, steadiness: float) -> float:
   """Colours `source` into `target` through the colorize mode's video path; seconds taken."""
   start = time.perf_counter()
-  predict.colorize_video(
-    generator,
-    variables,
-    source,
-    target,
-    size=config.image_size,
-    multiple=models.input_multiple(config.model),
-    batch_size=8,
-    steadiness=steadiness,
-  )
+  predict.colorize_video(generator, variables, source, target, **predict.batch_shape(config), steadiness=steadiness)
   return time.perf_counter() - start
 
 

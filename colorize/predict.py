@@ -274,6 +274,12 @@ def colorize_photos(
   return summary
 
 
+def batch_shape(config, size: int = 0, batch_size: int = 8) -> dict:
+  """The generator's short side (`size`, or 0: the config's), stride multiple and batch, as the
+  keyword arguments of `colorize_photos` and `colorize_video`."""
+  return dict(size=size or config.image_size, multiple=models.input_multiple(config.model), batch_size=batch_size)
+
+
 def colorize_video(
   generator, variables, source: str, target: str, *, size: int, multiple: int, batch_size: int, steadiness: float
 ) -> int:
@@ -363,30 +369,13 @@ def run(
   generator, variables, step = inference.load_generator(config, workdir)
   videos = f" and {len(video_jobs)} video(s)" if found_videos else ""
   print(f"Colorizing {len(jobs)} photo(s){videos} with {workdir} at step {step}.", file=sys.stderr)
-  multiple = models.input_multiple(config.model)
+  shape = batch_shape(config, size, batch_size)
   summary = colorize_photos(
-    generator,
-    variables,
-    jobs,
-    size=size or config.image_size,
-    multiple=multiple,
-    batch_size=batch_size,
-    max_pixels=max_pixels,
-    image_format=image_format,
-    hints=hints,
+    generator, variables, jobs, **shape, max_pixels=max_pixels, image_format=image_format, hints=hints
   )
   for source, target in video_jobs:
     try:
-      colorize_video(
-        generator,
-        variables,
-        source,
-        target,
-        size=size or config.image_size,
-        multiple=multiple,
-        batch_size=batch_size,
-        steadiness=steadiness,
-      )
+      colorize_video(generator, variables, source, target, **shape, steadiness=steadiness)
       summary.done += 1
     except video.BadVideo as error:
       summary.failed += 1

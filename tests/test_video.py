@@ -11,7 +11,6 @@ from benchmarks import clips
 from colorize import bundle
 from colorize import color
 from colorize import inference
-from colorize import models
 from colorize import predict
 from colorize import steadying
 from colorize import video
@@ -88,16 +87,8 @@ def bundled_generator():
 
 def colorize_clip(bundled_generator, source, target, steadiness=steadying.STEADINESS):
   config, generator, variables = bundled_generator
-  return predict.colorize_video(
-    generator,
-    variables,
-    source,
-    target,
-    size=config.image_size,
-    multiple=models.input_multiple(config.model),
-    batch_size=8,
-    steadiness=steadiness,
-  )
+  shape = predict.batch_shape(config)
+  return predict.colorize_video(generator, variables, source, target, **shape, steadiness=steadiness)
 
 
 def stream_facts(path: str) -> dict:
