@@ -75,7 +75,7 @@ flags.DEFINE_float(
   "steadiness",
   None,
   "colorize, videos: how much of the previous frame's colour a pixel keeps where its lightness stayed, in [0, 1); "
-  "0 colours every frame on its own; default 0.8 (docs/video.md).",
+  "0 colours every frame on its own; default 0.9 (docs/video.md).",
 )
 flags.DEFINE_float(
   "colorize_temperature",
@@ -174,6 +174,8 @@ def export():
     choices = ", ".join(export.FORMATS)
     raise run_setup.UsageError(f"--format={file_format} is not an export format: use one of {choices}.")
   if file_format == "bundle":
+    if FLAGS.colorize_temperature is not None:
+      raise run_setup.UsageError("--colorize_temperature is for --format=onnx or stablehlo (a bundle keeps its own).")
     if FLAGS.weights:
       raise run_setup.UsageError(
         f"--weights={FLAGS.weights} is a bundle already: copy the folder, or pick --format=onnx."

@@ -57,21 +57,33 @@ def tone(seconds: float, hertz: float = 440.0) -> np.ndarray:
 
 
 def write_video(
-  path: str, frames: np.ndarray, fps: int, audio: np.ndarray | None = None, crf: int = 18, rotation: int = 0
+  path: str,
+  frames: np.ndarray,
+  fps: int,
+  audio: np.ndarray | None = None,
+  crf: int = 18,
+  rotation: int = 0,
+  bt709: bool = False,
 ) -> None:
   """uint8 RGB frames as H.264 (and `audio` as AAC) in the container of `path`'s extension; `rotation`:
-  the display matrix's counter-clockwise degrees (a phone's portrait video)."""
+  the display matrix's counter-clockwise degrees (a phone's portrait video); `bt709`: HD's YUV
+  matrix, tagged (else swscale's default, BT.601, untagged)."""
   with av.open(path, "w") as container:
     video = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
     video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
     if rotation:
       video.set_display_rotation(rotation)
+    if bt709:
+      video.codec_context.colorspace = video.codec_context.color_primaries = video.codec_context.color_trc = 1
     sound = None
     if audio is not None:
       sound = container.add_stream("aac", rate=AUDIO_RATE)
       sound.layout = "mono"
     for rgb in frames:
-      container.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+      frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+      if bt709:
+        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709")
+      container.mux(video.encode(frame))
     if sound is not None:
       for start in range(0, len(audio), 1024):
         frame = av.AudioFrame.from_ndarray(audio[None, start : start + 1024], format="fltp", layout="mono")

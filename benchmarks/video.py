@@ -36,7 +36,7 @@ flags.DEFINE_string("data_dir", None, "A folder of colour photos (two per clip);
 flags.DEFINE_string("weights", bundle.BUNDLED, "An exported generator folder.")
 flags.DEFINE_list("steadiness", ["0", str(steadying.STEADINESS)], "Steadiness values to compare (0: frame by frame).")
 flags.DEFINE_float("gate", steadying.GATE_LIGHTNESS, "Steadier's gate in L* units (tuning).")
-flags.DEFINE_integer("clips", 30, "Clips (two photos each).")
+flags.DEFINE_integer("clips", 30, "Clips (two photos each); 0: the speed alone.")
 flags.DEFINE_integer("shot_frames", 24, "Frames per shot.")
 flags.DEFINE_integer("height", 128, "Clip frame height.")
 flags.DEFINE_integer("width", 192, "Clip frame width.")
@@ -77,14 +77,16 @@ def add_clip(meter: steadying.FlickerMeter, frames: np.ndarray) -> None:
 
 def colour_frames(generator, variables, config, frames: np.ndarray, steadiness: float) -> np.ndarray:
   """The coloured frames as the video path makes them before encoding (`predict.FrameColourer`)."""
-  colourer = predict.FrameColourer(generator, variables, **predict.batch_shape(config), steadiness=steadiness)
+  shape = predict.batch_shape(config)
+  colourer = predict.FrameColourer(generator, variables, **shape, steadiness=steadiness, gate=FLAGS.gate)
   return np.stack([rgb for start in range(0, len(frames), 8) for rgb in colourer(list(frames[start : start + 8]))])
 
 
 def colour_clip(generator, variables, config, source: str, target: str, steadiness: float) -> float:
   """Colours `source` into `target` through the colorize mode's video path; seconds taken."""
   start = time.perf_counter()
-  predict.colorize_video(generator, variables, source, target, **predict.batch_shape(config), steadiness=steadiness)
+  shape = predict.batch_shape(config)
+  predict.colorize_video(generator, variables, source, target, **shape, steadiness=steadiness, gate=FLAGS.gate)
   return time.perf_counter() - start
 
 
@@ -128,7 +130,7 @@ def flicker_rows(generator, variables, config, folder: str, steadiness_values: l
           "gate_lightness": FLAGS.gate,
           "flicker": round(flicker[steadiness].value, 3),
           "flicker_real": round(real_flicker.value, 3),
-          "flicker_vs_real": round(flicker[steadiness].value / real_flicker.value, 2),
+          "flicker_vs_real": round(flicker[steadiness].value / max(real_flicker.value, 1e-9), 2),
           "flicker_before_encoding": round(unencoded_flicker[steadiness].value, 3),
           "psnr": round(mean_psnr, 3),
           "psnr_vs_first": round(mean_psnr - base_psnr, 3),
@@ -173,11 +175,10 @@ def main(argv):
   if FLAGS.quick:
     FLAGS.clips, FLAGS.shot_frames, FLAGS.speed_frames = 2, 8, 16
   steadiness_values = [float(s) for s in FLAGS.steadiness]
-  steadying.GATE_LIGHTNESS = FLAGS.gate
   config = bundle.bundle_config(FLAGS.weights)
   generator, variables, _ = inference.load_generator(config, FLAGS.weights)
   with tempfile.TemporaryDirectory() as folder:
-    rows = flicker_rows(generator, variables, config, folder, steadiness_values)
+    rows = flicker_rows(generator, variables, config, folder, steadiness_values) if FLAGS.clips else []
     if FLAGS.speed_frames:
       rows += speed_rows(generator, variables, config, folder, steadiness_values)
   columns = ["benchmark", "steadiness", "flicker", "flicker_real", "flicker_vs_real", "flicker_before_encoding"]

@@ -6,8 +6,8 @@
 The steps are those of `python main.py --mode=colorize` (which `python main.py --mode=export
 --format=onnx` copies this script beside): the photo's CIE lightness L* is resized so its short
 side is the model's size (the long side a multiple of its stride), the model predicts a*,b* there,
-they are resized back to the photo's size and joined with its own L*. Colour hints are left out
-(a model trained with hints gets none: its automatic colours).
+they are resized back to the photo's size and joined with its own L*. Left out: colour hints (a
+model trained with hints gets none: its automatic colours), alpha, ICC profiles and 16-bit depth.
 """
 
 import argparse
@@ -78,6 +78,8 @@ def main():
   parser.add_argument("output")
   parser.add_argument("--model", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "generator.onnx"))
   args = parser.parse_args()
+  if os.path.exists(args.output):
+    parser.error(f"{args.output} exists: name a new file (nothing is replaced).")
   with open(os.path.join(os.path.dirname(os.path.abspath(args.model)), "export.json")) as f:
     facts = json.load(f)
   session = onnxruntime.InferenceSession(args.model, providers=["CPUExecutionProvider"])

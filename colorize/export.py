@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -110,11 +111,16 @@ def stablehlo_bytes(function, specs: list) -> bytes:
 
 
 def _write_new(path: str, data: bytes) -> None:
-  """Writes `path` whole or not at all (a temporary file renamed)."""
-  partial = f"{path}.partial"
-  with open(partial, "wb") as f:
-    f.write(data)
-  os.replace(partial, path)
+  """Writes `path` whole or not at all: a hidden temporary file of a unique name, renamed."""
+  folder, name = os.path.split(path)
+  handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".partial")
+  try:
+    with os.fdopen(handle, "wb") as f:
+      f.write(data)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
 
 
 def export_portable(config, source: str, output_dir: str | None, file_format: str) -> dict:
@@ -143,6 +149,7 @@ def export_portable(config, source: str, output_dir: str | None, file_format: st
     },
     "output": "ab: float32 [batch, height, width, 2], CIE a* and b*",
     "short_side": int(config.image_size),
+    **({"temperature": float(config.model.temperature)} if config.model.colour_head == "bins" else {}),
     "multiple": multiple,
     "step": int(step),
     "source": source,

@@ -44,10 +44,8 @@ _ELEMENTWISE = {
   "ge": "GreaterOrEqual",
   "le": "LessOrEqual",
   "eq": "Equal",
-  "and": "And",
-  "or": "Or",
-  "not": "Not",
 }
+_LOGICAL = {"and": "And", "or": "Or", "not": "Not"}  # On booleans; on integers JAX's are bitwise.
 _INLINED = {"jit": "jaxpr", "pjit": "jaxpr", "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr"}
 _REDUCTIONS = {"reduce_sum": "ReduceSum", "reduce_max": "ReduceMax", "reduce_min": "ReduceMin"}
 
@@ -151,8 +149,9 @@ def _max_pool(graph: _Graph, eqn, x: str) -> str:
   spatial = range(1, rank - 1)
   if rank < 3 or window[0] != 1 or window[-1] != 1 or strides[0] != 1 or strides[-1] != 1:
     raise UnsupportedOp(f"reduce_window_max over {window} (only windows over the middle axes)")
-  if any(d != 1 for d in (*p["base_dilation"], *p["window_dilation"])) or p["padding"][0] != (0, 0):
-    raise UnsupportedOp("reduce_window_max with dilation or batch padding")
+  dilated = any(d != 1 for d in (*p["base_dilation"], *p["window_dilation"]))
+  if dilated or tuple(p["padding"][0]) != (0, 0) or tuple(p["padding"][-1]) != (0, 0):
+    raise UnsupportedOp("reduce_window_max with dilation, or padding of the batch or channels")
   pads = [p["padding"][a][0] for a in spatial] + [p["padding"][a][1] for a in spatial]
   spec = (0, rank - 1, *spatial)
   out = graph.add(
@@ -229,8 +228,14 @@ def _write_eqn(graph: _Graph, eqn, inputs: list) -> list:
     return _write_jaxpr(graph, closed.jaxpr, closed.consts, inputs)
   if name in _ELEMENTWISE:
     return [graph.add(_ELEMENTWISE[name], inputs)]
+  if name in _LOGICAL and all(v.aval.dtype == np.bool_ for v in eqn.invars):
+    return [graph.add(_LOGICAL[name], inputs)]
+  if name in _REDUCTIONS and not p["axes"]:
+    return [graph.add("Identity", inputs[:1])]  # ONNX reduces every axis when given none.
   if name in _REDUCTIONS:
     return [graph.add(_REDUCTIONS[name], [inputs[0], graph.constant(p["axes"], np.int64)], keepdims=0)]
+  if name == "reshape" and p.get("dimensions") is not None:
+    raise UnsupportedOp("reshape with a transposition (dimensions)")
   simple = {
     "rsqrt": lambda: graph.add("Reciprocal", [graph.add("Sqrt", inputs)]),
     "square": lambda: graph.add("Mul", [inputs[0], inputs[0]]),
@@ -239,9 +244,10 @@ def _write_eqn(graph: _Graph, eqn, inputs: list) -> list:
     "copy_p": lambda: graph.add("Identity", inputs),
     "stop_gradient": lambda: graph.add("Identity", inputs),
     "convert_element_type": lambda: graph.add("Cast", inputs, to=_onnx_type(p["new_dtype"])),
-    "reshape": lambda: graph.add("Reshape", [inputs[0], graph.shape(p["new_sizes"])]),
+    "ne": lambda: graph.add("Not", [graph.add("Equal", inputs)]),
+    # allowzero: a size of 0 is 0, not "copy this dimension".
+    "reshape": lambda: graph.add("Reshape", [inputs[0], graph.shape(p["new_sizes"])], allowzero=1),
     "squeeze": lambda: graph.add("Squeeze", [inputs[0], graph.constant(p["dimensions"], np.int64)]),
-    "expand_dims": lambda: graph.add("Unsqueeze", [inputs[0], graph.constant(p["dimensions"], np.int64)]),
     "broadcast_in_dim": lambda: _broadcast_in_dim(graph, eqn, inputs[0]),
     "transpose": lambda: graph.add("Transpose", inputs, perm=list(p["permutation"])),
     "concatenate": lambda: graph.add("Concat", inputs, axis=p["dimension"]),
@@ -264,7 +270,7 @@ def _write_eqn(graph: _Graph, eqn, inputs: list) -> list:
 def _select(graph: _Graph, eqn, inputs: list) -> str:
   which, *cases = inputs
   if len(cases) != 2 or eqn.invars[0].aval.dtype != np.bool_:
-    raise UnsupportedOp("select_n with more than two cases")
+    raise UnsupportedOp("select_n other than a boolean choice between two cases")
   return graph.add("Where", [which, cases[1], cases[0]])
 
 

@@ -129,10 +129,20 @@ class FrameColourer:
   """Colours the frames of one video in order: the generator on a batch, then `steadying.Steadier` frame by
   frame, then each frame's own full-resolution L*."""
 
-  def __init__(self, generator, variables, *, size: int, multiple: int, batch_size: int, steadiness: float):
+  def __init__(
+    self,
+    generator,
+    variables,
+    *,
+    size: int,
+    multiple: int,
+    batch_size: int,
+    steadiness: float,
+    gate: float = steadying.GATE_LIGHTNESS,
+  ):
     self.generator, self.variables, self.size, self.multiple = generator, variables, size, multiple
     self.batch_size = batch_size
-    self.steadier = steadying.Steadier(steadiness, steadying.GATE_LIGHTNESS)
+    self.steadier = steadying.Steadier(steadiness, gate)
 
   def __call__(self, frames: list) -> list:
     """uint8 RGB frames [H, W, 3] (one size, at most `batch_size`) -> the coloured frames, uint8 RGB."""
@@ -281,14 +291,23 @@ def batch_shape(config, size: int = 0, batch_size: int = 8) -> dict:
 
 
 def colorize_video(
-  generator, variables, source: str, target: str, *, size: int, multiple: int, batch_size: int, steadiness: float
+  generator,
+  variables,
+  source: str,
+  target: str,
+  *,
+  size: int,
+  multiple: int,
+  batch_size: int,
+  steadiness: float,
+  gate: float = steadying.GATE_LIGHTNESS,
 ) -> int:
   """Colours the video `source` into `target` (`video.transcode`), with a progress line; the frame count."""
   total = video.frame_count(source)
   progress = ProgressLine(total, unit="frames")
   progress.say(f"{source}: {total or 'an unknown number of'} frames")
   colour = FrameColourer(
-    generator, variables, size=size, multiple=multiple, batch_size=batch_size, steadiness=steadiness
+    generator, variables, size=size, multiple=multiple, batch_size=batch_size, steadiness=steadiness, gate=gate
   )
   frames = video.transcode(source, target, colour, batch_size, progress)
   if progress.count != progress.total and progress.interactive:
@@ -350,6 +369,8 @@ def run(
     raise UsageError(f"--format={image_format} is unknown; use png or jpeg.")
   if not any(c in input_pattern for c in "*?[") and not os.path.exists(input_pattern):
     raise UsageError(f"--input={input_pattern} does not exist: pass a photo, a folder or a glob.")
+  if batch_size < 1:
+    raise UsageError(f"--colorize_batch={batch_size} must be at least 1 (photos or video frames per generator call).")
   steadiness = steadying.STEADINESS if steadiness is None else steadiness
   if not 0 <= steadiness < 1:
     raise UsageError(f"--steadiness={steadiness} is outside [0, 1): 0 colours each frame on its own.")
@@ -359,6 +380,8 @@ def run(
     raise UsageError(f"no photos or videos ({extensions}) found at --input={input_pattern}.")
   found_videos = [item for item in found if video.is_video(item[0])]
   found_photos = [item for item in found if not video.is_video(item[0])]
+  if hints and not found_photos:
+    raise UsageError(f"--hints are for photos; --input={input_pattern} holds videos only (coloured automatically).")
   check_hints(hints, config, len(found_photos))
   run_setup.make_writable_folder(output_dir, "--output")
   photo_targets = photos.output_paths([name for _, name in found_photos], output_dir, image_format)

@@ -13,8 +13,8 @@ import numpy as np
 from colorize import color
 
 STATIC_LIGHTNESS = 2.0  # L* units: pixels that changed less between two frames count as static.
-STEADINESS = 0.8  # The colorize mode's default: the previous colour's weight where L* stayed (docs/video.md).
-GATE_LIGHTNESS = 6.0  # L* change (at the network's size) from which a pixel takes the new frame's colour alone.
+STEADINESS = 0.9  # The colorize mode's default: the previous colour's weight where L* stayed (docs/video.md).
+GATE_LIGHTNESS = 12.0  # L* change (at the network's size) from which a pixel takes the new frame's colour alone.
 CUT_HISTOGRAM_DISTANCE = 0.3  # Share of pixels whose L* bin must change for a scene cut.
 _HISTOGRAM_BINS = 16
 

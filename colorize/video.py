@@ -2,11 +2,13 @@
 
 Frames are decoded with PyAV (FFmpeg), handed in batches to a colouring function (the colorize
 mode's `predict.FrameColourer`) and encoded again: the same container, frame count, frame times,
-size and audio (its packets copied untouched). The new file is written under a temporary name and
-renamed when complete, so a run that is stopped leaves no half-written video under the final name.
+size, display rotation, colour tags and audio (its packets copied untouched). The new file is
+written under a temporary name and renamed when complete, so a run that is stopped leaves no
+half-written video under the final name.
 """
 
 import os
+import tempfile
 
 import av
 import numpy as np
@@ -23,19 +25,15 @@ def is_video(path: str) -> bool:
   return path.lower().endswith(VIDEO_EXTENSIONS)
 
 
-def partial_path(target: str) -> str:
-  """Where `target` is written until it is complete (same extension: the container is guessed from it)."""
-  return f"{target}.partial{os.path.splitext(target)[1]}"
-
-
 def _encoder(target: str, width: int, height: int) -> tuple:
   """(codec, pixel format, options) for the output container: VP9 for WebM, else H.264."""
-  codec = "libvpx-vp9" if target.lower().endswith(".webm") else "libx264"
-  if codec not in av.codecs_available:
-    codec = "mpeg4"
-  # 4:2:0 (what players expect) needs even sides; odd ones keep full-resolution colour.
+  if target.lower().endswith(".webm"):
+    codec, options = "libvpx-vp9", {"crf": _CRF, "b:v": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
+  else:
+    codec, options = "libx264", {"crf": _CRF}
+  # 4:2:0 (what players expect) needs even sides; odd ones keep full-resolution colour (4:4:4,
+  # which some browsers do not play for H.264).
   pixel_format = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-  options = {"crf": _CRF} if codec != "mpeg4" else {"qscale": "2"}
   return codec, pixel_format, options
 
 
@@ -53,11 +51,24 @@ def quarter_turns(frame) -> int:
   return round((frame.rotation or 0) / 90) % 4
 
 
-def _transcode(source: str, partial: str, colour, batch_size: int, progress) -> int:
-  """Writes `source` with its frames replaced by colour(frames) to `partial`; the frame count."""
+COLOUR_TAGS = ("colorspace", "color_range", "color_primaries", "color_trc")
+
+
+def _first_frame(source: str):
+  """The first decoded frame: its rotation and colour tags are needed before the output's header."""
   with av.open(source) as container:
     if not container.streams.video:
       raise BadVideo("no video stream")
+    for frame in container.decode(video=0):
+      return frame
+  raise BadVideo("no frames in its video stream")
+
+
+def _transcode(source: str, partial: str, colour, batch_size: int, progress) -> int:
+  """Writes `source` with its frames replaced by colour(frames) to `partial`; the frame count."""
+  first = _first_frame(source)
+  turns = quarter_turns(first)
+  with av.open(source) as container:
     video = container.streams.video[0]
     video.thread_type = "AUTO"  # Frame- and slice-threaded decoding.
     audio = list(container.streams.audio)
@@ -67,27 +78,34 @@ def _transcode(source: str, partial: str, colour, batch_size: int, progress) -> 
       out_video = output.add_stream(codec, rate=video.average_rate or 25, options=options)
       out_video.width, out_video.height, out_video.pix_fmt = width, height, pixel_format
       out_video.time_base = out_video.codec_context.time_base = video.time_base  # The input's frame times.
+      for tag in COLOUR_TAGS:  # The input's YUV matrix and range, so players show the colours we computed.
+        setattr(out_video.codec_context, tag, getattr(first, tag))
+      if turns:
+        out_video.set_display_rotation(90 * turns)  # Before anything is muxed: it goes in the header.
       out_audio = {stream.index: output.add_stream_from_template(stream) for stream in audio}
-      pending, written, turns = [], 0, 0
+      frame_step = round(1 / (video.average_rate * video.time_base)) if video.average_rate else 1
+      pending, written, last_pts = [], 0, None
 
       def encode(frames):
-        """Colours the frames upright, and stores them as the input did, with its display rotation."""
-        nonlocal written, turns
-        if not written:
-          turns = quarter_turns(frames[0])
-          if turns:
-            out_video.set_display_rotation(90 * turns)
+        """Colours the frames upright and stores them as the input did, with its colour tags and times."""
+        nonlocal written, last_pts
         upright = [np.rot90(f.to_ndarray(format="rgb24"), turns) for f in frames]
         for original, rgb in zip(frames, colour(upright), strict=True):
-          frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(rgb, -turns)), format="rgb24")
-          frame.pts, frame.time_base = original.pts, original.time_base
+          stored = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(rgb, -turns)), format="rgb24")
+          frame = stored.reformat(
+            format=pixel_format, dst_colorspace=first.colorspace, dst_color_range=first.color_range
+          )
+          frame.color_primaries, frame.color_trc = first.color_primaries, first.color_trc
+          # A frame without a time (some AVI files) follows the previous one by a frame's duration.
+          pts = original.pts if original.pts is not None else (last_pts + frame_step if last_pts is not None else 0)
+          frame.pts, frame.time_base, last_pts = pts, video.time_base, pts
           output.mux(out_video.encode(frame))
           written += 1
           progress.advance(written=True)
 
       for packet in container.demux(video, *audio):
         if packet.stream.type == "audio":
-          if packet.dts is not None:  # The demuxer's final empty packet has none.
+          if packet.size:  # Not the demuxer's final empty packet.
             packet.stream = out_audio[packet.stream.index]
             output.mux(packet)
           continue
@@ -116,13 +134,19 @@ def frame_count(source: str) -> int:
 def transcode(source: str, target: str, colour, batch_size: int, progress) -> int:
   """Writes `source` to `target` (same container) with its frames replaced by colour(frames), in
   batches of `batch_size`; `progress.advance` per frame. The frame count; BadVideo when it cannot.
-  Until complete the file is `partial_path(target)`, removed when anything goes wrong."""
-  os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-  partial = partial_path(target)
+
+  Until complete the video is a hidden file of a unique name beside `target` (the folder's own
+  files untouched, and not taken as a video by a later run), removed when anything goes wrong."""
+  folder, name = os.path.split(target)
+  os.makedirs(folder or ".", exist_ok=True)
+  handle, partial = tempfile.mkstemp(
+    dir=folder or ".", prefix=f".{name}.", suffix=f".partial{os.path.splitext(name)[1]}"
+  )
+  os.close(handle)
   try:
     frames = _transcode(source, partial, colour, batch_size, progress)
     os.replace(partial, target)
-  except (av.FFmpegError, OSError) as error:
+  except (av.FFmpegError, OSError, ValueError) as error:
     raise BadVideo(f"cannot transcode it ({error})") from None
   finally:
     if os.path.exists(partial):

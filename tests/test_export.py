@@ -24,19 +24,21 @@ from tests.conftest import tiny_config
 from tests.test_main import HINT
 from tests.test_main import run_main
 
-SIZES = ((64, 96), (96, 64))  # Two photo shapes, landscape and portrait, at the bundle's stride 32.
+# (batch, height, width): landscape and portrait at the bundle's stride 32, one photo and three.
+SIZES = ((1, 64, 96), (3, 96, 64))
+PHOTOS = (skimage.data.coffee, skimage.data.astronaut, skimage.data.chelsea)
 
 
-def network_inputs(height: int, width: int, with_hints: bool):
-  """L* of two real photos resized to height x width, and hint channels with a few points (or None)."""
+def network_inputs(batch: int, height: int, width: int, with_hints: bool):
+  """L* of `batch` real photos resized to height x width, and hint channels with a few points (or None)."""
   planes = [
-    predict.lightness(np.asarray(Image.fromarray(photo).resize((width, height), Image.BILINEAR)))
-    for photo in (skimage.data.coffee(), skimage.data.astronaut())
+    predict.lightness(np.asarray(Image.fromarray(PHOTOS[i % 3]()).resize((width, height), Image.BILINEAR)))
+    for i in range(batch)
   ]
   if not with_hints:
     return np.stack(planes)[..., None], None
   points = np.array([[10, 12, 40.0, -20.0, 3], [height - 9, width - 7, -30.0, 50.0, 5]], np.float32)
-  hint_batch = np.stack([hints_lib.for_network(points, (height, width), (height, width))] * 2)
+  hint_batch = np.stack([hints_lib.for_network(points, (height, width), (height, width))] * batch)
   return np.stack(planes)[..., None], hint_batch
 
 
@@ -60,11 +62,11 @@ def bundled():
 def test_onnx_of_the_bundled_model_gives_jax_colours_on_real_photos_at_two_sizes(bundled):
   config, function = bundled
   session = onnx_session(export.onnx_bytes(function, export.input_specs(config)))
-  for height, width in SIZES:
-    lightness, hint_batch = network_inputs(height, width, with_hints=True)
+  for batch, height, width in SIZES:
+    lightness, hint_batch = network_inputs(batch, height, width, with_hints=True)
     expected = np.asarray(jax.jit(function)(lightness, hint_batch))  # The colorize mode's ops (CPU kernels).
     got = run_onnx(session, lightness, hint_batch)
-    assert got.shape == (2, height, width, 2)
+    assert got.shape == (batch, height, width, 2)
     np.testing.assert_allclose(got, expected, atol=1e-3)
     assert np.abs(expected).mean() > 1.0  # Colours worth comparing, not zeros.
 
@@ -73,8 +75,8 @@ def test_stablehlo_of_the_bundled_model_reloads_and_gives_the_generator_output(b
   config, function = bundled
   reloaded = jax.export.deserialize(export.stablehlo_bytes(function, export.input_specs(config)))
   assert set(reloaded.platforms) >= {"cpu", "cuda"}
-  for height, width in SIZES:
-    lightness, hint_batch = network_inputs(height, width, with_hints=True)
+  for batch, height, width in SIZES:
+    lightness, hint_batch = network_inputs(batch, height, width, with_hints=True)
     np.testing.assert_allclose(
       np.asarray(reloaded.call(lightness, hint_batch)), np.asarray(jax.jit(function)(lightness, hint_batch)), atol=1e-3
     )
@@ -101,11 +103,23 @@ def test_onnx_of_every_generator_kind_gives_jax_colours(overrides):
     return predict.lightness_to_ab(generator, variables, lightness, hints)
 
   session = onnx_session(export.onnx_bytes(function, export.input_specs(config)))
-  for height, width in ((16, 24), (32, 16)):
-    lightness, hint_batch = network_inputs(height, width, with_hints=config.model.hints)
+  for batch, height, width in ((1, 16, 24), (2, 32, 16)):
+    lightness, hint_batch = network_inputs(batch, height, width, with_hints=config.model.hints)
     np.testing.assert_allclose(
       run_onnx(session, lightness, hint_batch), np.asarray(jax.jit(function)(lightness, hint_batch)), atol=1e-3
     )
+
+
+def test_comparisons_logic_and_whole_array_reductions_convert():
+  def function(x):
+    keep = (x != 0.5) & ~(x > 0.9)
+    return jnp.where(keep, x, 0.0).reshape(2, 3).sum(axis=()) * 2.0, keep.reshape(2, 3)
+
+  x = np.array([0.5, 0.1, 0.95, 0.3, 0.5, 0.7], np.float32)
+  model = onnx_export.to_onnx(function, [jax.ShapeDtypeStruct((6,), jnp.float32)], ["x"], ["y", "keep"])
+  got = onnx_session(model.SerializeToString()).run(None, {"x": x})
+  for ours, theirs in zip(got, function(x), strict=True):
+    np.testing.assert_array_equal(ours, np.asarray(theirs))
 
 
 def test_an_op_the_converter_does_not_know_is_named():
@@ -134,6 +148,11 @@ def test_export_mode_writes_an_onnx_file_whose_script_colours_a_photo_like_the_c
   assert np.abs(ours - theirs).max() <= 1  # Rounding alone.
   again = run_main("--mode=export", f"--output={tmp_path / 'onnx'}", "--format=onnx")
   assert again.returncode == 2 and "generator.onnx exists: choose another --output" in again.stderr
+  assert run_main("--mode=export", f"--output={tmp_path / 'hlo'}", "--format=stablehlo").returncode == 0
+  reloaded = jax.export.deserialize(bytearray((tmp_path / "hlo" / "generator.stablehlo").read_bytes()))
+  lightness, hint_batch = network_inputs(1, 96, 128, with_hints=True)
+  session = onnx_session(str(tmp_path / "onnx" / "generator.onnx"))
+  np.testing.assert_allclose(reloaded.call(lightness, hint_batch), run_onnx(session, lightness, hint_batch), atol=1e-3)
 
 
 @pytest.mark.parametrize(

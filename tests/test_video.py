@@ -11,6 +11,7 @@ from benchmarks import clips
 from colorize import bundle
 from colorize import color
 from colorize import inference
+from colorize import metrics
 from colorize import predict
 from colorize import steadying
 from colorize import video
@@ -121,7 +122,7 @@ def test_a_video_keeps_its_frames_timing_size_audio_and_lightness(bundled_genera
   assert lightness_gap.mean() < 1.5  # Each frame's own L*, through the encoder once more.
   spread = out.max(axis=-1).astype(int) - out.min(axis=-1)
   assert spread.mean() > 5  # Coloured, not gray.
-  assert not os.path.exists(video.partial_path(target))
+  assert os.listdir(tmp_path / "out") == ["clip.mp4"]  # No temporary file left beside it.
 
 
 def test_a_video_that_fails_midway_leaves_no_file_under_its_name(bundled_generator, clip, tmp_path, monkeypatch):
@@ -172,21 +173,55 @@ def test_colorize_mode_takes_a_folder_of_photos_and_videos(clip, tmp_path):
   ]
 
 
-def test_a_phone_video_is_coloured_upright_and_keeps_its_display_rotation(tmp_path):
-  stored = np.rot90(clips.panning_shot(skimage.data.astronaut(), 6, 64, 96), -1, axes=(1, 2))  # Lying on its side.
-  source, target = str(tmp_path / "phone.mp4"), str(tmp_path / "out.mp4")
-  clips.write_video(source, np.ascontiguousarray(stored), FPS, rotation=90)
-  shapes = []
+def transcode_unchanged(source: str, target: str) -> list:
+  """`video.transcode` with a colouring that changes nothing; the frames it was given."""
+  given = []
 
-  def keep(frames):  # Stands in for the colouring: records what it is given.
-    shapes.extend(frame.shape for frame in frames)
+  def keep(frames):
+    given.extend(frames)
     return frames
 
-  progress = predict.ProgressLine(6, unit="frames")
-  assert video.transcode(source, target, keep, 4, progress) == 6
-  assert shapes == [(64, 96, 3)] * 6  # Upright: the photo's landscape shape, not the stored portrait one.
+  assert video.transcode(source, target, keep, 4, predict.ProgressLine(0, unit="frames")) > 0
+  return given
+
+
+def test_a_phone_video_is_coloured_upright_and_keeps_its_display_rotation(tmp_path):
+  upright = clips.panning_shot(skimage.data.astronaut(), 6, 64, 96)
+  stored = np.ascontiguousarray(np.rot90(upright, -1, axes=(1, 2)))  # Lying on its side, as a phone stores it.
+  source, target = str(tmp_path / "phone.mp4"), str(tmp_path / "out.mp4")
+  clips.write_video(source, stored, FPS, clips.tone(0.5), rotation=90)  # Audio is muxed before the first frame.
+  given = np.stack(transcode_unchanged(source, target))
+  assert given.shape == (6, 64, 96, 3)
+  assert np.abs(given.astype(int) - upright).mean() < 6.0  # Turned the right way (the other way: about 50).
   with av.open(target) as container:
     first = next(container.decode(video=0))
     assert first.rotation == 90 and (first.width, first.height) == (64, 96)
   gap = np.abs(clips.read_frames(target).astype(int) - clips.read_frames(source))
   assert gap.mean() < 3.0  # The same pixels back after one more encoding, in their stored orientation.
+
+
+def test_an_hd_video_keeps_its_yuv_matrix_and_tags(tmp_path):
+  source, target = str(tmp_path / "hd.mp4"), str(tmp_path / "out.mp4")
+  clips.write_video(source, clips.panning_shot(skimage.data.coffee(), 4, 64, 96), FPS, bt709=True)
+  transcode_unchanged(source, target)
+  with av.open(source) as before, av.open(target) as after:
+    tags = [[getattr(c.streams.video[0].codec_context, t) for t in video.COLOUR_TAGS] for c in (before, after)]
+  assert tags[1] == tags[0] and tags[0][0] == 1  # BT.709's matrix (1), and its range, primaries and transfer.
+  gap = np.abs(clips.read_frames(target).astype(int) - clips.read_frames(source))
+  assert gap.mean() < 3.0
+
+
+def test_steadied_colour_flickers_less_than_frame_by_frame_on_a_clip(bundled_generator, clip):
+  config, generator, variables = bundled_generator
+  real = clips.read_frames(clip)
+  flicker, psnr = {}, {}
+  for steadiness in (0.0, steadying.STEADINESS):
+    colourer = predict.FrameColourer(generator, variables, **predict.batch_shape(config), steadiness=steadiness)
+    coloured = np.stack([rgb for start in range(0, len(real), 8) for rgb in colourer(list(real[start : start + 8]))])
+    meter = steadying.FlickerMeter()
+    for frame in coloured:
+      meter.add_rgb(frame)
+    flicker[steadiness] = meter.value
+    psnr[steadiness] = float(np.mean(metrics.psnr(coloured.astype(np.float32), real.astype(np.float32))))
+  assert flicker[steadying.STEADINESS] < 0.8 * flicker[0.0]
+  assert psnr[steadying.STEADINESS] > psnr[0.0] - 0.1
