@@ -51,35 +51,22 @@ def run_onnx(session, lightness, hint_batch):
   return session.run(["ab"], feeds)[0]
 
 
-@pytest.fixture(scope="module")
-def bundled():
-  """The shipped generator (EfficientNet-Lite0 encoder, hints) as a JAX function, and its config."""
-  config = bundle.bundle_config(bundle.BUNDLED)
+@pytest.mark.slow  # The bundled model exported twice and run at two sizes: 15 s.
+def test_onnx_and_stablehlo_of_the_bundled_model_give_jax_colours_on_real_photos_at_two_sizes():
+  config = bundle.bundle_config(bundle.BUNDLED)  # EfficientNet-Lite0 encoder, hints.
   function, _ = export.generator_function(config, bundle.BUNDLED)
-  return config, function
-
-
-def test_onnx_of_the_bundled_model_gives_jax_colours_on_real_photos_at_two_sizes(bundled):
-  config, function = bundled
-  session = onnx_session(export.onnx_bytes(function, export.input_specs(config)))
-  for batch, height, width in SIZES:
-    lightness, hint_batch = network_inputs(batch, height, width, with_hints=True)
-    expected = np.asarray(jax.jit(function)(lightness, hint_batch))  # The colorize mode's ops (CPU kernels).
-    got = run_onnx(session, lightness, hint_batch)
-    assert got.shape == (batch, height, width, 2)
-    np.testing.assert_allclose(got, expected, atol=1e-3)
-    assert np.abs(expected).mean() > 1.0  # Colours worth comparing, not zeros.
-
-
-def test_stablehlo_of_the_bundled_model_reloads_and_gives_the_generator_output(bundled):
-  config, function = bundled
-  reloaded = jax.export.deserialize(export.stablehlo_bytes(function, export.input_specs(config)))
+  specs = export.input_specs(config)
+  session = onnx_session(export.onnx_bytes(function, specs))
+  reloaded = jax.export.deserialize(export.stablehlo_bytes(function, specs))
   assert set(reloaded.platforms) >= {"cpu", "cuda"}
   for batch, height, width in SIZES:
     lightness, hint_batch = network_inputs(batch, height, width, with_hints=True)
-    np.testing.assert_allclose(
-      np.asarray(reloaded.call(lightness, hint_batch)), np.asarray(jax.jit(function)(lightness, hint_batch)), atol=1e-3
-    )
+    expected = np.asarray(jax.jit(function)(lightness, hint_batch))  # The colorize mode's ops (CPU kernels).
+    assert np.abs(expected).mean() > 1.0  # Colours worth comparing, not zeros.
+    got = run_onnx(session, lightness, hint_batch)
+    assert got.shape == (batch, height, width, 2)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(reloaded.call(lightness, hint_batch)), expected, atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +79,7 @@ def test_stablehlo_of_the_bundled_model_reloads_and_gives_the_generator_output(b
   ],
   ids=["paper", "pix2pix", "hints", "bins"],
 )
-def test_onnx_of_every_generator_kind_gives_jax_colours(overrides):
+def test_onnx_and_stablehlo_of_every_generator_kind_give_jax_colours(overrides):
   config = tiny_config(**overrides)
   generator = inference.generator_module(config)
   gray = jnp.zeros((1, 16, 16, 1))
@@ -102,12 +89,15 @@ def test_onnx_of_every_generator_kind_gives_jax_colours(overrides):
   def function(lightness, hints=None):
     return predict.lightness_to_ab(generator, variables, lightness, hints)
 
-  session = onnx_session(export.onnx_bytes(function, export.input_specs(config)))
+  specs = export.input_specs(config)
+  session = onnx_session(export.onnx_bytes(function, specs))
+  reloaded = jax.export.deserialize(export.stablehlo_bytes(function, specs))
   for batch, height, width in ((1, 16, 24), (2, 32, 16)):
     lightness, hint_batch = network_inputs(batch, height, width, with_hints=config.model.hints)
-    np.testing.assert_allclose(
-      run_onnx(session, lightness, hint_batch), np.asarray(jax.jit(function)(lightness, hint_batch)), atol=1e-3
-    )
+    inputs = (lightness,) if hint_batch is None else (lightness, hint_batch)
+    expected = np.asarray(jax.jit(function)(*inputs))
+    np.testing.assert_allclose(run_onnx(session, lightness, hint_batch), expected, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(reloaded.call(*inputs)), expected, atol=1e-3)
 
 
 def test_comparisons_logic_and_whole_array_reductions_convert():
