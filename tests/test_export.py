@@ -83,7 +83,8 @@ def test_onnx_and_stablehlo_of_every_generator_kind_give_jax_colours(overrides):
   config = tiny_config(**overrides)
   generator = inference.generator_module(config)
   gray = jnp.zeros((1, 16, 16, 1))
-  variables = generator.init({"params": jax.random.key(1), "dropout": jax.random.key(2)}, gray, train=False)
+  init = jax.jit(lambda rngs, x: generator.init(rngs, x, train=False))  # Compiled: 1 s instead of 7 eagerly.
+  variables = init({"params": jax.random.key(1), "dropout": jax.random.key(2)}, gray)
   variables = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(3), x.shape), variables)
 
   def function(lightness, hints=None):
