@@ -362,7 +362,6 @@ def run(
   steadiness: float | None = None,
 ) -> int:
   """The colorize mode, for photos and videos. Returns the exit status: 0 all done, 1 some failed."""
-
   if not input_pattern or not output_dir:
     raise UsageError("--mode=colorize needs --input=PATH (a file, a folder or a glob) and --output=DIR.")
   if image_format not in photos.FORMATS:

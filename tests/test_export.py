@@ -153,6 +153,7 @@ def test_export_mode_writes_an_onnx_file_whose_script_colours_a_photo_like_the_c
     (["--format=onnx", "--facts=f.json"], "--facts is for --format=bundle"),
     (["--weights=weights"], "--weights=weights is a bundle already: copy the folder, or pick --format=onnx."),
     (["--format=stablehlo"], "--mode=export --format=stablehlo needs --output=DIR"),
+    (["--colorize_temperature=0.5"], "--colorize_temperature is for --format=onnx or stablehlo"),
   ],
 )
 def test_export_mode_refuses_what_it_cannot_do_in_one_line(tmp_path, args, message):

@@ -165,12 +165,16 @@ def test_colorize_mode_takes_a_folder_of_photos_and_videos(clip, tmp_path):
   assert "[24/24]" in done.stderr and "frames/s" in done.stderr
   again = run_main("--mode=colorize", f"--input={folder / 'clip.mp4'}", f"--output={tmp_path / 'out'}")
   assert again.returncode == 0 and "clip.mp4 exists (--overwrite replaces it)" in again.stderr
-  wrong = run_main("--mode=colorize", f"--input={folder}", f"--output={tmp_path / 'out'}", "--steadiness=1")
-  assert wrong.returncode == 2
-  assert wrong.stderr.splitlines() == [
-    "main.py: error: --steadiness=1.0 is outside [0, 1): 0 colours each frame on its own.",
-    HINT,
-  ]
+  for flags, message in (
+    (["--steadiness=1"], "--steadiness=1.0 is outside [0, 1): 0 colours each frame on its own."),
+    (["--colorize_batch=0"], "--colorize_batch=0 must be at least 1 (photos or video frames per generator call)."),
+    (
+      [f"--input={folder / 'clip.mp4'}", f"--hints={folder}"],
+      f"--hints are for photos; --input={folder / 'clip.mp4'} holds videos only (coloured automatically).",
+    ),
+  ):
+    wrong = run_main("--mode=colorize", f"--input={folder}", f"--output={tmp_path / 'wrong'}", *flags)
+    assert wrong.returncode == 2 and wrong.stderr.splitlines() == [f"main.py: error: {message}", HINT]
 
 
 def transcode_unchanged(source: str, target: str) -> list:
