@@ -97,6 +97,7 @@ def test_the_command_line_colours_with_exported_weights_and_names_a_damaged_file
   assert lines[-1] == HINT and "is damaged" in lines[-2], failed.stderr
 
 
+@pytest.mark.slow  # 7 s or more on 2 cores.
 def test_evaluating_a_bundle_scores_its_run_whatever_the_data_config_says(trained_run, exported, tmp_path):
   run_metrics = evaluate.evaluate_run(run_setup.saved_config(trained_run), trained_run, output_dir=str(tmp_path / "a"))
   data_config = tiny_config(ema_decay=0.9)  # A recipe config: its average must not replace the bundle's weights.

@@ -70,6 +70,7 @@ def test_the_annealed_mean_is_the_mean_at_one_and_the_mode_near_zero():
     colour_bins.annealed_mean(jnp.asarray(logits), 0.0)
 
 
+@pytest.mark.slow  # 7 s or more on 2 cores.
 def test_a_new_bins_head_starts_at_gray_as_a_regression_head_does():
   prior = colour_bins.gray_prior_logits(None, (colour_bins.num_bins(),))
   for temperature in (1.0, 0.38):

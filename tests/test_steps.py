@@ -73,6 +73,7 @@ def test_decayed_learning_rates_are_floored_like_the_reference_code():
   assert float(steps.learning_rate_schedule(2e-4, config.optim)(10**9)) == pytest.approx(2e-4)
 
 
+@pytest.mark.slow  # 7 s or more on 2 cores.
 def test_gradient_norms_are_logged_and_scale_the_sgd_update():
   config = sgd_config()
   change = parameter_change(config, 0)
@@ -189,6 +190,7 @@ def test_every_known_setting_is_accepted(overrides):
   steps.check_config(tiny_config(**overrides), num_devices=4)
 
 
+@pytest.mark.slow  # 7 s or more on 2 cores.
 def test_evaluation_scores_the_discriminator_on_real_and_generated_images_in_eval_mode():
   config = tiny_config()
   mesh = steps.make_mesh()
@@ -323,6 +325,7 @@ def test_skip_nonfinite_changes_nothing_when_every_step_is_finite():
   assert [float(m["g_loss"]) for m in history_on] == [float(m["g_loss"]) for m in history_off]
 
 
+@pytest.mark.slow  # 7 s or more on 2 cores.
 def test_batch_norm_running_averages_are_updated_in_training_and_used_at_evaluation():
   config = tiny_config()
   first, state, _ = steps_on_fixed_batch(config, 1)
