@@ -64,12 +64,15 @@ def write_video(
   crf: int = 18,
   rotation: int = 0,
   bt709: bool = False,
+  full_range: bool = False,
 ) -> None:
-  """uint8 RGB frames as H.264 (and `audio` as AAC) in the container of `path`'s extension; `rotation`:
+  """uint8 RGB frames as H.264 (VP9 for .webm; and `audio` as AAC) in the container of `path`'s extension; `rotation`:
   the display matrix's counter-clockwise degrees (a phone's portrait video); `bt709`: HD's YUV
-  matrix, tagged (else swscale's default, BT.601, untagged)."""
+  matrix, tagged (else swscale's default, BT.601, untagged); `full_range`: YUV in 0..255, tagged
+  (else 16..235)."""
   with av.open(path, "w") as container:
-    video = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+    codec = "libvpx-vp9" if path.endswith(".webm") else "libx264"
+    video = container.add_stream(codec, rate=fps, options={"crf": str(crf), "b:v": "0"})
     video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
     if rotation:
       video.set_display_rotation(rotation)
@@ -79,10 +82,14 @@ def write_video(
     if audio is not None:
       sound = container.add_stream("aac", rate=AUDIO_RATE)
       sound.layout = "mono"
+    if full_range:
+      video.codec_context.color_range = 2
     for rgb in frames:
       frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-      if bt709:
-        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709")
+      if bt709 or full_range:
+        frame = frame.reformat(
+          format="yuv420p", dst_colorspace="ITU709" if bt709 else None, dst_color_range="JPEG" if full_range else None
+        )
       container.mux(video.encode(frame))
     if sound is not None:
       for start in range(0, len(audio), 1024):

@@ -1,7 +1,7 @@
 """Video colour: flicker and PSNR frame by frame vs steadied vs the real video, and frames/s at 640x360.
 
     python -m benchmarks.video --data_dir=../shared/photos/val           # flicker on clips of real photos
-    python -m benchmarks.video --data_dir=../shared/photos/train --steadiness=0,0.6,0.8,0.9   # tuning
+    python -m benchmarks.video --data_dir=../shared/photos/train --clips=15 --steadiness=0,0.8,0.9 --gate=12  # tuning
     python -m benchmarks.video --quick                                   # scikit-image photos (CI smoke run)
 
 Each clip is two shots of `--shot_frames` frames panning across a photo, with a cut between

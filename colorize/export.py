@@ -14,13 +14,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 
 import jax
 import jax.numpy as jnp
 
 from colorize import bundle
 from colorize import cpu_kernels
+from colorize import files
 from colorize import inference
 from colorize import models
 from colorize import predict
@@ -111,16 +111,14 @@ def stablehlo_bytes(function, specs: list) -> bytes:
 
 
 def _write_new(path: str, data: bytes) -> None:
-  """Writes `path` whole or not at all: a hidden temporary file of a unique name, renamed."""
-  folder, name = os.path.split(path)
-  handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".partial")
+  """Writes `path` whole or not at all (`files.partial_beside`, renamed)."""
+  partial = files.partial_beside(path)
   try:
-    with os.fdopen(handle, "wb") as f:
+    with open(partial, "wb") as f:
       f.write(data)
     os.replace(partial, path)
   finally:
-    if os.path.exists(partial):
-      os.remove(partial)
+    files.remove_if_there(partial)
 
 
 def export_portable(config, source: str, output_dir: str | None, file_format: str) -> dict:

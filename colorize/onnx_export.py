@@ -152,6 +152,8 @@ def _max_pool(graph: _Graph, eqn, x: str) -> str:
   dilated = any(d != 1 for d in (*p["base_dilation"], *p["window_dilation"]))
   if dilated or tuple(p["padding"][0]) != (0, 0) or tuple(p["padding"][-1]) != (0, 0):
     raise UnsupportedOp("reduce_window_max with dilation, or padding of the batch or channels")
+  if any(not isinstance(pad, int) or pad < 0 for a in spatial for pad in p["padding"][a]):
+    raise UnsupportedOp(f"reduce_window_max with padding {p['padding']}")
   pads = [p["padding"][a][0] for a in spatial] + [p["padding"][a][1] for a in spatial]
   spec = (0, rank - 1, *spatial)
   out = graph.add(

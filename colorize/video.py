@@ -8,10 +8,11 @@ half-written video under the final name.
 """
 
 import os
-import tempfile
 
 import av
 import numpy as np
+
+from colorize import files
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 _CRF = "18"  # x264's and VP9's constant quality: visually lossless for 8-bit video.
@@ -89,7 +90,7 @@ def _transcode(source: str, partial: str, colour, batch_size: int, progress) -> 
       def encode(frames):
         """Colours the frames upright and stores them as the input did, with its colour tags and times."""
         nonlocal written, last_pts
-        upright = [np.rot90(f.to_ndarray(format="rgb24"), turns) for f in frames]
+        upright = [np.rot90(f.to_ndarray(format="rgb24"), turns) for f in frames]  # PyAV reads each frame's range.
         for original, rgb in zip(frames, colour(upright), strict=True):
           stored = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(rgb, -turns)), format="rgb24")
           frame = stored.reformat(
@@ -137,18 +138,15 @@ def transcode(source: str, target: str, colour, batch_size: int, progress) -> in
 
   Until complete the video is a hidden file of a unique name beside `target` (the folder's own
   files untouched, and not taken as a video by a later run), removed when anything goes wrong."""
-  folder, name = os.path.split(target)
-  os.makedirs(folder or ".", exist_ok=True)
-  handle, partial = tempfile.mkstemp(
-    dir=folder or ".", prefix=f".{name}.", suffix=f".partial{os.path.splitext(name)[1]}"
-  )
-  os.close(handle)
+  partial = ""
   try:
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    partial = files.partial_beside(target, os.path.splitext(target)[1])  # The extension names the container.
     frames = _transcode(source, partial, colour, batch_size, progress)
     os.replace(partial, target)
   except (av.FFmpegError, OSError, ValueError) as error:
     raise BadVideo(f"cannot transcode it ({error})") from None
   finally:
-    if os.path.exists(partial):
-      os.remove(partial)
+    if partial:
+      files.remove_if_there(partial)
   return frames

@@ -118,7 +118,7 @@ def test_an_op_the_converter_does_not_know_is_named():
     onnx_export.to_onnx(jnp.sort, [jax.ShapeDtypeStruct((4,), jnp.float32)], ["x"], ["y"])
 
 
-@pytest.mark.slow  # Three runs of main.py.
+@pytest.mark.slow  # Four runs of main.py.
 def test_export_mode_writes_an_onnx_file_whose_script_colours_a_photo_like_the_colorize_mode(tmp_path):
   photo = tmp_path / "coffee.png"
   Image.fromarray(skimage.data.coffee()[::3, ::3]).save(photo)  # 134x200: resized to the network's shape.

@@ -149,7 +149,7 @@ def test_a_file_that_is_not_a_video_is_refused(bundled_generator, tmp_path):
   assert not os.path.exists(tmp_path / "out.mp4")
 
 
-@pytest.mark.slow  # Three runs of main.py.
+@pytest.mark.slow  # Five runs of main.py.
 def test_colorize_mode_takes_a_folder_of_photos_and_videos(clip, tmp_path):
   folder = tmp_path / "in"
   folder.mkdir()
@@ -229,3 +229,18 @@ def test_steadied_colour_flickers_less_than_frame_by_frame_on_a_clip(bundled_gen
     psnr[steadiness] = float(np.mean(metrics.psnr(coloured.astype(np.float32), real.astype(np.float32))))
   assert flicker[steadying.STEADINESS] < 0.8 * flicker[0.0]
   assert psnr[steadying.STEADINESS] > psnr[0.0] - 0.1
+
+
+def test_a_full_range_webm_keeps_its_lightness_and_outputs_are_readable_like_others(tmp_path):
+  source, target = str(tmp_path / "full.webm"), str(tmp_path / "out.webm")  # VP9, YUV in 0..255.
+  frames = clips.panning_shot(skimage.data.astronaut(), 4, 64, 96)
+  clips.write_video(source, frames, FPS, full_range=True)
+  given = np.stack(transcode_unchanged(source, target))
+  assert np.abs(color.lightness(given) - color.lightness(frames)).mean() < 1.5  # Read as full range, not stretched.
+  with av.open(target) as container:
+    assert container.streams.video[0].codec_context.color_range == 2
+  gap = np.abs(color.lightness(clips.read_frames(target)) - color.lightness(frames))
+  assert gap.mean() < 2.0
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(target).st_mode & 0o777 == 0o666 & ~umask  # Not the 0600 of a temporary file.
