@@ -30,7 +30,7 @@ from colorize.run_setup import UsageError
 FORMATS = ("bundle", "onnx", "stablehlo")
 FILES = {"onnx": "generator.onnx", "stablehlo": "generator.stablehlo"}
 FACTS = "export.json"
-ONNX_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "colorize_onnx.py")
+ONNX_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "colorize_onnx.py")  # Copied as is.
 # Every platform jax.export lowers for: the file runs wherever JAX does.
 STABLEHLO_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 
@@ -126,7 +126,7 @@ def export_portable(config, source: str, output_dir: str | None, file_format: st
   `output_dir` (and, for ONNX, the script that colours a photo with it); refuses to replace files."""
   if not output_dir:
     raise UsageError(f"--mode=export --format={file_format} needs --output=DIR (a new folder for the file).")
-  names = [FILES[file_format], FACTS] + (["colorize_onnx.py"] if file_format == "onnx" else [])
+  names = [FILES[file_format], FACTS] + ([os.path.basename(ONNX_SCRIPT)] if file_format == "onnx" else [])
   if existing := [n for n in names if os.path.exists(os.path.join(output_dir, n))]:
     raise UsageError(f"{os.path.join(output_dir, existing[0])} exists: choose another --output, or move it away first.")
   run_setup.make_writable_folder(output_dir, "--output")
@@ -154,7 +154,7 @@ def export_portable(config, source: str, output_dir: str | None, file_format: st
   }
   _write_new(os.path.join(output_dir, FILES[file_format]), data)
   if file_format == "onnx":
-    shutil.copyfile(ONNX_SCRIPT, os.path.join(output_dir, "colorize_onnx.py"))
+    shutil.copyfile(ONNX_SCRIPT, os.path.join(output_dir, os.path.basename(ONNX_SCRIPT)))
   _write_new(os.path.join(output_dir, FACTS), json.dumps(facts, indent=2).encode())
   print(f"Exported step {step} of {source}: {len(data):,} bytes -> {output_dir}/{FILES[file_format]}", file=sys.stderr)
   return facts

@@ -371,8 +371,10 @@ def run(
   if batch_size < 1:
     raise UsageError(f"--colorize_batch={batch_size} must be at least 1 (photos or video frames per generator call).")
   steadiness = steadying.STEADINESS if steadiness is None else steadiness
-  if not 0 <= steadiness < 1:
-    raise UsageError(f"--steadiness={steadiness} is outside [0, 1): 0 colours each frame on its own.")
+  try:
+    steadying.check_steadiness(steadiness)
+  except ValueError as error:
+    raise UsageError(f"--{error}") from None
   found = photos.find_photos(input_pattern, recursive, photos.PHOTO_EXTENSIONS + video.VIDEO_EXTENSIONS)
   if not found:
     extensions = ", ".join(photos.PHOTO_EXTENSIONS + video.VIDEO_EXTENSIONS)

@@ -64,6 +64,11 @@ def is_cut(previous_lightness: np.ndarray, lightness: np.ndarray) -> bool:
   return histogram_distance(previous_lightness, lightness) > CUT_HISTOGRAM_DISTANCE
 
 
+def check_steadiness(steadiness: float) -> None:
+  if not 0.0 <= steadiness < 1.0:
+    raise ValueError(f"steadiness={steadiness} is outside [0, 1): 0 colours each frame on its own.")
+
+
 class Steadier:
   """a,b frame after frame, each pixel's colour an average over the frames where its L* stayed.
 
@@ -72,8 +77,7 @@ class Steadier:
   """
 
   def __init__(self, steadiness: float, gate: float):
-    if not 0.0 <= steadiness < 1.0:
-      raise ValueError(f"steadiness {steadiness} must be in [0, 1): 0 is frame by frame.")
+    check_steadiness(steadiness)
     self.steadiness, self.gate, self.previous = steadiness, gate, None
 
   def __call__(self, lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
