@@ -80,8 +80,9 @@ flags.DEFINE_float(
 flags.DEFINE_float(
   "colorize_temperature",
   None,
-  "colorize, evaluate, turing: colour of a bins-head generator at this annealed-mean temperature "
-  "(1: the mean; lower: more vivid; Zhang et al.: 0.38); default its model.temperature.",
+  "colorize, evaluate, turing: how bold the colours are, for a model that predicts each pixel's colour as "
+  "a distribution (a bins head): 1 takes the distribution's mean (safe, muted), lower values bolder and more often "
+  "wrong colours (the annealed-mean temperature; Zhang et al.: 0.38); default the model's own.",
 )
 flags.DEFINE_integer("port", 8000, "app: the port of the local web page.")
 flags.DEFINE_string("host", "127.0.0.1", "app: the address to listen on (0.0.0.0: every network, unprotected).")
@@ -90,7 +91,12 @@ flags.DEFINE_float("turing_seconds", 0.0, "turing: time limit per pair in second
 flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (SLURM etc. need nothing).")
 flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes, with --coordinator_address.")
 flags.DEFINE_integer("process_id", None, "Multi-host: this process's rank, with --coordinator_address.")
-flags.DEFINE_integer("max_pixels", 200_000_000, "colorize: larger photos are refused as too large.")
+flags.DEFINE_integer(
+  "max_pixels",
+  None,
+  "colorize, app: photos with more pixels are refused as too large (checked before decoding); "
+  "default 200,000,000 for colorize and 50,000,000 for the app (each open photo is held in memory).",
+)
 
 # ----------------------------------------------------------------------------- modes
 
@@ -136,6 +142,7 @@ def evaluate():
 
 
 def colorize():
+  from colorize import photos
   from colorize import predict
 
   return predict.run(
@@ -147,7 +154,7 @@ def colorize():
     image_format=FLAGS.format or "png",
     size=FLAGS.colorize_size,
     batch_size=FLAGS.colorize_batch,
-    max_pixels=FLAGS.max_pixels,
+    max_pixels=FLAGS.max_pixels or photos.MAX_PIXELS,
     hints=FLAGS.hints or "",
     steadiness=FLAGS.steadiness,
   )
@@ -191,7 +198,7 @@ def web_app():
   from colorize import app as hint_app
 
   try:
-    hint_app.serve(*resolved_run(), FLAGS.host, FLAGS.port)
+    hint_app.serve(*resolved_run(), FLAGS.host, FLAGS.port, FLAGS.max_pixels or hint_app.MAX_PIXELS)
   except hint_app.AppError as error:
     from colorize import run_setup
 
@@ -232,6 +239,10 @@ def main(argv):
         raise run_setup.UsageError(f"--{flag} is for the {mode} mode, not --mode={FLAGS.mode}.")
     if FLAGS["format"].present and FLAGS.mode not in ("colorize", "export"):
       raise run_setup.UsageError(f"--format is for the colorize and export modes, not --mode={FLAGS.mode}.")
+    if FLAGS["max_pixels"].present and FLAGS.mode not in ("colorize", "app"):
+      raise run_setup.UsageError(f"--max_pixels is for the colorize and app modes, not --mode={FLAGS.mode}.")
+    if FLAGS.max_pixels is not None and FLAGS.max_pixels < 64:
+      raise run_setup.UsageError(f"--max_pixels={FLAGS.max_pixels} is too small: photos have at least 8x8 pixels.")
     run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     return MODES[FLAGS.mode]()
   except run_setup.UsageError as error:

@@ -7,14 +7,19 @@ for the full resolution, coloured exactly as `--mode=colorize --hints` colours i
 own L kept.
 """
 
+import collections
 import dataclasses
 import http.server
 import io
+import ipaddress
 import json
 import os
+import re
+import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 import uuid
 
@@ -29,12 +34,28 @@ from colorize import predict
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app_page.html")
 PREVIEW_SIDE = 768  # Pixels on the long side of the previews: 0.14 s on 2 CPU cores (bundled model).
-KEPT_PHOTOS = 8  # Photos held in memory; the oldest is forgotten first.
+MAX_PIXELS = 50_000_000  # The app's default cap on a photo (--max_pixels): 150 MB decoded, a few GB to colour.
+KEPT_PIXELS = 4 * MAX_PIXELS  # Photos held in memory, at most: the least recently used is forgotten first.
+KEPT_PHOTOS = 8
 MAX_UPLOAD = 200 * 2**20  # Bytes.
+DECODES_AT_ONCE = 2  # Uploads read and decoded at once; more get 503 "busy".
+COLOURINGS_WAITING = 4  # Colour requests admitted at once (one runs, the others wait); more get 503 "busy".
+SOCKET_SECONDS = 60  # A client silent this long is dropped (a slow upload must not hold a thread forever).
+# The page's own header: a cross-site form or fetch cannot send it without a CORS preflight, which the app refuses.
+REQUEST_HEADER = "X-Colorize-App"
+POINTS_FORMAT = 'a /colorize request is {"id": "<photo id>", "points": [...], "full": false}.'
 
 
 class AppError(ValueError):
   """A request the app cannot serve; its message is shown on the page."""
+
+  status = 400
+
+
+class Busy(AppError):
+  """Too many requests at once: the page retries."""
+
+  status = 503
 
 
 @dataclasses.dataclass
@@ -46,9 +67,16 @@ class Colorizer:
   size: int
   multiple: int
   takes_hints: bool
-  max_pixels: int = 200_000_000
-  photos: dict = dataclasses.field(default_factory=dict)  # id -> (the photo, its preview).
-  lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+  max_pixels: int = MAX_PIXELS
+  photos: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)  # id -> (photo, preview)
+  lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # Guards `photos`.
+  generator_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # One generator call at a time.
+  decodes: threading.BoundedSemaphore = dataclasses.field(
+    default_factory=lambda: threading.BoundedSemaphore(DECODES_AT_ONCE)
+  )
+  colourings: threading.BoundedSemaphore = dataclasses.field(
+    default_factory=lambda: threading.BoundedSemaphore(COLOURINGS_WAITING)
+  )
 
   def open_photo(self, data: bytes, name: str) -> dict:
     """Decodes an uploaded file as colorize does (EXIF rotation, colour profiles); its id and size."""
@@ -61,20 +89,27 @@ class Colorizer:
       except photos.BadPhoto as error:
         raise AppError(f"{name}: {error}") from None
     photo_id = uuid.uuid4().hex
+    entry = photo, preview(photo)  # The preview made once, not at every click.
     with self.lock:
-      self.photos[photo_id] = photo, preview(photo)  # The preview made once, not at every click.
-      while len(self.photos) > KEPT_PHOTOS:
-        self.photos.pop(next(iter(self.photos)))
+      self.photos[photo_id] = entry
+      forget_least_recent(self.photos, KEPT_PHOTOS, KEPT_PIXELS)
     height, width = photo.rgb.shape[:2]
     return {"id": photo_id, "width": width, "height": height, "hints": self.takes_hints}
+
+  def opened(self, photo_id: str) -> tuple:
+    """(photo, preview) of an open photo, now the most recently used."""
+    with self.lock:  # Another upload may forget it meanwhile: look it up and mark it in one step.
+      entry = self.photos.get(photo_id)
+      if entry is None:
+        raise AppError("this photo is no longer open on the server: open it again.")
+      self.photos.move_to_end(photo_id)
+      return entry
 
   def colorize(self, photo_id: str, points: list, full: bool) -> tuple:
     """(PNG bytes, seconds): the photo with the points' colours, a preview or at full resolution."""
     if not isinstance(photo_id, str) or not isinstance(points, list):
-      raise AppError('a /colorize request is {"id": "<photo id>", "points": [...], "full": false}.')
-    if photo_id not in self.photos:
-      raise AppError("this photo is no longer open on the server: open it again.")
-    photo, small = self.photos[photo_id]
+      raise AppError(POINTS_FORMAT)
+    photo, small = self.opened(photo_id)
     if points and not self.takes_hints:
       raise AppError("this model colours automatically (trained without hints): use a model trained with hints.")
     try:
@@ -86,11 +121,36 @@ class Colorizer:
     start = time.perf_counter()
     shown = photo if full else small
     shown = dataclasses.replace(shown, hints=scaled_points(user_points, photo, shown) if self.takes_hints else None)
-    with self.lock:  # One generator call at a time.
+    with self.generator_lock:
       (result,) = predict.colorize_group(self.generator, self.variables, [shown], self.size, self.multiple)
     buffer = io.BytesIO()
     Image.fromarray(result).save(buffer, "PNG", compress_level=1)
     return buffer.getvalue(), time.perf_counter() - start
+
+
+def forget_least_recent(store: collections.OrderedDict, max_photos: int, max_pixels: int) -> None:
+  """Drops the least recently used photos (the store's first) until at most `max_photos` photos of at
+  most `max_pixels` pixels in all are kept; the newest is always kept."""
+
+  def pixels():
+    return sum(photo.rgb.shape[0] * photo.rgb.shape[1] for photo, _ in store.values())
+
+  while len(store) > 1 and (len(store) > max_photos or pixels() > max_pixels):
+    store.popitem(last=False)
+
+
+class slot:
+  """A context holding one place of a semaphore, or raising Busy at once when none is free."""
+
+  def __init__(self, semaphore: threading.BoundedSemaphore, what: str):
+    self.semaphore, self.what = semaphore, what
+
+  def __enter__(self):
+    if not self.semaphore.acquire(blocking=False):
+      raise Busy(f"the app is busy {self.what}: retry in a moment.")
+
+  def __exit__(self, *exc):
+    self.semaphore.release()
 
 
 def scaled_points(points: np.ndarray, photo: photos.Photo, shown: photos.Photo) -> np.ndarray:
@@ -112,10 +172,54 @@ def preview(photo: photos.Photo) -> photos.Photo:
   return dataclasses.replace(photo, rgb=np.asarray(Image.fromarray(photo.rgb).resize(size, Image.LANCZOS)), alpha=None)
 
 
+def content_length(value: str | None) -> int:
+  """The body's size from a Content-Length header; AppError unless it is 1 to 12 ASCII digits."""
+  if value is None or not re.fullmatch(r"[0-9]{1,12}", value.strip()):
+    raise AppError("the request needs a Content-Length (a number of bytes).")
+  return int(value)
+
+
+def is_loopback(host: str) -> bool:
+  """Whether `host` (a name or an address) is this machine only."""
+  if host == "localhost":
+    return True
+  try:
+    return ipaddress.ip_address(host.strip("[]")).is_loopback
+  except ValueError:
+    return False
+
+
+def allowed_host(header: str | None, port: int) -> bool:
+  """Whether a request's Host names this app: `localhost` or an IP address, with the app's port.
+
+  A page of another site that rebinds its own domain name to this machine (DNS rebinding) sends
+  that name as its Host: refusing names other than localhost stops it reading the app's answers."""
+  if not header:
+    return False
+  parsed = urllib.parse.urlsplit("//" + header)
+  try:
+    host, header_port = parsed.hostname, parsed.port
+  except ValueError:
+    return False
+  if header_port != port or not host:
+    return False
+  if host == "localhost":
+    return True
+  try:
+    ipaddress.ip_address(host)
+  except ValueError:
+    return False
+  return True
+
+
 def handler_for(colorizer: Colorizer, page: bytes):
-  """The request handler class of one app."""
+  """The request handler class of one app: it answers only its own page."""
 
   class Handler(http.server.BaseHTTPRequestHandler):
+    timeout = SOCKET_SECONDS  # Sets the socket's timeout: a stalled client is dropped, its thread freed.
+    error_content_type = "application/json"
+    error_message_format = '{"error": "%(message)s (%(code)d)"}'
+
     def log_message(self, *args):  # Quiet: the console shows the address and errors only.
       pass
 
@@ -124,54 +228,94 @@ def handler_for(colorizer: Colorizer, page: bytes):
       self.send_header("Content-Type", content_type)
       self.send_header("Content-Length", str(len(body)))
       self.send_header("Cache-Control", "no-store")
+      # Never inside another site's frame (clickjacking), never sniffed as another type.
+      self.send_header("X-Frame-Options", "DENY")
+      self.send_header("Content-Security-Policy", "frame-ancestors 'none'")
+      self.send_header("X-Content-Type-Options", "nosniff")
       for name, value in (headers or {}).items():
         self.send_header(name, value)
       self.end_headers()
       self.wfile.write(body)
 
-    def send_json(self, status: int, content: dict):
-      self.send(status, json.dumps(content).encode(), "application/json")
+    def send_json(self, status: int, content: dict, headers: dict | None = None):
+      self.send(status, json.dumps(content).encode(), "application/json", headers)
+
+    def foreign(self) -> str | None:
+      """Why this request is not from the app's own page, or None."""
+      if not allowed_host(self.headers.get("Host"), self.server.server_address[1]):
+        return "this app answers only at its own address (http://localhost:PORT or http://127.0.0.1:PORT)."
+      origin = self.headers.get("Origin")
+      if origin is not None and origin != f"http://{self.headers['Host']}":
+        return "this app answers only its own page, not other web sites."
+      return None
 
     def do_GET(self):
-      if self.path in ("/", "/index.html"):
+      if why := self.foreign():
+        self.send_json(403, {"error": why})
+      elif self.path in ("/", "/index.html"):
         self.send(200, page, "text/html; charset=utf-8")
       else:
         self.send_json(404, {"error": f"no page at {self.path}"})
 
     def do_POST(self):
-      length = self.headers.get("Content-Length", "")
-      if not length.isdigit():
-        self.send_json(411, {"error": "the request needs a Content-Length"})
-        return
-      if int(length) > MAX_UPLOAD:
-        self.send_json(413, {"error": f"the file is larger than {MAX_UPLOAD // 2**20} MB"})
-        return
-      body = self.rfile.read(int(length))
       try:
+        self.close_connection = True  # An unread or refused body must not be read as the next request.
+        if why := self.foreign():
+          self.send_json(403, {"error": why})
+          return
+        if self.headers.get(REQUEST_HEADER) != "1":
+          self.send_json(403, {"error": f"requests come from the app's page (the {REQUEST_HEADER} header)."})
+          return
+        length = content_length(self.headers.get("Content-Length"))
+        if length > MAX_UPLOAD:
+          self.send_json(413, {"error": f"the file is larger than {MAX_UPLOAD // 2**20} MB"})
+          return
         if self.path == "/photo":
-          name = urllib.parse.unquote(self.headers.get("X-Filename", "photo"))
-          self.send_json(200, colorizer.open_photo(body, name))
+          with slot(colorizer.decodes, "opening other photos"):  # Before reading: bodies are large.
+            name = urllib.parse.unquote(self.headers.get("X-Filename", "photo"))
+            self.send_json(200, colorizer.open_photo(self.rfile.read(length), name))
         elif self.path == "/colorize":
-          request = json.loads(body or b"{}")
+          if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+            raise AppError("a /colorize request is JSON (Content-Type: application/json).")
+          request = json.loads(self.rfile.read(length) or b"{}")
           if not isinstance(request, dict):
-            raise AppError('a /colorize request is {"id": "<photo id>", "points": [...], "full": false}.')
-          png, seconds = colorizer.colorize(request.get("id"), request.get("points", []), bool(request.get("full")))
+            raise AppError(POINTS_FORMAT)
+          with slot(colorizer.colourings, "colouring other requests"):
+            png, seconds = colorizer.colorize(request.get("id"), request.get("points", []), bool(request.get("full")))
           self.send(200, png, "image/png", {"X-Seconds": f"{seconds:.3f}"})
         else:
           self.send_json(404, {"error": f"nothing to post at {self.path}"})
+      except Busy as error:
+        self.send_json(503, {"error": str(error)}, {"Retry-After": "1"})
       except (AppError, ValueError, RecursionError) as error:  # JSON and Unicode errors are ValueErrors.
         self.send_json(400, {"error": str(error) if isinstance(error, AppError) else f"a bad request ({error})"})
+      except (TimeoutError, ConnectionError):
+        self.close_connection = True  # The client went away or stalled: nobody to answer.
+      except MemoryError:
+        self.send_json(507, {"error": "not enough memory for this photo: open a smaller one (--max_pixels)."})
+      except Exception as error:  # noqa: BLE001 (an XLA or other failure: the server must go on)
+        traceback.print_exc(file=sys.stderr)
+        self.send_json(500, {"error": f"the server could not do this ({type(error).__name__}: {error})"[:500]})
+
+    def refuse_method(self):
+      self.send_json(
+        405, {"error": f"{self.command} is not served here: the app takes GET and POST."}, {"Allow": "GET, POST"}
+      )
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = do_CONNECT = refuse_method
 
   return Handler
 
 
-def make_server(config, workdir: str, host: str = "127.0.0.1", port: int = 8000) -> http.server.ThreadingHTTPServer:
+def make_server(
+  config, workdir: str, host: str = "127.0.0.1", port: int = 8000, max_pixels: int = MAX_PIXELS
+) -> http.server.ThreadingHTTPServer:
   """The app's server for the generator of a run or a bundle (not yet serving)."""
   if not 0 <= port <= 65535:
     raise AppError(f"--port={port} is not a port: pass a number in 1..65535 (0: any free one).")
   generator, variables, _ = inference.load_generator(config, workdir)
   colorizer = Colorizer(
-    generator, variables, config.image_size, models.input_multiple(config.model), bool(config.model.hints)
+    generator, variables, config.image_size, models.input_multiple(config.model), bool(config.model.hints), max_pixels
   )
   with open(PAGE, "rb") as f:
     page = f.read()
@@ -181,9 +325,15 @@ def make_server(config, workdir: str, host: str = "127.0.0.1", port: int = 8000)
     raise AppError(f"cannot listen on {host}:{port} ({error.strerror or error}): pass another --port.") from None
 
 
-def serve(config, workdir: str, host: str, port: int) -> None:
+def serve(config, workdir: str, host: str, port: int, max_pixels: int = MAX_PIXELS) -> None:
   """The app mode: serves until Ctrl+C."""
-  server = make_server(config, workdir, host, port)
+  server = make_server(config, workdir, host, port, max_pixels)
+  if not is_loopback(host):
+    print(
+      f"WARNING: --host={host} lets other machines of your network use this app (and read the photos opened in it); "
+      "--host=127.0.0.1 keeps it to this machine.",
+      file=sys.stderr,
+    )
   hints_note = "" if config.model.hints else " (this model takes no hints: it colours automatically)"
   print(f"Colorize app with {workdir}{hints_note}: open http://{host}:{server.server_address[1]}  (Ctrl+C stops)")
   try:

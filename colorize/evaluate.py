@@ -157,7 +157,10 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
   needs one) and returns the metrics.
   """
   if bundle.is_bundle(workdir) and not output_dir:
-    raise UsageError("evaluating exported weights needs --output=DIR for the report.")
+    raise UsageError(
+      f"--mode=evaluate with the generator in {workdir} (a bundle, no run) needs --output=DIR for the report; "
+      "or evaluate a run of yours with --workdir=RUN."
+    )
   if not bundle.is_bundle(workdir):
     checkpoint.require_checkpoint(workdir)  # Before any compilation.
   mesh = steps.make_mesh()

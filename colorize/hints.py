@@ -9,6 +9,7 @@ photo a geometric number of points (sometimes none), each the mean a,b of a patc
 (`from_user_points`), which are mapped onto the generator's smaller input.
 """
 
+import collections
 import json
 import os
 
@@ -40,9 +41,23 @@ def encode(tops, lefts, sizes, ab, valid, height: int, width: int, xp=jnp):
 
   Channels: a/110, b/110 (the network's scale) where a point's patch lies, and 1 in the mask
   there; zeros elsewhere. A later point overwrites an earlier one where they overlap. `xp=numpy`
-  for the host (no compilation per number of points).
+  for the host (no compilation per number of points): painted patch by patch in [H, W, 3] memory,
+  whatever the number of points (the traced version holds [K, H, W] and is for a few points).
   """
+  if xp is np:
+    return _painted_in_place(tops, lefts, sizes, ab, valid, height, width)
   return _painted(_covers(tops, lefts, sizes, height, width, xp), ab, valid, xp)
+
+
+def _painted_in_place(tops, lefts, sizes, ab, valid, height: int, width: int) -> np.ndarray:
+  """`encode` on the host: each valid point's patch painted over the earlier ones."""
+  channels = np.zeros((height, width, CHANNELS), np.float32)
+  colours = np.asarray(ab, np.float32) / color.LAB_SCALE[1]
+  for top, left, size, (a, b), keep in zip(tops, lefts, sizes, colours, valid, strict=True):
+    if keep:  # Clipped at 0 like `_covers`: a negative index would count from the far edge.
+      bottom, right = int(top) + int(size), int(left) + int(size)
+      channels[max(int(top), 0) : max(bottom, 0), max(int(left), 0) : max(right, 0)] = (a, b, 1.0)
+  return channels
 
 
 def _painted(covers, ab, valid, xp):
@@ -186,14 +201,31 @@ def user_points(points: list, height: int, width: int, source: str = "hints") ->
   return np.asarray(rows, np.float32).reshape(-1, 5)
 
 
-def hint_file_for(hints: str, photo_path: str) -> str | None:
-  """The hint file of a photo: `hints` itself when it is a file, else `hints/<photo stem>.json` if present."""
+def hint_files(hints: str, found: list) -> dict:
+  """{photo path: its hint file} for (path, name relative to --input) pairs; photos without one are left out.
+
+  `hints` is one file (for the one photo) or a folder mirroring --input: the photo `a/img.jpg` takes
+  `a/img.json`, or `a/img.jpg.json` where another photo of that folder is also named `img`. Raises
+  BadHints for a `<stem>.json` that photos of two formats would share."""
   if not hints:
-    return None
+    return {}
   if os.path.isfile(hints):
-    return hints
-  path = os.path.join(hints, os.path.splitext(os.path.basename(photo_path))[0] + ".json")
-  return path if os.path.isfile(path) else None
+    return {path: hints for path, _ in found}
+  by_name, by_stem = {}, collections.defaultdict(list)
+  for path, name in found:
+    by_stem[os.path.splitext(name)[0]].append(path)
+    for candidate in (name + ".json", os.path.splitext(name)[0] + ".json"):
+      if os.path.isfile(os.path.join(hints, candidate)):
+        by_name[path] = os.path.join(hints, candidate)
+        break
+  for stem, paths in by_stem.items():
+    shared = [p for p in paths if by_name.get(p) == os.path.join(hints, stem + ".json")]
+    if len(shared) > 1:
+      raise BadHints(
+        f"{os.path.join(hints, stem + '.json')} would apply to {len(shared)} photos ({', '.join(shared)}): "
+        f"name it after one photo with its extension, e.g. {os.path.basename(shared[0])}.json"
+      )
+  return by_name
 
 
 def for_network(points: np.ndarray, photo_shape: tuple, network_shape: tuple) -> np.ndarray:

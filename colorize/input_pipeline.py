@@ -46,6 +46,7 @@ from PIL import Image
 from colorize import metrics
 from colorize import photos
 from colorize.run_setup import DatasetUnavailableError
+from colorize.run_setup import MissingDataFolder
 
 IMAGE_EXTENSIONS = photos.PHOTO_EXTENSIONS  # Training reads what the colorize mode reads.
 _MAX_STAND_INS = 64  # Tries to find a colour photo in place of a gray or broken one.
@@ -115,9 +116,7 @@ def _demo_eval_tiles() -> list:
 def list_image_files(root: str) -> list:
   """All image files under `root`, sorted, as paths."""
   if not os.path.isdir(root):
-    raise DatasetUnavailableError(
-      f"config.data_dir={root!r} is not a folder: point --config.data_dir at a folder of photos."
-    )
+    raise MissingDataFolder(f"config.data_dir={root!r} is not a folder: point --config.data_dir at a folder of photos.")
   paths = []
   for folder, _, names in os.walk(root):
     paths += [os.path.join(folder, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
@@ -157,7 +156,7 @@ def readable_photos(paths: list) -> tuple:
   good, bad = [], []
   for path in paths:
     try:
-      with Image.open(path) as image:
+      with photos.open_image(path) as image:
         image.size  # noqa: B018 (the header is parsed on open; this just names what we checked)
       good.append(path)
     except (OSError, ValueError, SyntaxError) as error:
@@ -180,7 +179,7 @@ class PhotoFiles:
   def __getitem__(self, index: int) -> np.ndarray | None:
     """uint8 RGB, or None for a photo that fails to decode (it is replaced, like a gray one)."""
     try:
-      return photos.load_photo(self.paths[index], "", max_pixels=200_000_000).rgb
+      return photos.load_photo(self.paths[index], "").rgb
     except photos.BadPhoto as error:
       logging.warning("Skipping %s: %s", self.paths[index], error)
       return None

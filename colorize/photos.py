@@ -17,6 +17,11 @@ from PIL import ImageCms
 from PIL import ImageOps
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+# The only decoders a file may reach, whatever its name says: raster photo formats read by Pillow
+# itself. Never EPS/PS/PDF (Pillow renders those by running Ghostscript) nor other exotic plugins.
+# JPEG's opener also reads phones' multi-picture JPEGs (MPO); PPM: the netpbm formats (.ppm, .pgm).
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
+MAX_PIXELS = 200_000_000  # The default cap on a photo's pixels (--max_pixels): larger ones are refused.
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MIN_SIDE = 8  # Smaller photos hold no colour worth predicting.
 
@@ -118,12 +123,21 @@ def _split_alpha(image: Image.Image, top: int):
   return image.convert("RGB"), alpha
 
 
-def load_photo(path: str, target: str, max_pixels: int) -> Photo:
-  """Decodes the first frame, upright (EXIF), in sRGB; raises BadPhoto with the reason."""
+def open_image(path: str) -> Image.Image:
+  """Pillow's lazy image of a file in one of `PHOTO_FORMATS` (its header read, no pixels yet);
+  any other file raises `Image.UnidentifiedImageError`."""
+  Image.init()  # Registers every plugin (a no-op after the first call): Pillow opens only the ones registered.
+  return Image.open(path, formats=PHOTO_FORMATS)
+
+
+def load_photo(path: str, target: str, max_pixels: int = MAX_PIXELS) -> Photo:
+  """Decodes the first frame, upright (EXIF), in sRGB; raises BadPhoto with the reason.
+
+  The size is checked from the header, before any pixel is decoded."""
   try:
     if os.path.getsize(path) == 0:
       raise BadPhoto("empty file")
-    with Image.open(path) as image:
+    with open_image(path) as image:
       width, height = image.size
       if width * height > max_pixels:
         raise BadPhoto(f"image too large: {width}x{height} = {width * height:,} pixels > --max_pixels={max_pixels:,}")
@@ -142,7 +156,8 @@ def load_photo(path: str, target: str, max_pixels: int) -> Photo:
   except Image.DecompressionBombError:
     raise BadPhoto(f"image too large for Pillow's decompression-bomb limit (--max_pixels={max_pixels:,})") from None
   except Image.UnidentifiedImageError:
-    raise BadPhoto("not an image Pillow can read (wrong extension or unsupported format)") from None
+    formats = ", ".join(PHOTO_FORMATS)
+    raise BadPhoto(f"not an image in a photo format ({formats}): a wrong extension or another kind of file") from None
   except (OSError, SyntaxError, ValueError) as error:
     raise BadPhoto(f"truncated or corrupt image ({error})") from None
 

@@ -215,11 +215,11 @@ def _decoded(jobs: list, max_pixels: int, report) -> Iterator[photos.Photo]:
       futures[i] = None  # Drop the decoded pixels once consumed.
 
 
-def _with_hint_files(decoded: Iterator[photos.Photo], hints: str, report) -> Iterator[photos.Photo]:
-  """Photos with their hint file's points (`--hints`); a photo whose hint file is bad is reported
-  and dropped (nothing is written for it)."""
+def _with_hint_files(decoded: Iterator[photos.Photo], hint_files: dict, report) -> Iterator[photos.Photo]:
+  """Photos with their hint file's points (`hints.hint_files`); a photo whose hint file is bad is
+  reported and dropped (nothing is written for it)."""
   for photo in decoded:
-    path = hints_lib.hint_file_for(hints, photo.source)
+    path = hint_files.get(photo.source)
     if path is None:
       yield photo
       continue
@@ -259,10 +259,10 @@ def colorize_photos(
   batch_size: int,
   max_pixels: int,
   image_format: str,
-  hints: str = "",
+  hint_files: dict | None = None,
 ) -> Summary:
-  """Colorizes every (source, target) job, with the points of its `hints` file if it has one;
-  prints one line per failed photo."""
+  """Colorizes every (source, target) job, with the points of its hint file (`hint_files`: {source:
+  file}) if it has one; prints one line per failed photo."""
   summary, progress = Summary(), ProgressLine(len(jobs))
 
   def report(source, reason):
@@ -270,7 +270,7 @@ def colorize_photos(
     progress.say(f"FAILED {source}: {reason}")
     progress.advance(written=False)
 
-  decoded = _with_hint_files(_decoded(jobs, max_pixels, report), hints, report)
+  decoded = _with_hint_files(_decoded(jobs, max_pixels, report), hint_files or {}, report)
   for group in _groups(decoded, batch_size, size, multiple):
     for photo, result in zip(group, colorize_group(generator, variables, group, size, multiple), strict=True):
       try:
@@ -357,7 +357,7 @@ def run(
   image_format: str = "png",
   size: int = 0,
   batch_size: int = 8,
-  max_pixels: int = 200_000_000,
+  max_pixels: int = photos.MAX_PIXELS,
   hints: str = "",
   steadiness: float | None = None,
 ) -> int:
@@ -384,6 +384,11 @@ def run(
   if hints and not found_photos:
     raise UsageError(f"--hints are for photos; --input={input_pattern} holds videos only (coloured automatically).")
   check_hints(hints, config, len(found_photos))
+  try:
+    hint_files = hints_lib.hint_files(hints, found_photos)
+  except hints_lib.BadHints as error:
+    raise UsageError(str(error)) from None
+  output_existed = os.path.isdir(output_dir)
   run_setup.make_writable_folder(output_dir, "--output")
   photo_targets = photos.output_paths([name for _, name in found_photos], output_dir, image_format)
   jobs, skipped = plan_jobs(found_photos, photo_targets, overwrite)
@@ -391,11 +396,11 @@ def run(
     found_videos, [os.path.join(output_dir, n) for _, n in found_videos], overwrite
   )
   generator, variables, step = inference.load_generator(config, workdir)
-  videos = f" and {len(video_jobs)} video(s)" if found_videos else ""
-  print(f"Colorizing {len(jobs)} photo(s){videos} with {workdir} at step {step}.", file=sys.stderr)
+  counts = [f"{n} {word}{'' if n == 1 else 's'}" for n, word in ((len(jobs), "photo"), (len(video_jobs), "video")) if n]
+  print(f"Colorizing {' and '.join(counts) or 'nothing new'} with {workdir} at step {step}.", file=sys.stderr)
   shape = batch_shape(config, size, batch_size)
   summary = colorize_photos(
-    generator, variables, jobs, **shape, max_pixels=max_pixels, image_format=image_format, hints=hints
+    generator, variables, jobs, **shape, max_pixels=max_pixels, image_format=image_format, hint_files=hint_files
   )
   for source, target in video_jobs:
     try:
@@ -405,6 +410,8 @@ def run(
       summary.failed += 1
       print(f"FAILED {source}: {error}", file=sys.stderr)
   summary.skipped += skipped + skipped_videos
+  if not output_existed and not os.listdir(output_dir):
+    os.rmdir(output_dir)  # Made by this run, which wrote nothing: no empty folder left behind.
   print(
     f"Done: {summary.done} colorized, {summary.skipped} skipped, {summary.failed} failed -> {output_dir}",
     file=sys.stderr,

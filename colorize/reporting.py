@@ -92,6 +92,14 @@ class Progress:
     }
 
 
+CONSOLE_LEGEND = (
+  "Each progress line: D = how well the discriminator tells real from colorized (its loss), G = the "
+  "generator's loss, G_adv = its part from fooling the discriminator, L1 = its mean colour error, "
+  "acc@2 = pixels whose colour is within about 2 units of the real one (L* within 2, a* and b* within 4.4: the "
+  "paper's accuracy)."
+)
+
+
 def console_line(step: int, total: int, scalars: dict) -> str:
   parts = [f"step {step}/{total}"]
   for key, label in (

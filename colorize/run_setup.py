@@ -17,6 +17,10 @@ class DatasetUnavailableError(RuntimeError):
   """
 
 
+class MissingDataFolder(UsageError, DatasetUnavailableError):
+  """config.data_dir names no folder: a mistake on the command line (exit 2), caught where a missing dataset is."""
+
+
 def default_workdir(config_path: str) -> str:
   return os.path.join("runs", os.path.splitext(os.path.basename(config_path))[0])
 
@@ -75,6 +79,8 @@ def resolve(config, config_path: str | None, workdir: str | None, create: bool =
 
 def make_writable_folder(path: str, flag: str) -> None:
   """Creates `path` if needed; a UsageError naming `flag` when that fails or it is not writable."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise UsageError(f"{flag}={path} is a file, not a folder: name a folder (it is created if needed).")
   try:
     os.makedirs(path, exist_ok=True)
   except OSError as error:

@@ -126,6 +126,7 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
     config.batch_size,
     workdir,
   )
+  logging.info(reporting.CONSOLE_LEGEND)
 
   # ---- Input.
   train_batches = input_pipeline.train_batches(config, position, photos=training_photos)

@@ -123,13 +123,18 @@ def _transcode(source: str, partial: str, colour, batch_size: int, progress) -> 
   return written
 
 
+def reason(error: Exception) -> str:
+  """An FFmpeg or OS error in words: its message without the errno number or the path (the line names the file)."""
+  return str(getattr(error, "strerror", None) or error)
+
+
 def frame_count(source: str) -> int:
   """The video's frame count from its header (0: unknown); BadVideo when it is not a video."""
   try:
     with av.open(source) as container:
       return expected_frames(container.streams.video[0]) if container.streams.video else 0
   except (av.FFmpegError, OSError) as error:
-    raise BadVideo(f"not a video PyAV can read ({error})") from None
+    raise BadVideo(f"not a video PyAV can read ({reason(error)})") from None
 
 
 def transcode(source: str, target: str, colour, batch_size: int, progress) -> int:
@@ -145,7 +150,7 @@ def transcode(source: str, target: str, colour, batch_size: int, progress) -> in
     frames = _transcode(source, partial, colour, batch_size, progress)
     os.replace(partial, target)
   except (av.FFmpegError, OSError, ValueError) as error:
-    raise BadVideo(f"cannot transcode it ({error})") from None
+    raise BadVideo(f"cannot transcode it ({reason(error)})") from None
   finally:
     if partial:
       files.remove_if_there(partial)

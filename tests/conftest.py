@@ -29,10 +29,19 @@ flags.FLAGS.mark_as_parsed()
 # Tests compile the same tiny programs many times over: a persistent compilation cache for the
 # session turns each repeat into a lookup.
 # Subprocesses that import this module inherit the folder through the environment.
+# The process that makes the folder (pytest's main process, before xdist starts its workers) removes it.
+_OWN_CACHE = "COLORIZE_TEST_JAX_CACHE" not in os.environ
 os.environ.setdefault("COLORIZE_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="colorize-jax-cache-"))
 jax.config.update("jax_compilation_cache_dir", os.environ["COLORIZE_TEST_JAX_CACHE"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+  """The session's compilation cache goes with it: nothing left in the temporary folder."""
+  del config
+  if _OWN_CACHE:
+    shutil.rmtree(os.environ["COLORIZE_TEST_JAX_CACHE"], ignore_errors=True)
 
 
 def tiny_config(**overrides):

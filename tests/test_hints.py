@@ -73,6 +73,7 @@ def test_training_counts_are_geometric_with_an_extra_share_of_none():
 
 
 def write_json(path, content):
+  path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(content if isinstance(content, str) else json.dumps(content))
   return str(path)
 
@@ -297,3 +298,40 @@ def test_hint_flags_that_cannot_apply_are_one_line(tmp_path, trained_run):
     out = run_main(*args)
     assert out.returncode == 2 and message in out.stderr.splitlines()[0], (args, out.stderr[-1000:])
   assert not (tmp_path / "out").exists()
+
+
+def test_host_encoding_paints_a_thousand_points_in_the_memory_of_one_image():
+  """The app encodes up to MAX_POINTS points at every click: [points, H, W] arrays took 2.2 GB at 256 px."""
+  import tracemalloc
+
+  rng = np.random.default_rng(0)
+  count, height, width = hints.MAX_POINTS, 256, 256
+  sizes = rng.integers(1, 40, count)
+  tops, lefts = rng.integers(-5, height, count), rng.integers(-5, width, count)
+  ab = rng.uniform(-80, 80, (count, 2))
+  valid = rng.uniform(size=count) < 0.9
+  tracemalloc.start()
+  encoded = hints.encode(tops, lefts, sizes, ab, valid, height, width, np)
+  peak = tracemalloc.get_traced_memory()[1]
+  tracemalloc.stop()
+  assert peak < 4 * encoded.nbytes, peak  # The old [K, H, W] encoding: about 600 MB here.
+  traced = np.asarray(hints.encode(tops, lefts, sizes, ab, valid, height, width))
+  np.testing.assert_allclose(encoded, traced, atol=1e-6)  # The same painting: float32 vs float64 rounding.
+
+
+def test_hint_files_are_matched_by_the_photos_path_under_the_input_and_a_shared_name_is_refused(tmp_path):
+  hint_dir = tmp_path / "hints"
+  for name in ("a/img.json", "b/img.json", "c/door.json", "c/door.png.json"):
+    write_json(hint_dir / name, [])
+  found = [(f"in/{name}", name) for name in ("a/img.jpg", "b/img.jpg", "c/door.jpg", "c/door.png", "d/img.jpg")]
+  assert hints.hint_files(str(hint_dir), found) == {
+    "in/a/img.jpg": str(hint_dir / "a/img.json"),
+    "in/b/img.jpg": str(hint_dir / "b/img.json"),
+    "in/c/door.jpg": str(hint_dir / "c/door.json"),
+    "in/c/door.png": str(hint_dir / "c/door.png.json"),  # Its full name: no longer shared.
+  }
+  (hint_dir / "c/door.png.json").unlink()  # Now door.jpg and door.png would both take door.json.
+  with pytest.raises(hints.BadHints, match=r"c/door.json would apply to 2 photos .*name it after one photo"):
+    hints.hint_files(str(hint_dir), found)
+  assert hints.hint_files(str(hint_dir / "a/img.json"), found[:1]) == {"in/a/img.jpg": str(hint_dir / "a/img.json")}
+  assert hints.hint_files("", found) == {}

@@ -319,3 +319,29 @@ def test_the_files_depth_comes_from_the_decoders_raw_mode(rawmode, mode, samples
 
   Opened.mode = mode
   assert photos.file_samples(Opened()) == samples
+
+
+def test_a_postscript_file_never_reaches_ghostscript(tmp_path, monkeypatch):
+  """EPS is rendered by running `gs`: whatever its name, such a file is not opened as a photo, by the
+  colorize mode, the app (both `load_photo`) or folder training (`readable_photos`)."""
+  from PIL import EpsImagePlugin
+
+  from colorize import input_pipeline
+
+  spy_log = tmp_path / "gs-ran"
+  spy = tmp_path / "bin" / "gs"
+  spy.parent.mkdir()
+  spy.write_text(f'#!/bin/sh\necho "$@" >> {spy_log}\n')
+  spy.chmod(0o755)
+  monkeypatch.setenv("PATH", f"{spy.parent}{os.pathsep}{os.environ['PATH']}")
+  monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)  # Looked up again: the spy, if anything asks.
+  for name in ("drawing.eps", "holiday.jpg"):
+    Image.fromarray(photo()).save(tmp_path / name, "EPS")
+    with pytest.raises(photos.BadPhoto) as raised:
+      photos.load_photo(str(tmp_path / name), "")
+    assert not spy_log.exists(), f"Ghostscript ran for {name}: {spy_log.read_text()}"
+    assert "not an image in a photo format" in str(raised.value)
+  good = tmp_path / "good.png"
+  Image.fromarray(photo()).save(good)
+  assert input_pipeline.readable_photos([str(tmp_path / "holiday.jpg"), str(good)]) == ([str(good)], 1)
+  assert not spy_log.exists()

@@ -144,8 +144,9 @@ def test_a_video_that_fails_midway_leaves_no_file_under_its_name(bundled_generat
 def test_a_file_that_is_not_a_video_is_refused(bundled_generator, tmp_path):
   fake = tmp_path / "fake.mp4"
   fake.write_bytes(b"not a video at all" * 10)
-  with pytest.raises(video.BadVideo, match="not a video PyAV can read"):
+  with pytest.raises(video.BadVideo, match="not a video PyAV can read") as raised:
     colorize_clip(bundled_generator, str(fake), str(tmp_path / "out.mp4"))
+  assert "Errno" not in str(raised.value) and "Invalid data" in str(raised.value)  # Words, not an errno number.
   assert not os.path.exists(tmp_path / "out.mp4")
 
 
