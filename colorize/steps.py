@@ -578,9 +578,16 @@ def compile_steps(config, mesh, optimizers: Optimizers, colour_weights=None):
     phases.append(
       (start, parallel_step(pretraining_config(config) if pretraining else config, step_generator), pretraining)
     )
-  if len(phases) == 1:
-    return phases[0][1], parallel_eval
-  return PhasedStep(phases), parallel_eval
+  return phased(phases), parallel_eval
+
+
+def phased(phases: list):
+  """The train step of (first batch count, step, pretraining?) phases: a single phase's own step,
+  or a `PhasedStep` (which also keeps `g_loss` out of pretraining's metrics, even when the run is
+  all pretraining)."""
+  if len(phases) == 1 and not phases[0][2]:
+    return phases[0][1]
+  return PhasedStep(phases)
 
 
 class PhasedStep:

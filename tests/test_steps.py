@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import jax
 import numpy as np
@@ -414,3 +415,17 @@ def test_a_held_optimiser_updates_nothing_and_starts_afresh_when_released():
   free_updates, _ = steps.held_while(np.bool_(False), adam).update(grads, state, params)
   np.testing.assert_allclose(free_updates["w"], adam.update(grads, adam.init(params), params)[0]["w"])
   np.testing.assert_allclose(free_updates["w"], -0.1, rtol=1e-4)
+
+
+def test_a_run_that_is_all_pretraining_still_logs_its_l1_apart_from_the_gans_loss():
+  """With pretrain_steps >= num_train_steps the only phase is pretraining: its L1 is not `g_loss`."""
+  state = types.SimpleNamespace(step=np.int32(5))
+
+  def step(state, images):
+    return state, {"g_loss": 0.5, "g_loss_l1": 0.5}
+
+  (start,) = steps.phase_starts(tiny_config(num_train_steps=3, pretrain_steps=5))
+  only_pretraining = steps.phased([(start, step, True)])
+  assert only_pretraining(state, None)[1] == {"g_loss_l1": 0.5}
+  assert steps.phased([(0, step, False)]) is step  # A run of one plain phase keeps its step as it is.
+  assert steps.phased([(0, step, True), (5, step, False)])(state, None)[1]["g_loss"] == 0.5
