@@ -126,9 +126,13 @@ def resolved_run():
 
 
 def train():
+  from colorize import run_record
   from colorize import train
 
-  train.train_and_evaluate(*resolved_run())
+  config_file = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
+  if config_file and os.path.abspath(config_file) == command_line.RUN_CONFIG:
+    config_file = None  # The run's own config, the base of the overrides.
+  train.train_and_evaluate(*resolved_run(), invocation=run_record.invocation(config_file))
 
 
 def evaluate():

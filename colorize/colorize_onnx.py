@@ -2,22 +2,43 @@
 
     pip install numpy pillow onnxruntime
     python colorize_onnx.py photo.jpg coloured.png [--model=generator.onnx]
+    python colorize_onnx.py photos/ coloured/ [--model=generator.onnx]   # every photo of a folder, as PNGs
 
 The steps are those of `python main.py --mode=colorize` (which `python main.py --mode=export
 --format=onnx` copies this script beside): the photo's CIE lightness L* is resized so its short
 side is the model's size (the long side a multiple of its stride), the model predicts a*,b* there,
 they are resized back to the photo's size and joined with its own L*. Left out: colour hints (a
 model trained with hints gets none: its automatic colours), alpha, ICC profiles and 16-bit depth.
+
+No file is replaced. A photo that cannot be read is one `FAILED path: reason` line on stderr and
+the others go on (exit status 1); a wrong argument, model or export.json is one error line (2).
 """
 
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import onnxruntime
 from PIL import Image
 from PIL import ImageOps
+
+# The only decoders a file may reach, whatever its name: raster photo formats Pillow reads itself,
+# never EPS/PS/PDF (Pillow renders those by running Ghostscript).
+PHOTO_FORMATS = ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"]
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+class BadInput(Exception):
+  """A photo, model or export.json that cannot be used; the message says why in a few words."""
+
+
+def fail(message: str):
+  print(f"colorize_onnx.py: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
 
 # sRGB <-> CIE L*a*b*, D65 (scikit-image's constants).
 XYZ_FROM_RGB = np.array(
@@ -67,25 +88,123 @@ def colorize(session: onnxruntime.InferenceSession, rgb: np.ndarray, size: int, 
   feeds = {"lightness": resize(plane, height, width)[None, :, :, None]}
   if "hints" in [i.name for i in session.get_inputs()]:
     feeds["hints"] = np.zeros((1, height, width, 3), np.float32)
-  ab = session.run(["ab"], feeds)[0][0]
+  try:
+    ab = session.run(["ab"], feeds)[0][0]
+  except Exception as error:  # onnxruntime's own classes: a model that does not fit its export.json.
+    raise BadInput(f"the model cannot run on it ({str(error).splitlines()[0]})") from None
   ab_full = np.stack([resize(ab[..., i], *plane.shape) for i in range(2)], axis=-1)
   return lab_to_rgb(np.concatenate([plane[..., None], ab_full], axis=-1))
 
 
+def read_photo(path: str) -> np.ndarray:
+  """The first frame of a photo, upright (EXIF), as uint8 RGB [H, W, 3]; BadInput says why not."""
+  try:
+    with Image.open(path, formats=PHOTO_FORMATS) as image:
+      return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+  except Image.UnidentifiedImageError:
+    raise BadInput(f"not a photo in a format read here ({', '.join(PHOTO_FORMATS)})") from None
+  except Image.DecompressionBombError as error:
+    raise BadInput(f"too large ({error})") from None
+  except FileNotFoundError:
+    raise BadInput("does not exist") from None
+  except PermissionError:
+    raise BadInput("cannot be read: permission denied") from None
+  except (OSError, SyntaxError, ValueError) as error:  # Pillow's ways of saying truncated or corrupt.
+    raise BadInput(f"truncated or corrupt image ({error})") from None
+
+
+def load_model(model: str) -> tuple:
+  """(onnxruntime session, short side, multiple) of `model` and the export.json beside it; BadInput
+  names the file and the fix."""
+  facts_path = os.path.join(os.path.dirname(os.path.abspath(model)), "export.json")
+  if not os.path.isfile(model):
+    raise BadInput(f"--model={model} is not a file: pass the generator.onnx that --mode=export --format=onnx wrote")
+  if not os.path.isfile(facts_path):
+    raise BadInput(f"{facts_path} is missing: keep the export.json written beside {model}")
+  try:
+    with open(facts_path) as f:
+      facts = json.load(f)
+    short_side, multiple = int(facts["short_side"]), int(facts["multiple"])
+  except (OSError, ValueError, TypeError, KeyError) as error:
+    reason = f"missing {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+    raise BadInput(f"{facts_path} cannot be read ({reason}): keep the export.json written beside {model}") from None
+  try:
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+  except Exception as error:  # onnxruntime's own exception classes, for any unreadable file.
+    reason = str(error).splitlines()[0]
+    raise BadInput(f"--model={model} cannot be loaded by onnxruntime ({reason}): export the generator again") from None
+  return session, short_side, multiple
+
+
+def save_new(rgb: np.ndarray, path: str) -> None:
+  """Writes a new file, in the format its extension names: never replaces one."""
+  image_format = Image.registered_extensions()[os.path.splitext(path)[1].lower()]
+  try:
+    f = open(path, "xb")  # "x": fails if the file appeared since it was checked.
+  except FileExistsError:
+    raise BadInput(f"{path} exists: nothing is replaced") from None
+  try:
+    with f:
+      Image.fromarray(rgb).save(f, format=image_format)
+  except BaseException:
+    os.remove(path)  # No half-written output left behind.
+    raise
+
+
+def jobs_of(photo: str, output: str) -> list:
+  """(photo, output path) pairs: the photo itself, or each photo of a folder as a PNG in `output`."""
+  if not os.path.exists(photo):
+    fail(f"{photo} does not exist: pass a photo or a folder of photos.")
+  if not os.path.isdir(photo):
+    if os.path.exists(output):
+      fail(f"{output} exists: name a new file (nothing is replaced).")
+    if not output.lower().endswith(OUTPUT_EXTENSIONS):
+      fail(f"{output} is not a photo file name: end it with one of {', '.join(OUTPUT_EXTENSIONS)}.")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+      fail(f"the folder of {output} does not exist: make it first, or name a file in another folder.")
+    return [(photo, output)]
+  names = sorted(n for n in os.listdir(photo) if n.lower().endswith(PHOTO_EXTENSIONS))
+  names = [n for n in names if os.path.isfile(os.path.join(photo, n))]
+  if not names:
+    fail(f"{photo} holds no photos ({', '.join(PHOTO_EXTENSIONS)}): pass a folder of photos.")
+  if os.path.exists(output) and not os.path.isdir(output):
+    fail(f"{output} is a file: for a folder of photos name a folder (new, or one to add to).")
+  stems = [os.path.splitext(n)[0] for n in names]
+  # photo.jpg and photo.png keep their extension in their outputs, so neither replaces the other.
+  return [
+    (os.path.join(photo, n), os.path.join(output, (n if stems.count(stem) > 1 else stem) + ".png"))
+    for n, stem in zip(names, stems, strict=True)
+  ]
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("photo")
-  parser.add_argument("output")
+  parser.add_argument("photo", help="a photo, or a folder of photos")
+  parser.add_argument("output", help="a new photo file (a folder, for a folder of photos)")
   parser.add_argument("--model", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "generator.onnx"))
   args = parser.parse_args()
-  if os.path.exists(args.output):
-    parser.error(f"{args.output} exists: name a new file (nothing is replaced).")
-  with open(os.path.join(os.path.dirname(os.path.abspath(args.model)), "export.json")) as f:
-    facts = json.load(f)
-  session = onnxruntime.InferenceSession(args.model, providers=["CPUExecutionProvider"])
-  with Image.open(args.photo) as image:
-    rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-  Image.fromarray(colorize(session, rgb, facts["short_side"], facts["multiple"])).save(args.output)
+  jobs = jobs_of(args.photo, args.output)
+  try:
+    session, short_side, multiple = load_model(args.model)
+  except BadInput as error:
+    fail(str(error))
+  if os.path.isdir(args.photo):
+    try:
+      os.makedirs(args.output, exist_ok=True)
+    except OSError as error:
+      fail(f"cannot make the folder {args.output} ({error.strerror}): name a folder that can be written.")
+  failed = 0
+  for photo, output in jobs:
+    try:
+      if os.path.exists(output):  # Checked before the work; save_new checks again.
+        raise BadInput(f"{output} exists: nothing is replaced")
+      save_new(colorize(session, read_photo(photo), short_side, multiple), output)
+    except (BadInput, OSError) as error:
+      failed += 1
+      print(f"FAILED {photo}: {error}", file=sys.stderr)
+  if os.path.isdir(args.photo):
+    print(f"Done: {len(jobs) - failed} coloured, {failed} failed -> {args.output}", file=sys.stderr)
+  sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -74,12 +74,43 @@ def enum_value_message(error: BaseException) -> str | None:
   return f"--{name}={value} is not one of {', '.join(choices)}: {hint}"
 
 
+RUN_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "from_run.py")
+
+
+def flag_value(argv: list, name: str) -> str | None:
+  """The value of --name=VALUE or --name VALUE in `argv`, the last one given."""
+  value = None
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{name}="):
+      value = arg.split("=", 1)[1]
+    elif arg == f"--{name}" and i + 1 < len(argv):
+      value = argv[i + 1]
+  return value
+
+
+def with_run_config(argv: list) -> list:
+  """--config.FIELD overrides without --config apply to the run that --workdir names: its config
+  (configs/from_run.py) is the base. absl knows --config.FIELD only once --config is given."""
+  if config_path(argv) or not any(arg.startswith("--config.") for arg in argv):
+    return argv
+  workdir = flag_value(argv, "workdir")
+  if not workdir:
+    exit_with_usage_error("--config.FIELD overrides need --config=configs/<name>.py, or --workdir=RUN of a run.")
+  if not os.path.isfile(os.path.join(workdir, "config.json")):
+    exit_with_usage_error(
+      f"--workdir={workdir} holds no run (no config.json) for the --config.FIELD overrides: "
+      "pass --config=configs/<name>.py to start one."
+    )
+  return [argv[0], f"--config={RUN_CONFIG}:{workdir}", *argv[1:]]
+
+
 def parse_command_line(argv: list) -> list:
   """absl's flag parsing, each mistake told in one line (exit 2) instead of a traceback."""
   if help_flag := next((a for a in argv[1:] if a in HELP_FLAGS), None):
     app.usage(shorthelp=help_flag != "--helpfull", writeto_stdout=True, exitcode=0)  # absl's own exits 1.
+  argv = with_run_config(argv)
   path = config_path(argv)
-  if path and (message := missing_config_file_message(path)):
+  if path and (message := missing_config_file_message(path.split(":", 1)[0])):  # "file.py:argument"
     exit_with_usage_error(message)
   try:
     return FLAGS(argv)

@@ -123,7 +123,7 @@ def _write_new(path: str, data: bytes) -> None:
 
 def export_portable(config, source: str, output_dir: str | None, file_format: str) -> dict:
   """Writes the generator of `source` as an ONNX or StableHLO file with its `export.json` to
-  `output_dir` (and, for ONNX, the script that colours a photo with it); refuses to replace files."""
+  `output_dir` (and, for ONNX, the script that colours photos with it); refuses to replace files."""
   if not output_dir:
     raise UsageError(f"--mode=export --format={file_format} needs --output=DIR (a new folder for the file).")
   names = [FILES[file_format], FACTS] + ([os.path.basename(ONNX_SCRIPT)] if file_format == "onnx" else [])

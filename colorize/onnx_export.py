@@ -215,6 +215,27 @@ def _pad(graph: _Graph, eqn, x: str, value: str) -> str:
   return graph.add("Pad", [x, pads, value])
 
 
+def _scalar_size(graph: _Graph, dim, dtype) -> str:
+  """`dim` (a number or symbolic size) as a 0-d tensor of `dtype`."""
+  scalar = graph.add("Reshape", [graph.size(dim), graph.constant([], np.int64)])
+  return graph.add("Cast", [scalar], to=_onnx_type(dtype))
+
+
+def _iota(graph: _Graph, eqn) -> str:
+  """0, 1, ... along `dimension`, broadcast to `shape`: a Range whose length may be symbolic
+  (jax.image.resize of a symbolic size builds its interpolation weights from one)."""
+  p = eqn.params
+  shape, axis = p["shape"], p["dimension"]
+  count = _scalar_size(graph, shape[axis], np.int64)
+  # Counted in int64 then cast: exact, and Range has no kernel for every dtype.
+  values = graph.add("Range", [graph.constant(0, np.int64), count, graph.constant(1, np.int64)])
+  values = graph.add("Cast", [values], to=_onnx_type(p["dtype"]))
+  if len(shape) == 1:
+    return values
+  others = [a for a in range(len(shape)) if a != axis]
+  return graph.add("Expand", [graph.add("Unsqueeze", [values, graph.constant(others, np.int64)]), graph.shape(shape)])
+
+
 def _integer_pow(graph: _Graph, eqn, x: str) -> str:
   exponent = eqn.params["y"]
   if exponent == 2:
@@ -263,6 +284,9 @@ def _write_eqn(graph: _Graph, eqn, inputs: list) -> list:
     "dot_general": lambda: _dot_general(graph, eqn, *inputs),
     "conv_general_dilated": lambda: _conv(graph, eqn, *inputs),
     "reduce_window_max": lambda: _max_pool(graph, eqn, inputs[0]),
+    # A symbolic size as a value (jax.image.resize's scale): computed from the inputs' shapes.
+    "dim_as_value": lambda: _scalar_size(graph, p["dim"], eqn.outvars[0].aval.dtype),
+    "iota": lambda: _iota(graph, eqn),
   }
   if name not in simple:
     raise UnsupportedOp(f"the op {name}")

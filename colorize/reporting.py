@@ -18,6 +18,8 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from colorize import run_record
+
 _PACKAGES = (
   "jax",
   "jaxlib",
@@ -54,6 +56,7 @@ def git_commit() -> str:
 def run_description(config, mesh) -> dict:
   return {
     "config": config.to_dict(),
+    "data_rules": run_record.DATA_RULES,
     "versions": package_versions(),
     "git_commit": git_commit(),
     "devices": [str(d) for d in mesh.devices.flat],
@@ -142,12 +145,19 @@ class RunFolder:
     self.is_writer = jax.process_index() == 0
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
     self.samples_dir = os.path.join(workdir, "samples")
+    config_path = os.path.join(workdir, "config.json")
     if self.is_writer:
       os.makedirs(self.samples_dir, exist_ok=True)
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(run_description(config, mesh), f, indent=2)
+      if not os.path.exists(config_path):  # A run's first config stays; each resume goes to its history.
+        with open(config_path, "w") as f:
+          json.dump(run_description(config, mesh), f, indent=2)
     # TensorBoard only: the console line above is the human-readable log.
     self.writer = TensorBoardWriter(workdir) if self.is_writer else None
+
+  def record_start(self, step: int, config, changed: dict, invocation: dict) -> None:
+    """This start or resume in the run's history (`run_record`)."""
+    if self.is_writer:
+      run_record.record_start(self.workdir, step, config, changed, invocation, package_versions(), git_commit())
 
   def forget_metrics_after(self, step: int) -> None:
     """Drops metrics.jsonl lines past `step`, and a line torn by a kill: a resumed run logs those

@@ -1,6 +1,5 @@
 """Resolves the command line into (config, workdir) before any mode runs."""
 
-import json
 import os
 
 import ml_collections
@@ -26,18 +25,19 @@ def default_workdir(config_path: str) -> str:
 
 
 def saved_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config recorded in `workdir/config.json` by an earlier run.
+  """The config the run in `workdir` last trained with (`run_record.latest_config`).
 
   Fields added to configs/default.py since that run take their defaults, so older runs still load.
   """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  from colorize import run_record  # Here: run_record raises this module's UsageError.
+
+  saved = run_record.latest_config(workdir)
+  if saved is None:
     raise UsageError(
       f"--config is missing and --workdir={workdir} holds no run (no config.json): "
       "pass --config=configs/<name>.py, or the --workdir of a run."
     )
-  with open(path) as f:
-    return config_from_dict(json.load(f)["config"])
+  return config_from_dict(saved)
 
 
 def config_from_dict(saved: dict) -> ml_collections.ConfigDict:

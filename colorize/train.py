@@ -18,6 +18,7 @@ from colorize import inference
 from colorize import input_pipeline
 from colorize import losses
 from colorize import reporting
+from colorize import run_record
 from colorize import steps
 
 
@@ -91,9 +92,36 @@ def colour_weights(config, photos: input_pipeline.TrainingPhotos | None = None):
   return losses.rebalancing_weights(counts, config.loss.rebalance)
 
 
-def train_and_evaluate(config, workdir: str) -> steps.TrainState:
-  """Trains (or resumes) the run in `workdir`; returns the final state."""
-  # ---- Devices, data (a missing dataset is told before anything compiles), the run folder.
+def phase_names(config) -> list:
+  """(first batch count, what starts there) of each phase of the train step (`steps.phase_starts`)."""
+  names = []
+  for start in steps.phase_starts(config):
+    if config.adversarial and start == config.pretrain_steps and start > 0:
+      names.append((start, "the GAN (the end of L1 pretraining)"))
+    elif start == config.freeze_encoder_steps and start > 0:
+      names.append((start, "the encoder's fine-tuning (the end of its frozen phase)"))
+    else:
+      names.append((start, "training"))
+  return names
+
+
+def warn_about_the_schedule(config) -> None:
+  """Says when a short run never reaches a phase its recipe plans."""
+  if config.adversarial and config.pretrain_steps >= config.num_train_steps:
+    logging.warning(
+      "config.pretrain_steps=%d >= config.num_train_steps=%d: this run is all L1 pretraining and never reaches the "
+      "GAN; lower --config.pretrain_steps (docs/training.md: shortening a recipe).",
+      config.pretrain_steps,
+      config.num_train_steps,
+    )
+
+
+def train_and_evaluate(config, workdir: str, invocation: dict | None = None) -> steps.TrainState:
+  """Trains (or resumes) the run in `workdir`; returns the final state. `invocation`: the command
+  line recorded in the run's history (`run_record.invocation`)."""
+  # ---- The run's record (nothing written if the config cannot resume it), devices, data (a
+  # missing dataset is told before anything compiles), the run folder.
+  changed = run_record.check_start(config, workdir)
   mesh = steps.make_mesh()
   steps.check_config(config, jax.device_count(), jax.process_count())
   training_photos = input_pipeline.training_photos(config, cache_dir=workdir)
@@ -115,6 +143,9 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
     state, source_step = checkpoint.load_weights(config.init_from, state)
     logging.info("Starting from the weights of %s at step %d (fine-tuning).", config.init_from, source_step)
   start_step = int(state.step)
+  if start_step < config.num_train_steps:
+    run.record_start(start_step, config, changed, invocation or run_record.invocation(None))
+    warn_about_the_schedule(config)
   run.forget_metrics_after(start_step)  # Steps logged after the checkpoint (or with none) are trained again.
   logging.info(
     "Training %s to step %d: %d %s device(s) in %d process(es), global batch %d, workdir %s.",
@@ -126,7 +157,8 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
     config.batch_size,
     workdir,
   )
-  logging.info(reporting.CONSOLE_LEGEND)
+  if start_step < config.num_train_steps:
+    logging.info(reporting.CONSOLE_LEGEND)
 
   # ---- Input.
   train_batches = input_pipeline.train_batches(config, position, photos=training_photos)
@@ -136,17 +168,23 @@ def train_and_evaluate(config, workdir: str) -> steps.TrainState:
 
   # ---- Loop.
   progress = reporting.Progress(start_step, config.num_train_steps, config.batch_size)
+  phase_ends = {start: name for start, name in phase_names(config) if start > 0}
   pending, sample_path = {}, None  # Metrics of the steps since the last log line, still on device.
   stop = StopSignal()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
       batch = next(train_batches)
+      if step - 1 in phase_ends and step > start_step + 1:  # Not silence while a new step compiles.
+        logging.info("Step %d: %s begins; compiling its step.", step, phase_ends[step - 1])
       state, pending[step] = train_fn(state, steps.global_batch(mesh, batch["image"]))
       position = input_pipeline.position_after(batch)
       gray_skipped += int(batch["gray_skipped"])
-      if step == start_step + 1:  # Time from here on: the first step includes compilation.
+      if step == start_step + 1 or step - 1 in phase_ends:  # Time from here on: a phase's first step compiles.
         jax.block_until_ready(state)
-        logging.info("Compiled and ran the first step in %.1f s.", progress.restart(step))
+        phase = phase_ends.get(step - 1, "")
+        logging.info(
+          "Compiled and ran the first step%s in %.1f s.", f" of {phase}" if phase else "", progress.restart(step)
+        )
       last = step == config.num_train_steps
       if step % config.log_every_steps == 0 or last or stop.received:
         averaged = average_finite_metrics(jax.device_get(pending), manager.latest_step())

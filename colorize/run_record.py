@@ -1,0 +1,166 @@
+"""A run's record of itself, so that it never changes silently.
+
+`config.json` keeps the config a run started with (and the data rules it was started under);
+`history.jsonl` gains one line at every start and resume: the step, the command line, the config
+file and overrides, the fields that changed since the previous start, the commit and the package
+versions. A start is checked against the record before anything is written: a field that shapes
+the networks or the data cannot change in a run (one line, exit 2), the others are printed.
+"""
+
+import json
+import os
+import sys
+import time
+
+from absl import logging
+
+from colorize import run_setup
+
+HISTORY = "history.jsonl"
+
+# The rules that decide which photos a run trains on and in which order. A change of either would
+# resume a run on another split or another stream: its version is recorded in the run.
+DATA_RULES = {
+  "folder_split": "sha256-of-file-name",  # input_pipeline.is_validation_photo (earlier: the path's).
+  "seed_streams": "tagged",  # input_pipeline.data_rng: every random stream of the data has its own tag.
+}
+
+# Fields that shape the networks (their parameters no longer fit) or the data (another split,
+# another stream): a run keeps them for life. Prefixes end with a dot.
+SHAPING_FIELDS = (
+  "model.",
+  "image_size",
+  "dataset",
+  "data_dir",
+  "train_split",
+  "eval_split",
+  "folder_val_fraction",
+  "seed",
+)
+
+
+def flat(config) -> dict:
+  """{dotted field: value} of a ConfigDict or a nested dict."""
+  tree = config.to_dict() if hasattr(config, "to_dict") else config
+  out = {}
+  for name, value in tree.items():
+    if isinstance(value, dict):
+      out |= {f"{name}.{inner}": v for inner, v in flat(value).items()}
+    else:
+      out[name] = value
+  return out
+
+
+def differences(before: dict, after: dict) -> dict:
+  """{field: [before, after]} of the fields of two flat configs that differ (None: absent)."""
+  return {
+    name: [before.get(name), after.get(name)]
+    for name in sorted(before.keys() | after.keys())
+    if before.get(name) != after.get(name)
+  }
+
+
+def shaping(changed: dict) -> list:
+  return [
+    name for name in changed if any(name == f or (f.endswith(".") and name.startswith(f)) for f in SHAPING_FIELDS)
+  ]
+
+
+def described(changed: dict) -> str:
+  return ", ".join(f"{name} {before!r} -> {after!r}" for name, (before, after) in changed.items())
+
+
+def saved_start(workdir: str) -> dict | None:
+  """config.json of the run in `workdir`, or None for a new run."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def history(workdir: str) -> list:
+  """The run's starts and resumes, oldest first (`HISTORY`); [] for a run made before it was kept."""
+  path = os.path.join(workdir, HISTORY)
+  if not os.path.isfile(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.endswith("\n")]
+
+
+def latest_config(workdir: str) -> dict | None:
+  """The config the run last trained with, nested: its newest history line's, else config.json's."""
+  starts = history(workdir)
+  if starts:
+    return unflatten(starts[-1]["config"])
+  saved = saved_start(workdir)
+  return None if saved is None else saved["config"]
+
+
+def unflatten(fields: dict) -> dict:
+  tree = {}
+  for name, value in fields.items():
+    *parents, leaf = name.split(".")
+    node = tree
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node[leaf] = value
+  return tree
+
+
+def check_start(config, workdir: str) -> dict:
+  """The fields changed since the run last trained ({} for a new run), printed; raises UsageError,
+  before anything is written, when one shapes the networks or the data, or the data rules differ."""
+  saved = saved_start(workdir)
+  if saved is None:
+    return {}
+  # Both over today's defaults: a field added since the run started is not a change.
+  against_original = differences(flat(run_setup.config_from_dict(saved["config"])), flat(config))
+  if fixed := shaping(against_original):
+    changed = described({name: against_original[name] for name in fixed})
+    raise run_setup.UsageError(
+      f"--workdir={workdir} is a run of another config ({changed}): these fields shape its networks or data "
+      "and stay for the run's life; name a new --workdir (or --config.init_from to start from its weights)."
+    )
+  rules = saved.get("data_rules")
+  if rules is not None and rules != DATA_RULES:
+    raise run_setup.UsageError(
+      f"--workdir={workdir} was started under other data rules ({described(differences(rules, DATA_RULES))}): "
+      "resuming would train on another split or order of photos; start a new --workdir."
+    )
+  if rules is None and config.dataset == "folder":
+    logging.warning(
+      "%s records no data rules (it predates them): if it started before the folder split hashed file names "
+      "or before each random data stream had its own tag, its photos' split or order are not those it began with.",
+      workdir,
+    )
+  changed = differences(flat(run_setup.config_from_dict(latest_config(workdir))), flat(config))
+  if changed:
+    logging.warning("Resuming %s with %d changed field(s): %s", workdir, len(changed), described(changed))
+  return changed
+
+
+def record_start(workdir: str, step: int, config, changed: dict, invocation: dict, versions: dict, commit: str):
+  """Appends this start (or resume) to the run's history; process 0 only."""
+  line = {
+    "step": step,
+    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    **invocation,
+    "changed": changed,
+    "config": flat(config),
+    "data_rules": DATA_RULES,
+    "commit": commit,
+    "versions": versions,
+  }
+  with open(os.path.join(workdir, HISTORY), "a") as f:
+    f.write(json.dumps(line) + "\n")
+
+
+def invocation(config_file: str | None, argv: list | None = None) -> dict:
+  """The command line of this start: the whole of it, its config file and its --config overrides."""
+  argv = sys.argv if argv is None else argv
+  return {
+    "command": " ".join(argv),
+    "config_file": config_file or "(the run's own)",
+    "overrides": [arg for arg in argv if arg.startswith("--config.")],
+  }
