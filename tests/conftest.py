@@ -27,21 +27,41 @@ from configs import test as test_preset
 flags.FLAGS.mark_as_parsed()
 
 # Tests compile the same tiny programs many times over: a persistent compilation cache for the
-# session turns each repeat into a lookup.
-# Subprocesses that import this module inherit the folder through the environment.
-# The process that makes the folder (pytest's main process, before xdist starts its workers) removes it.
-_OWN_CACHE = "COLORIZE_TEST_JAX_CACHE" not in os.environ
-os.environ.setdefault("COLORIZE_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="colorize-jax-cache-"))
-jax.config.update("jax_compilation_cache_dir", os.environ["COLORIZE_TEST_JAX_CACHE"])
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+# session turns each repeat into a lookup. pytest's main process makes the folder, hands it to the
+# xdist workers and to subprocesses (through the environment), and removes it at the end.
+_CACHE_VARIABLE = "COLORIZE_TEST_JAX_CACHE"
+_OWN_CACHE = _CACHE_VARIABLE not in os.environ  # False in a subprocess of a test: its parent's folder.
+
+
+def _use_cache(folder: str) -> None:
+  os.environ[_CACHE_VARIABLE] = folder
+  jax.config.update("jax_compilation_cache_dir", folder)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+if not _OWN_CACHE:
+  _use_cache(os.environ[_CACHE_VARIABLE])
+
+
+def pytest_configure(config):
+  worker = getattr(config, "workerinput", None)
+  if worker is not None:
+    _use_cache(worker[_CACHE_VARIABLE])
+  elif _OWN_CACHE:
+    _use_cache(tempfile.mkdtemp(prefix="colorize-jax-cache-"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+  """An xdist worker shares the main process's cache folder (and does not remove it)."""
+  node.workerinput[_CACHE_VARIABLE] = os.environ[_CACHE_VARIABLE]
 
 
 def pytest_unconfigure(config):
   """The session's compilation cache goes with it: nothing left in the temporary folder."""
-  del config
-  if _OWN_CACHE:
-    shutil.rmtree(os.environ["COLORIZE_TEST_JAX_CACHE"], ignore_errors=True)
+  if _OWN_CACHE and getattr(config, "workerinput", None) is None:
+    shutil.rmtree(os.environ.pop(_CACHE_VARIABLE, ""), ignore_errors=True)
 
 
 def tiny_config(**overrides):

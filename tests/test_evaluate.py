@@ -71,3 +71,11 @@ def test_a_model_that_predicts_lightness_is_also_scored_as_colorize_writes_it(tm
       expected_value = float(scores[key].mean())
       assert metrics["baselines"][name][key] == pytest.approx(expected_value, rel=1e-4, abs=1e-6), (name, key)
     assert metrics["baselines"][name]["num_images"] == 7
+
+
+def test_evaluating_the_bundle_without_an_output_says_what_is_evaluated_and_both_ways_out():
+  from colorize import bundle
+  from colorize import run_setup
+
+  with pytest.raises(run_setup.UsageError, match=r"(?s)weights \(a bundle, no run\) needs --output=DIR.*--workdir=RUN"):
+    evaluate.evaluate_run(bundle.bundle_config(bundle.BUNDLED), bundle.BUNDLED)

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from colorize import input_pipeline
+from colorize import run_setup
 from tests.conftest import tiny_config
 
 
@@ -139,8 +140,9 @@ def test_a_folder_of_class_subfolders_is_mixed_from_the_first_batch(tmp_path):
 
 def test_missing_folder_names_the_setting(tmp_path):
   config = tiny_config(dataset="folder", data_dir=str(tmp_path / "nope"))
-  with pytest.raises(input_pipeline.DatasetUnavailableError, match="config.data_dir"):
+  with pytest.raises(input_pipeline.DatasetUnavailableError, match="config.data_dir") as raised:
     input_pipeline.train_batches(config)
+  assert isinstance(raised.value, run_setup.UsageError)  # A mistake on the command line: exit status 2.
 
 
 class TinyPhotos(tfds.core.GeneratorBasedBuilder):

@@ -249,6 +249,19 @@ def test_usage_errors(run_dir, tmp_path):
     colorize(run_dir, tmp_path / "empty", tmp_path / "out")
   with pytest.raises(run_setup.UsageError, match="no photos"):
     colorize(run_dir, tmp_path / "in" / "*.jpg", tmp_path / "out")  # A glob that matches nothing.
+  with pytest.raises(run_setup.UsageError, match=r"--output=.*file\b is a file, not a folder"):
+    colorize(run_dir, tmp_path / "in", tmp_path / "file")
+
+
+def test_an_output_folder_is_not_left_behind_when_every_input_failed(run_dir, tmp_path, capsys):
+  (tmp_path / "in").mkdir()
+  (tmp_path / "in" / "broken.jpg").write_bytes(b"not a photo")
+  assert colorize(run_dir, tmp_path / "in", tmp_path / "out") == 1
+  assert not (tmp_path / "out").exists()
+  err = capsys.readouterr().err
+  assert "Colorizing 1 photo with" in err and "video" not in err  # Only what there is, in its number.
+  (tmp_path / "kept").mkdir()  # A folder that was there stays, empty or not.
+  assert colorize(run_dir, tmp_path / "in", tmp_path / "kept") == 1 and (tmp_path / "kept").is_dir()
 
 
 def test_network_shape_keeps_the_aspect_in_multiples():
