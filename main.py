@@ -7,7 +7,7 @@ One example per mode:
   python main.py --mode=colorize --input=PHOTOS --output=OUT          # the bundled model (weights/)
   python main.py --mode=colorize --input=FILM.mp4 --output=OUT        # videos too: audio and timing kept
   python main.py --workdir=runs/demo --mode=turing --output=PAGE    # real-or-fake web page
-  python main.py --mode=compare --runs=runs/a,runs/b --output=CMP   # runs side by side
+  python main.py --mode=compare --runs=runs/a,runs/b --output=CMP   # runs side by side ('runs/*': all)
   python main.py --mode=export --workdir=runs/demo --output=BUNDLE   # the generator as a folder for --weights
   python main.py --mode=export --output=ONNX --format=onnx            # the bundled model for onnxruntime
   python main.py --mode=app                                         # a web page to colour photos with hints
@@ -56,7 +56,10 @@ flags.DEFINE_string(
   "export: the new generator folder.",
 )
 flags.DEFINE_string("facts", None, "export: a JSON file of facts for the manifest (training data, scores).")
-flags.DEFINE_list("runs", [], "compare: the run folders, comma-separated.")
+flags.DEFINE_list("runs", [], "compare: the run folders, comma-separated, or globs ('runs/*': every run in runs/).")
+flags.DEFINE_integer(
+  "eval_size", 0, "compare: the side (px) every run is evaluated at; 0 = the runs' own (they must agree)."
+)
 flags.DEFINE_integer("grid_images", 8, "compare: validation images in the grid.")
 flags.DEFINE_bool("recursive", False, "colorize: also photos in subfolders of --input.")
 flags.DEFINE_bool("overwrite", False, "colorize, turing, compare: replace outputs that exist (never the inputs).")
@@ -173,7 +176,7 @@ def turing():
 def compare():
   from colorize import compare
 
-  compare.compare(FLAGS.runs, FLAGS.output, FLAGS.grid_images, FLAGS.eval_images, FLAGS.overwrite)
+  compare.compare(FLAGS.runs, FLAGS.output, FLAGS.grid_images, FLAGS.eval_images, FLAGS.overwrite, FLAGS.eval_size)
 
 
 def export():
@@ -238,6 +241,7 @@ def main(argv):
       ("host", "app"),
       ("facts", "export"),
       ("steadiness", "colorize"),
+      ("eval_size", "compare"),
     ):
       if FLAGS[flag].present and FLAGS.mode != mode:
         raise run_setup.UsageError(f"--{flag} is for the {mode} mode, not --mode={FLAGS.mode}.")

@@ -140,17 +140,10 @@ def gray_reference(gray: np.ndarray, real: np.ndarray) -> np.ndarray:
   return per_image_scores(np.stack([baselines.colorize(None, "gray", g) for g in gray]), real)["psnr"]
 
 
-def bootstrap_interval(differences: np.ndarray, samples: int = 10_000, seed: int = 0) -> tuple:
-  """95% percentile-bootstrap interval of the mean of paired per-image differences."""
-  rng = np.random.default_rng(seed)
-  means = differences[rng.integers(0, len(differences), (samples, len(differences)))].mean(axis=1)
-  return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def gain_over(psnr: np.ndarray, reference_psnr: np.ndarray, name: str) -> dict:
   """The mean paired PSNR gain over a reference, photo by photo, with its 95% bootstrap interval."""
   gain = psnr - reference_psnr
-  low, high = bootstrap_interval(gain)
+  low, high = metrics.bootstrap_interval(gain)
   return {name: float(gain.mean()), f"{name}_low": low, f"{name}_high": high}
 
 

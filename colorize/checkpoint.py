@@ -36,6 +36,13 @@ def require_checkpoint(workdir: str) -> None:
     raise NoCheckpointError(f"no checkpoint in {folder}: train the run first (--mode=train with this --workdir).")
 
 
+def newest_step(workdir: str) -> int | None:
+  """The step of the newest checkpoint of a run folder, from its folder names (creating nothing)."""
+  folder = checkpoint_dir(workdir)
+  steps = [int(name) for name in os.listdir(folder) if name.isdigit()] if os.path.isdir(folder) else []
+  return max(steps, default=None)
+
+
 def create_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=ITEMS)

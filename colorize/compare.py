@@ -8,6 +8,7 @@ Writes OUTPUT/comparison.md, comparison.json and comparison.png (the same valida
 gray input | real | one column per run).
 """
 
+import glob
 import json
 import os
 import sys
@@ -18,14 +19,17 @@ from absl import flags
 from absl import logging
 from PIL import Image
 
+from colorize import checkpoint
 from colorize import evaluate
 from colorize import inference
 from colorize import input_pipeline
+from colorize import run_record
 from colorize import run_setup
 from colorize.run_setup import UsageError
 
 # Settings that decide which images a run is evaluated on; they must agree for a comparison.
-EVAL_DATA_FIELDS = ("dataset", "data_dir", "eval_split", "image_size", "gray_tolerance")
+# (The size is set for all: each run's own when they agree, else --eval_size.)
+EVAL_DATA_FIELDS = ("dataset", "data_dir", "eval_split", "gray_tolerance")
 FOLDER_SPLIT_FIELDS = ("folder_val_fraction",)  # The held-out share of a folder (never the seed).
 OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.png")
 USAGE = "usage: python main.py --mode=compare --runs=RUN_A,RUN_B[,...] --output=DIR (alias: python -m colorize.compare)"
@@ -54,20 +58,46 @@ def check_same_image_count(metrics: list, workdirs: list) -> None:
     )
 
 
-def comparison_markdown(names: list, metrics: list) -> str:
-  """The metrics table: one column per run, then the gray baseline (the same for every run)."""
+def comparison_markdown(names: list, metrics: list, configs: list) -> str:
+  """The metrics table (one column per run, each mean with its 95% interval, then the gray
+  baseline, the same for every run), the step of each run's numbers, and the settings that differ."""
   gray = metrics[0]["baselines"]["gray"]
   header = ["metric", *names, "gray baseline"]
   lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
   for key in evaluate.METRIC_KEYS:
     label = evaluate.METRIC_LABELS[key].format(real=metrics[0]["real_colorfulness"])
-    values = [f"{m[key]:.4f}" for m in metrics] + [f"{gray[key]:.4f}"]
+    values = [evaluate.with_interval(m[key], m.get("intervals", {}).get(key)) for m in metrics]
+    values.append(evaluate.with_interval(gray[key], metrics[0].get("intervals", {}).get(f"gray/{key}")))
     lines.append(f"| {label} | " + " | ".join(values) + " |")
-  lines.append("| training step | " + " | ".join(str(m["step"]) for m in metrics) + " | - |")
+  gains = [m["psnr"] - m["baselines"]["gray"]["psnr"] for m in metrics]
+  spreads = [m.get("intervals", {}).get("psnr_vs_gray") for m in metrics]
+  lines.append(
+    "| PSNR gain over gray, paired, dB | "
+    + " | ".join(
+      f"{g:+.2f}" + (f" [{s[0]:+.2f}, {s[1]:+.2f}]" if s else "") for g, s in zip(gains, spreads, strict=True)
+    )
+    + " | - |"
+  )
+  lines.append("| step of these numbers | " + " | ".join(str(m["step"]) for m in metrics) + " | - |")
   count = metrics[0]["num_images"]
   caption = " | ".join(["gray input", "real", *names])
-  title = f"# Comparison on {count} held-out images"
-  return "\n".join([title, "", *lines, "", "![comparison](comparison.png)", "", f"*{caption}*", ""])
+  title = f"# Comparison on {count} held-out images, {metrics[0].get('resolution', '')}"
+  return "\n".join(
+    [title, "", *lines, "", *settings_table(names, configs), "![comparison](comparison.png)", "", f"*{caption}*", ""]
+  )
+
+
+def settings_table(names: list, configs: list) -> list:
+  """Markdown lines: the config fields whose values differ between the runs, one row each."""
+  flat = [run_record.flat(config) for config in configs]
+  fields = sorted(name for name in set().union(*flat) if len({repr(f.get(name)) for f in flat}) > 1)
+  if not fields:
+    return ["The runs' configs are the same.", ""]
+  header = ["setting", *names]
+  lines = ["Settings that differ:", "", "| " + " | ".join(header) + " |", "|---|" + "---|" * len(names)]
+  for field in fields:
+    lines.append(f"| {field} | " + " | ".join(f"`{f.get(field)!r}`" for f in flat) + " |")
+  return [*lines, ""]
 
 
 def comparison_grid(configs: list, workdirs: list, num_images: int) -> np.ndarray:
@@ -81,16 +111,58 @@ def comparison_grid(configs: list, workdirs: list, num_images: int) -> np.ndarra
 
 
 def run_metrics(config, workdir: str, eval_images: int) -> dict:
-  path = os.path.join(workdir, "eval", "metrics.json")
-  if not os.path.exists(path):
-    logging.info("%s has no eval/metrics.json: evaluating it first.", workdir)
-    return evaluate.evaluate_run(config, workdir, num_images=eval_images)
-  with open(path) as f:
-    return json.load(f)
+  """The run's evaluation at `config.image_size`: the saved one when it is of the run's newest
+  checkpoint and size, else a fresh one (which replaces it)."""
+  path = os.path.join(
+    evaluate.default_output(workdir, config.image_size, evaluate.trained_size(workdir)), "metrics.json"
+  )
+  newest = checkpoint.newest_step(workdir)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if saved["step"] == newest and saved.get("image_size", config.image_size) == config.image_size:
+      return saved
+    logging.warning(
+      "%s was evaluated at step %d, its newest checkpoint is %s: evaluating it again.", workdir, saved["step"], newest
+    )
+  else:
+    logging.info("%s has no %s: evaluating it first.", workdir, os.path.relpath(path, workdir))
+  return evaluate.evaluate_run(config, workdir, num_images=eval_images)
 
 
-def compare(workdirs: list, output_dir: str, num_images: int = 8, eval_images: int = -1, overwrite: bool = False):
-  """Writes the comparison of `workdirs` into `output_dir`; returns the paths written."""
+def common_size(configs: list, workdirs: list, eval_size: int) -> int:
+  """The side every run is evaluated at: `eval_size`, or the runs' own when they agree."""
+  if eval_size:
+    return eval_size
+  sizes = {workdir: config.image_size for config, workdir in zip(configs, workdirs, strict=True)}
+  if len(set(sizes.values())) > 1:
+    shown = ", ".join(f"{w}: {s} px" for w, s in sizes.items())
+    raise UsageError(f"the runs trained at different sizes ({shown}): pass --eval_size=N to evaluate all at N px.")
+  return configs[0].image_size
+
+
+def run_folders(patterns: list) -> list:
+  """Run folders from names and globs (`runs/*`): a glob keeps only folders that hold a run."""
+  folders = []
+  for pattern in patterns:
+    if any(c in pattern for c in "*?["):
+      folders += sorted(p for p in glob.glob(pattern) if os.path.isfile(os.path.join(p, "config.json")))
+    else:
+      folders.append(pattern)
+  return list(dict.fromkeys(folders))
+
+
+def compare(
+  workdirs: list,
+  output_dir: str,
+  num_images: int = 8,
+  eval_images: int = -1,
+  overwrite: bool = False,
+  eval_size: int = 0,
+):
+  """Writes the comparison of `workdirs` (names or globs) into `output_dir`, every run evaluated
+  at one size (`eval_size`, or theirs when they agree); returns the paths written."""
+  workdirs = run_folders(workdirs)
   if len(workdirs) < 2 or not output_dir:
     raise UsageError(f"{USAGE}: two runs or more, and a folder for the comparison.")
   missing = [w for w in workdirs if not os.path.isfile(os.path.join(w, "config.json"))]
@@ -102,6 +174,10 @@ def compare(workdirs: list, output_dir: str, num_images: int = 8, eval_images: i
     raise UsageError(f"{existing[0]} exists: choose another --output, or pass --overwrite.")
   configs = [run_setup.saved_config(workdir) for workdir in workdirs]
   check_same_eval_data(configs, workdirs)
+  size = common_size(configs, workdirs, eval_size)
+  for config in configs:
+    with config.unlocked():
+      config.image_size = size
   metrics = [run_metrics(config, workdir, eval_images) for config, workdir in zip(configs, workdirs, strict=True)]
   check_same_image_count(metrics, workdirs)
   short_names_are_unique = len({run_name(w) for w in workdirs}) == len(workdirs)
@@ -110,7 +186,7 @@ def compare(workdirs: list, output_dir: str, num_images: int = 8, eval_images: i
   os.makedirs(output_dir, exist_ok=True)
   markdown_path, json_path, grid_path = paths
   with open(markdown_path, "w") as f:
-    f.write(comparison_markdown(names, metrics))
+    f.write(comparison_markdown(names, metrics, [run_setup.saved_config(w) for w in workdirs]))
   with open(json_path, "w") as f:
     json.dump({"runs": dict(zip(workdirs, metrics, strict=True))}, f, indent=2)
   Image.fromarray(comparison_grid(configs, workdirs, num_images)).save(grid_path)

@@ -22,6 +22,7 @@ from colorize import checkpoint
 from colorize import inference
 from colorize import input_pipeline
 from colorize import metrics as metrics_lib
+from colorize import run_record
 from colorize import steps
 from colorize.run_setup import UsageError
 
@@ -36,17 +37,35 @@ METRIC_LABELS = {
 }
 
 
-def evaluate_subset(eval_fn, state, mesh, eval_batches) -> dict:
-  """Averages of the eval step's per-image sums over `eval_batches`, with the derived keys."""
+def evaluate_subset(eval_fn, state, mesh, eval_batches, per_image: list | None = None) -> dict:
+  """Averages of the eval step's per-image sums over `eval_batches`, with the derived keys.
+
+  `per_image`, when given, receives each batch's per-image scores (`steps.eval_step`)."""
   totals = None
   for batch in eval_batches:
     sums = eval_fn(state, {k: steps.global_batch(mesh, v) for k, v in batch.items()})
+    images = sums.pop("per_image")
+    if per_image is not None:
+      per_image.append(jax.device_get(images))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
   count = float(totals.pop("count"))
   results = metrics_lib.with_derived_metrics({name: float(value) / max(count, 1.0) for name, value in totals.items()})
   results["num_images"] = count
   return results
+
+
+def intervals(per_image: list, keys: tuple = METRIC_KEYS) -> dict:
+  """{key: [low, high]}: the 95% bootstrap interval of each per-image metric's mean (images of
+  mask 1), for the model, `kept_l/` and `gray/`, and of the model's paired PSNR gain over gray."""
+  images = {name: np.concatenate([batch[name] for batch in per_image]) for name in per_image[0]}
+  real = images.pop("mask") > 0
+  out = {}
+  for name, values in images.items():
+    if name.split("/")[-1] in keys:
+      out[name] = list(metrics_lib.bootstrap_interval(values[real]))
+  out["psnr_vs_gray"] = list(metrics_lib.bootstrap_interval(images["psnr"][real] - images["gray/psnr"][real]))
+  return out
 
 
 CLASSIC_FIT_IMAGES = 512  # Training images whose colours fill the classic colorizers' tables.
@@ -80,7 +99,7 @@ def classic_baselines(config, eval_batches) -> dict:
   }
 
 
-def metrics_json(results: dict, step: int, classic: dict | None = None) -> dict:
+def metrics_json(results: dict, step: int, classic: dict | None = None, spread: dict | None = None) -> dict:
   """The evaluation averages in the layout of DESIGN section 5.
 
   `kept_l` holds the same keys for what the colorize mode writes: G's a,b with the input's own
@@ -101,6 +120,7 @@ def metrics_json(results: dict, step: int, classic: dict | None = None) -> dict:
       name: {**values, "num_images": count, "step": step} for name, values in {"gray": gray, **classic}.items()
     },
     "real_colorfulness": results["real_colorfulness"],
+    **({"intervals": spread} if spread else {}),
   }
 
 
@@ -110,13 +130,24 @@ def split_name(config) -> str:
   return f"{config.dataset}, split {config.eval_split}"
 
 
-def report_markdown(metrics: dict, workdir: str, data: str) -> str:
+def resolution_note(size: int, trained_size: int | None = None) -> str:
+  """How the images of a report were made, in words."""
+  trained = f"; trained at {trained_size} px" if trained_size and trained_size != size else ""
+  return f"at {size}x{size} px: the largest centred square of each photo, resized{trained}"
+
+
+def with_interval(value: float, interval) -> str:
+  return f"{value:.4f}" if not interval else f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def report_markdown(metrics: dict, name: str, data: str) -> str:
+  spread = metrics.get("intervals", {})
   lines = [
-    f"# Evaluation of `{workdir}`",
+    f"# Evaluation of `{name}`",
     "",
-    f"Step {metrics['step']}, {metrics['num_images']} images ({data})"
+    f"Step {metrics['step']}, {metrics['num_images']} images ({data}), {metrics.get('resolution', '')}"
     + (f", annealed-mean temperature {metrics['temperature']}" if "temperature" in metrics else "")
-    + ". Baselines: gray is the input's "
+    + ". Each mean with its 95% bootstrap interval over the images. Baselines: gray is the input's "
     "lightness with a = b = 0; the classic colorizers (colorize/baselines.py) predict a,b from the training "
     "images' mean colours: overall, per lightness, per lightness and local texture.",
     "",
@@ -125,29 +156,39 @@ def report_markdown(metrics: dict, workdir: str, data: str) -> str:
   ]
   for key in METRIC_KEYS:
     label = METRIC_LABELS[key].format(real=metrics["real_colorfulness"])
-    values = (metrics[key], metrics["kept_l"][key], *(b[key] for b in metrics["baselines"].values()))
-    lines.append(f"| {label} | " + " | ".join(f"{value:.4f}" for value in values) + " |")
+    kept = spread.get(f"kept_l/{key}", spread.get(key))
+    values = [with_interval(metrics[key], spread.get(key)), with_interval(metrics["kept_l"][key], kept)]
+    for baseline, scores in metrics["baselines"].items():
+      values.append(with_interval(scores[key], spread.get(f"{baseline}/{key}")))
+    lines.append(f"| {label} | " + " | ".join(values) + " |")
+  if "psnr_vs_gray" in spread:
+    low, high = spread["psnr_vs_gray"]
+    gain = metrics["psnr"] - metrics["baselines"]["gray"]["psnr"]
+    lines += ["", f"PSNR gain over the gray input, paired image by image: {gain:+.2f} dB [{low:+.2f}, {high:+.2f}]."]
   lines += ["", "![gray | real | generated](grid.png)", "", "*gray input | real | generated*", ""]
   return "\n".join(lines)
 
 
+def default_output(workdir: str, size: int, trained_size: int | None) -> str:
+  """A run's own eval/ at its training size; eval-<size>px/ beside it at another size."""
+  return os.path.join(workdir, "eval" if not trained_size or size == trained_size else f"eval-{size}px")
+
+
+def trained_size(workdir: str) -> int | None:
+  """The image size a run trained at (its config.json), None for a bundle."""
+  saved = run_record.saved_start(workdir)
+  return None if saved is None else saved["config"].get("image_size")
+
+
 def trained_state(config, source: str, state, mesh):
-  """`state` with the trained networks of a run (its newest checkpoint) or of a bundle (G alone)."""
-  if bundle.is_bundle(source):
-    _, variables, step = inference.load_generator(config, source)
-    variables = jax.device_put(variables, NamedSharding(mesh, P()))
-    generator = state.generator.replace(params=variables["params"], batch_stats=variables["batch_stats"])
-    step = jax.device_put(np.int32(step), state.step.sharding)
-    return state.replace(step=step, generator=generator, generator_ema=None)  # The bundle's weights are final.
-  manager = checkpoint.create_manager(source, config.keep_checkpoints)  # evaluate_run checked one is there.
-  try:
-    if checkpoint.has_average(manager.directory, manager.latest_step()):  # Score what colorize writes.
-      state = state.replace(generator_ema=state.generator.variables())
-    elif state.generator_ema is not None:
-      state = state.replace(generator_ema=None)  # No average saved: the generator itself.
-    return checkpoint.restore(manager, state)[0]
-  finally:
-    manager.close()
+  """`state` with the trained generator of a run (its newest checkpoint, its weight average when
+  kept: what colorize writes) or of a bundle. The generator alone: it is convolutional, so a run
+  can be evaluated at another size than it trained at (its discriminator could not)."""
+  _, variables, step = inference.load_generator(config, source)
+  variables = jax.device_put(variables, NamedSharding(mesh, P()))
+  generator = state.generator.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+  step = jax.device_put(np.int32(step), state.step.sharding)
+  return state.replace(step=step, generator=generator, generator_ema=None)
 
 
 def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | None = None) -> dict:
@@ -170,13 +211,17 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
   state = trained_state(config, workdir, state, mesh)
   step = int(state.step)
   data = input_pipeline.eval_dataset(config, num_images=num_images)
-  logging.info("Evaluating %s at step %d on %s.", workdir, step, split_name(config))
-  results = evaluate_subset(eval_fn, state, mesh, _with_progress(data.batches()))
-  metrics = metrics_json(results, step, classic_baselines(config, data.batches()))
+  trained = trained_size(workdir)
+  resolution = resolution_note(config.image_size, trained)
+  logging.info("Evaluating %s at step %d on %s, %s.", workdir, step, split_name(config), resolution)
+  per_image = []
+  results = evaluate_subset(eval_fn, state, mesh, _with_progress(data.batches()), per_image)
+  metrics = metrics_json(results, step, classic_baselines(config, data.batches()), intervals(per_image))
+  metrics |= {"image_size": config.image_size, "resolution": resolution}
   if config.model.colour_head == "bins":
     metrics["temperature"] = config.model.temperature
 
-  out_dir = output_dir or os.path.join(workdir, "eval")
+  out_dir = output_dir or default_output(workdir, config.image_size, trained)
   if jax.process_index() == 0:
     os.makedirs(out_dir, exist_ok=True)
     images = input_pipeline.first_images(data, config.num_sample_images)
@@ -185,7 +230,7 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
       json.dump(metrics, f, indent=2)
     with open(os.path.join(out_dir, "report.md"), "w") as f:
-      f.write(report_markdown(metrics, workdir, split_name(config)))
+      f.write(report_markdown(metrics, run_name(workdir), split_name(config)))
   logging.info(
     "accuracy@2 %.4f (gray %.4f), MAE %.2f (gray %.2f) on %d images: %s",
     metrics["accuracy"],
@@ -196,6 +241,11 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
     os.path.join(out_dir, "report.md"),
   )
   return metrics
+
+
+def run_name(workdir: str) -> str:
+  """A run's name in reports meant to be shared: its folder's name, never an absolute path."""
+  return os.path.basename(os.path.normpath(workdir))
 
 
 def _with_progress(batches, every: int = 20):

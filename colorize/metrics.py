@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from colorize import color
 
@@ -108,3 +109,13 @@ def _scores(predicted_lab, predicted_uint8, real_uint8):
     "colorfulness": colorfulness(predicted_rgb),
     "real_colorfulness": colorfulness(real_rgb),
   }
+
+
+def bootstrap_interval(values: np.ndarray, samples: int = 10_000, seed: int = 0) -> tuple:
+  """95% percentile-bootstrap interval of the mean of per-image values (or of paired differences)."""
+  values = np.asarray(values, np.float64)
+  if len(values) == 0:
+    return float("nan"), float("nan")
+  rng = np.random.default_rng(seed)
+  means = values[rng.integers(0, len(values), (samples, len(values)))].mean(axis=1)
+  return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))

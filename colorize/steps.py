@@ -470,7 +470,8 @@ def _per_image_cross_entropy(logits, label: float):
 
 
 def eval_step(state: TrainState, batch, *, config, generator, discriminator):
-  """Per-device validation sums over real (mask=1) images; the caller divides by `count`."""
+  """Validation sums over real (mask=1) images, which the caller divides by `count`, and under
+  "per_image" every image's scores and mask (padding: 0), in the global batch's order."""
   real = color.uint8_rgb_to_normalized_lab(batch["image"])
   gray, mask = real[..., :1], batch["mask"]
   fake = generator.apply(state.inference_variables(), gray, train=False)
@@ -492,7 +493,18 @@ def eval_step(state: TrainState, batch, *, config, generator, discriminator):
     per_image["g_loss_adv"] = _per_image_cross_entropy(fake_logits, 1.0)
   sums = {name: jnp.sum(value * mask) for name, value in per_image.items()}
   sums["count"] = jnp.sum(mask)
-  return jax.lax.psum(sums, AXIS)
+  # Every image's own scores too (a few numbers each), for the intervals of the means.
+  images = jax.tree.map(_gathered, {**per_image, "mask": mask})
+  return jax.lax.psum(sums, AXIS) | {"per_image": images}
+
+
+def _gathered(values):
+  """Every device's rows [b, ...] as one replicated array [devices * b, ...], in device order: each
+  device's rows placed in zeros and summed (a psum is replicated by type, unlike all_gather's)."""
+  rows = values.shape[0]
+  placed = jnp.zeros((jax.lax.axis_size(AXIS) * rows, *values.shape[1:]), values.dtype)
+  placed = jax.lax.dynamic_update_slice_in_dim(placed, values, jax.lax.axis_index(AXIS) * rows, 0)
+  return jax.lax.psum(placed, AXIS)
 
 
 def _init_function(config):

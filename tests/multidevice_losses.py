@@ -51,7 +51,7 @@ def run(config, devices, images, num_steps):
     state, metrics = step_fn(state, batch(images[i]))
     history.append({k: float(v) for k, v in metrics.items()})
   evaluation = eval_fn(state, {"image": batch(images[0]), "mask": batch(np.ones(len(images[0]), np.float32))})
-  history.append({k: float(v) for k, v in evaluation.items()})
+  history.append({k: float(v) for k, v in evaluation.items() if k != "per_image"})
   return {"metrics": history, "params": flat_params(state)}
 
 

@@ -34,7 +34,9 @@ def test_compare_writes_one_table_and_one_grid_of_the_same_images(trained_run, u
   table = (out / "comparison.md").read_text()
   names = [os.path.basename(trained_run), os.path.basename(unet_run)]
   assert f"| metric | {names[0]} | {names[1]} | gray baseline |" in table
-  assert sum(line.startswith("|") for line in table.splitlines()) == 2 + 6 + 1  # header, rule, 6 metrics, step
+  # The metrics' header, 6 metrics, the PSNR gain over gray, the step; the settings' header, then their rows.
+  assert sum(line.startswith("| ") and "`" not in line for line in table.splitlines()) == 1 + 6 + 2 + 1
+  assert "| adversarial | `True` | `False` |" in table and "at 16x16 px: the largest centred square" in table
   summary = json.loads((out / "comparison.json").read_text())["runs"]
   for run in (trained_run, unet_run):  # Runs without a report are evaluated first, then reused.
     assert summary[run] == json.loads(open(os.path.join(run, "eval", "metrics.json")).read())
@@ -47,7 +49,10 @@ def test_compare_writes_one_table_and_one_grid_of_the_same_images(trained_run, u
       if label == text.format(real=summary[trained_run]["real_colorfulness"])
     )
     expected = [summary[trained_run][key], summary[unet_run][key], summary[trained_run]["baselines"]["gray"][key]]
-    assert [float(cell) for cell in cells] == pytest.approx(expected, abs=5e-5), label
+    assert [float(cell.split(" [")[0]) for cell in cells] == pytest.approx(expected, abs=5e-5), label
+    if key != "delta_colorfulness":  # Each per-image mean with its 95% interval (the gap is of two means).
+      low, high = (float(x) for x in cells[0].split(" [")[1].rstrip("]").split(", "))
+      assert low <= float(cells[0].split(" [")[0]) <= high
   assert len(rows) == 6
 
   grid = np.asarray(Image.open(out / "comparison.png"))
@@ -63,11 +68,39 @@ def test_compare_writes_one_table_and_one_grid_of_the_same_images(trained_run, u
   with pytest.raises(run_setup.UsageError, match="--overwrite"):
     compare.compare([trained_run, unet_run], str(out))
 
+  # Metrics older than the run's newest checkpoint are not reported: the run is evaluated again.
+  metrics_path = os.path.join(unet_run, "eval", "metrics.json")
+  stale = json.loads(open(metrics_path).read()) | {"step": 1, "psnr": -1.0}
+  with open(metrics_path, "w") as f:
+    json.dump(stale, f)
+  compare.compare([trained_run, unet_run], str(out), num_images=4, overwrite=True)
+  fresh = json.loads((out / "comparison.json").read_text())["runs"][unet_run]
+  assert fresh["step"] == 2 and fresh["psnr"] != -1.0
+
+
+@pytest.mark.slow
+def test_runs_are_evaluated_and_compared_at_a_chosen_common_size(trained_run, unet_run, tmp_path):
+  """A 16 px GAN evaluated at 32 px (its discriminator does not fit that size; the generator does)."""
+  config = run_setup.saved_config(trained_run)
+  with config.unlocked():
+    config.image_size = 32
+  metrics = evaluate.evaluate_run(config, trained_run, num_images=4)
+  assert metrics["image_size"] == 32 and "trained at 16 px" in metrics["resolution"]
+  assert os.path.isfile(os.path.join(trained_run, "eval-32px", "report.md"))  # Beside the run's own eval/.
+  compare.compare([trained_run, unet_run], str(tmp_path / "out"), num_images=2, eval_images=4, eval_size=32)
+  runs = json.loads((tmp_path / "out" / "comparison.json").read_text())["runs"]
+  assert {m["image_size"] for m in runs.values()} == {32}
+  assert "# Comparison on 4 held-out images, at 32x32 px" in (tmp_path / "out" / "comparison.md").read_text()
+
 
 def test_runs_evaluated_on_different_data_are_refused():
   small, large = tiny_config(), tiny_config(image_size=32)
-  with pytest.raises(ValueError, match=r"config.image_size: a: 16, b: 32"):
-    compare.check_same_eval_data([small, large], ["a", "b"])
+  with pytest.raises(ValueError, match=r"trained at different sizes \(a: 16 px, b: 32 px\): pass --eval_size=N"):
+    compare.common_size([small, large], ["a", "b"], eval_size=0)
+  assert compare.common_size([small, large], ["a", "b"], eval_size=24) == 24
+  assert compare.common_size([small, small], ["a", "b"], eval_size=0) == 16
+  with pytest.raises(ValueError, match=r"config.data_dir: a: '', b: '/x'"):
+    compare.check_same_eval_data([small, tiny_config(data_dir="/x")], ["a", "b"])
   with pytest.raises(ValueError, match="same --eval_images"):
     compare.check_same_image_count([{"num_images": 4}, {"num_images": 8}], ["a", "b"])
   # A folder's split does not depend on the seed: runs that differ only in it compare.

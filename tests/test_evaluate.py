@@ -79,3 +79,20 @@ def test_evaluating_the_bundle_without_an_output_says_what_is_evaluated_and_both
 
   with pytest.raises(run_setup.UsageError, match=r"(?s)weights \(a bundle, no run\) needs --output=DIR.*--workdir=RUN"):
     evaluate.evaluate_run(bundle.bundle_config(bundle.BUNDLED), bundle.BUNDLED)
+
+
+def test_intervals_are_bootstraps_of_the_real_images_alone():
+  from colorize import metrics as metrics_lib
+
+  rng = np.random.default_rng(0)
+  batches = []
+  for mask in (np.ones(4), np.array([1.0, 1.0, 0.0, 0.0])):  # The last batch padded with two copies.
+    psnr, gray = rng.normal(20, 2, 4), rng.normal(19, 2, 4)
+    batches.append({"psnr": psnr, "gray/psnr": gray, "mae_rgb": psnr * 0 + 1000 * (1 - mask), "l1": psnr, "mask": mask})
+  spread = evaluate.intervals(batches)
+  real = np.concatenate([b["psnr"] for b in batches])[[0, 1, 2, 3, 4, 5]]
+  gray = np.concatenate([b["gray/psnr"] for b in batches])[[0, 1, 2, 3, 4, 5]]
+  assert spread["psnr"] == list(metrics_lib.bootstrap_interval(real))
+  assert spread["psnr_vs_gray"] == list(metrics_lib.bootstrap_interval(real - gray))
+  assert spread["mae_rgb"] == [0.0, 0.0]  # The padding's 1000s left out.
+  assert "l1" not in spread  # Only the report's metrics.
