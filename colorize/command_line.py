@@ -56,8 +56,26 @@ def unknown_field_message(error: BaseException, argv: list) -> str | None:
   written = [a[len("--config.") :].split("=")[0] for a in argv if a.startswith("--config.")]
   path = next((w for w in written if w.split(".")[-1] == name), name)
   prefix = path[: -len(name)]
-  hint = f"did you mean {prefix}{match.group(1)}?" if match else "configs/default.py lists every field."
+  hint = f"did you mean {prefix}{match.group(1)}?" if match else nested_field_hint(path)
   return f"--config.{path}: the config has no field {path}; {hint}"
+
+
+def nested_field_hint(path: str) -> str:
+  """The field of `path`'s section in configs/default.py closest to its last name (`lr` reads as
+  learning rate), or the section's fields."""
+  from colorize import run_record
+  from configs import default
+
+  section, _, leaf = path.rpartition(".")
+  fields = list(run_record.flat(default.get_config()))
+  siblings = [f[len(section) + 1 :] for f in fields if f.startswith(section + ".")] if section else fields
+  close = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.6)
+  close = close or [name for name in siblings if leaf == "lr" and "learning_rate" in name]
+  if close:
+    return f"did you mean {' or '.join(f'{section}.{name}' if section else name for name in close)}?"
+  if section and siblings:
+    return f"{section} has {', '.join(siblings)} (configs/default.py)."
+  return "configs/default.py lists every field."
 
 
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")

@@ -23,6 +23,7 @@ from colorize import checkpoint
 from colorize import evaluate
 from colorize import inference
 from colorize import input_pipeline
+from colorize import reporting
 from colorize import run_record
 from colorize import run_setup
 from colorize.run_setup import UsageError
@@ -185,8 +186,9 @@ def compare(
 
   os.makedirs(output_dir, exist_ok=True)
   markdown_path, json_path, grid_path = paths
-  with open(markdown_path, "w") as f:
-    f.write(comparison_markdown(names, metrics, [run_setup.saved_config(w) for w in workdirs]))
+  reporting.write_report(
+    comparison_markdown(names, metrics, [run_setup.saved_config(w) for w in workdirs]), markdown_path
+  )
   with open(json_path, "w") as f:
     json.dump({"runs": dict(zip(workdirs, metrics, strict=True))}, f, indent=2)
   Image.fromarray(comparison_grid(configs, workdirs, num_images)).save(grid_path)

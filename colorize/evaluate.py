@@ -22,7 +22,8 @@ from colorize import checkpoint
 from colorize import inference
 from colorize import input_pipeline
 from colorize import metrics as metrics_lib
-from colorize import run_record
+from colorize import reporting
+from colorize import run_setup
 from colorize import steps
 from colorize.run_setup import UsageError
 
@@ -176,7 +177,7 @@ def default_output(workdir: str, size: int, trained_size: int | None) -> str:
 
 def trained_size(workdir: str) -> int | None:
   """The image size a run trained at (its config.json), None for a bundle."""
-  saved = run_record.saved_start(workdir)
+  saved = run_setup.saved_start(workdir)
   return None if saved is None else saved["config"].get("image_size")
 
 
@@ -229,8 +230,9 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
     Image.fromarray(inference.comparison_grid(images, generated)).save(os.path.join(out_dir, "grid.png"))
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
       json.dump(metrics, f, indent=2)
-    with open(os.path.join(out_dir, "report.md"), "w") as f:
-      f.write(report_markdown(metrics, run_name(workdir), split_name(config)))
+    reporting.write_report(
+      report_markdown(metrics, run_name(workdir), split_name(config)), os.path.join(out_dir, "report.md")
+    )
   logging.info(
     "accuracy@2 %.4f (gray %.4f), MAE %.2f (gray %.2f) on %d images: %s",
     metrics["accuracy"],

@@ -441,8 +441,7 @@ def training_photos(config, cache_dir: str | None = None) -> TrainingPhotos:
       "colour photos to learn from: point --config.data_dir at colour photos (black-and-white ones are for "
       "--mode=colorize)."
     )
-  if len(usable) < len(kinds):
-    logging.info("Training on %s.", _usable_counts(kinds))
+  logging.info("Training photos: %s.", _usable_counts(kinds))  # Also when all are usable: the count is news.
   return TrainingPhotos(records, usable)
 
 
@@ -622,23 +621,38 @@ class EvalData:
 
   config: object
   num_images: int
+  counted: bool = False  # Whether the first full pass has told how many photos it found.
 
   def images(self) -> Iterator[np.ndarray]:
     """The photos, in order, as uint8 [S, S, 3]; decoded a chunk at a time on threads."""
     source = photo_source(self.config, "eval")
     wanted = len(source) if self.num_images < 0 else self.num_images
-    found = 0
+    found = skipped = 0
     if wanted == 0:
       return
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
       for chunk in _in_chunks(len(source), _EVAL_DECODE_CHUNK):
         for photo in pool.map(source.__getitem__, chunk):
           if photo is None or is_gray(photo, self.config.gray_tolerance):
+            skipped += 1
             continue
           yield center_square_crop(photo, self.config.image_size)
           found += 1
           if found == wanted:
+            self.tell_count(found, skipped, len(source))
             return
+    self.tell_count(found, skipped, len(source))
+
+  def tell_count(self, found: int, skipped: int, total: int) -> None:
+    """Logs, once, how many validation photos there are; warns when fewer than asked for."""
+    if self.counted:
+      return
+    self.counted = True
+    read = f"{found} of the split's {total} photos read ({skipped} gray or unreadable skipped)"
+    if 0 <= self.num_images and found < self.num_images:
+      logging.warning("Validating on %d photos, not the %d asked for: %s.", found, self.num_images, read)
+    else:
+      logging.info("Validating on %d photos: %s.", found, read)
 
   def batches(self) -> Iterator[dict]:
     global_batch = self.config.batch_size

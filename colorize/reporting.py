@@ -3,6 +3,7 @@
 Only process 0 writes; the other processes get the same calls and do nothing.
 """
 
+import html
 import importlib.metadata
 import io
 import json
@@ -158,6 +159,7 @@ class RunFolder:
     """This start or resume in the run's history (`run_record`)."""
     if self.is_writer:
       run_record.record_start(self.workdir, step, config, changed, invocation, package_versions(), git_commit())
+      self.writer.hparams(step, config)
 
   def forget_metrics_after(self, step: int) -> None:
     """Drops metrics.jsonl lines past `step`, and a line torn by a kill: a resumed run logs those
@@ -202,6 +204,17 @@ class TensorBoardWriter:
     summary = summary_pb2.Summary(value=values)
     self.events.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
 
+  def hparams(self, step: int, config) -> None:
+    """The config as TensorBoard hyperparameters (its HParams tab), one per dotted field."""
+    from tensorboard.plugins.hparams import summary_v2  # Protocol buffers only: no TensorFlow.
+
+    fields = {
+      name: value if isinstance(value, bool | int | float | str) else json.dumps(value)
+      for name, value in run_record.flat(config).items()
+    }
+    summary = summary_v2.hparams_pb(fields)
+    self.events.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+
   def scalars(self, step: int, scalars: dict) -> None:
     self._write(step, [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()])
 
@@ -217,3 +230,25 @@ class TensorBoardWriter:
   def close(self) -> None:
     self.events.flush()
     self.events.close()
+
+
+def write_report(markdown_text: str, markdown_path: str) -> str:
+  """Writes a report as Markdown and, beside it, as one HTML page (same name, .html) to open in a
+  browser or send; its images stay files beside it. Returns the HTML page's path."""
+  import markdown  # Only reports need it.
+
+  with open(markdown_path, "w", encoding="utf-8") as f:
+    f.write(markdown_text)
+  body = markdown.markdown(markdown_text, extensions=["tables"], output_format="html")
+  title = html.escape(markdown_text.splitlines()[0].lstrip("# ").strip() if markdown_text else "report")
+  page = (
+    f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+    "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px}"
+    "table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:3px 10px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}img{max-width:100%;image-rendering:pixelated}</style>\n"
+    f"</head>\n<body>\n{body}\n</body>\n</html>\n"
+  )
+  html_path = os.path.splitext(markdown_path)[0] + ".html"
+  with open(html_path, "w", encoding="utf-8") as f:
+    f.write(page)
+  return html_path

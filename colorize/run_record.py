@@ -16,8 +16,6 @@ from absl import logging
 
 from colorize import run_setup
 
-HISTORY = "history.jsonl"
-
 # The rules that decide which photos a run trains on and in which order. A change of either would
 # resume a run on another split or another stream: its version is recorded in the run.
 DATA_RULES = {
@@ -70,48 +68,10 @@ def described(changed: dict) -> str:
   return ", ".join(f"{name} {before!r} -> {after!r}" for name, (before, after) in changed.items())
 
 
-def saved_start(workdir: str) -> dict | None:
-  """config.json of the run in `workdir`, or None for a new run."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
-def history(workdir: str) -> list:
-  """The run's starts and resumes, oldest first (`HISTORY`); [] for a run made before it was kept."""
-  path = os.path.join(workdir, HISTORY)
-  if not os.path.isfile(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.endswith("\n")]
-
-
-def latest_config(workdir: str) -> dict | None:
-  """The config the run last trained with, nested: its newest history line's, else config.json's."""
-  starts = history(workdir)
-  if starts:
-    return unflatten(starts[-1]["config"])
-  saved = saved_start(workdir)
-  return None if saved is None else saved["config"]
-
-
-def unflatten(fields: dict) -> dict:
-  tree = {}
-  for name, value in fields.items():
-    *parents, leaf = name.split(".")
-    node = tree
-    for parent in parents:
-      node = node.setdefault(parent, {})
-    node[leaf] = value
-  return tree
-
-
 def check_start(config, workdir: str) -> dict:
   """The fields changed since the run last trained ({} for a new run), printed; raises UsageError,
   before anything is written, when one shapes the networks or the data, or the data rules differ."""
-  saved = saved_start(workdir)
+  saved = run_setup.saved_start(workdir)
   if saved is None:
     return {}
   # Both over today's defaults: a field added since the run started is not a change.
@@ -134,7 +94,7 @@ def check_start(config, workdir: str) -> dict:
       "or before each random data stream had its own tag, its photos' split or order are not those it began with.",
       workdir,
     )
-  changed = differences(flat(run_setup.config_from_dict(latest_config(workdir))), flat(config))
+  changed = differences(flat(run_setup.config_from_dict(run_setup.latest_config(workdir))), flat(config))
   if changed:
     logging.warning("Resuming %s with %d changed field(s): %s", workdir, len(changed), described(changed))
   return changed
@@ -152,7 +112,7 @@ def record_start(workdir: str, step: int, config, changed: dict, invocation: dic
     "commit": commit,
     "versions": versions,
   }
-  with open(os.path.join(workdir, HISTORY), "a") as f:
+  with open(os.path.join(workdir, run_setup.HISTORY), "a") as f:
     f.write(json.dumps(line) + "\n")
 
 

@@ -1,5 +1,6 @@
 """Resolves the command line into (config, workdir) before any mode runs."""
 
+import json
 import os
 
 import ml_collections
@@ -25,13 +26,11 @@ def default_workdir(config_path: str) -> str:
 
 
 def saved_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config the run in `workdir` last trained with (`run_record.latest_config`).
+  """The config the run in `workdir` last trained with (`latest_config`).
 
   Fields added to configs/default.py since that run take their defaults, so older runs still load.
   """
-  from colorize import run_record  # Here: run_record raises this module's UsageError.
-
-  saved = run_record.latest_config(workdir)
+  saved = latest_config(workdir)
   if saved is None:
     raise UsageError(
       f"--config is missing and --workdir={workdir} holds no run (no config.json): "
@@ -47,6 +46,47 @@ def config_from_dict(saved: dict) -> ml_collections.ConfigDict:
   config = default.get_config()
   config.update(saved)
   return config
+
+
+HISTORY = "history.jsonl"  # A run's starts and resumes (run_record.py writes it).
+
+
+def saved_start(workdir: str) -> dict | None:
+  """config.json of the run in `workdir`, or None for a new run."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def history(workdir: str) -> list:
+  """The run's starts and resumes, oldest first (`HISTORY`); [] for a run made before it was kept."""
+  path = os.path.join(workdir, HISTORY)
+  if not os.path.isfile(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.endswith("\n")]
+
+
+def latest_config(workdir: str) -> dict | None:
+  """The config the run last trained with, nested: its newest history line's, else config.json's."""
+  starts = history(workdir)
+  if starts:
+    return unflatten(starts[-1]["config"])
+  saved = saved_start(workdir)
+  return None if saved is None else saved["config"]
+
+
+def unflatten(fields: dict) -> dict:
+  tree = {}
+  for name, value in fields.items():
+    *parents, leaf = name.split(".")
+    node = tree
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node[leaf] = value
+  return tree
 
 
 def set_temperature(config, temperature: float) -> None:

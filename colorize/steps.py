@@ -427,7 +427,9 @@ def train_step(
   metrics.update(g_metrics)
   metrics["accuracy"] = metrics_lib.pixel_accuracy_normalized(fake, real).mean()
   metrics = jax.lax.pmean(metrics, AXIS)
-  metrics["g_learning_rate"], metrics["d_learning_rate"] = g_rate, d_rate
+  metrics["g_learning_rate"] = g_rate
+  if config.adversarial:  # A run without a discriminator has no rate of its to log.
+    metrics["d_learning_rate"] = d_rate
   new_state = TrainState(state.step + 1, g, d, _moving_average(config.ema_decay, state, g))
   if config.skip_nonfinite:
     new_state, metrics["nonfinite_skipped"] = _keep_old_if_nonfinite(state, new_state, metrics)

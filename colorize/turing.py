@@ -47,14 +47,33 @@ def make_trials(real: np.ndarray, generated: np.ndarray, seed: int) -> list:
   return trials
 
 
+MAX_SHOWN = 320  # Pixels: an image is shown at the largest whole multiple of its size up to this.
+
+
+def shown_scale(image_size: int) -> int:
+  """Whole-number zoom of the images on the page: every pixel a sharp square, never a blur that
+  a resampling filter would add to both images (and that would tell the real one apart)."""
+  return max(1, MAX_SHOWN // image_size)
+
+
 def page_html(trials: list, run: dict, seconds_per_pair: float) -> str:
   """The whole page: markup, style and script, with the trials embedded as JSON."""
   data = json.dumps({"run": run, "seconds_per_pair": seconds_per_pair, "trials": trials})
   data = data.replace("</", "<\\/")  # Keeps the JSON from closing the <script> element.
   limit = f"You have {seconds_per_pair:g} seconds for each pair." if seconds_per_pair > 0 else "Take your time."
-  return (
-    _TEMPLATE.replace("{{DATA}}", data).replace("{{LIMIT}}", html.escape(limit)).replace("{{COUNT}}", str(len(trials)))
-  )
+  size, scale = run["image_size"], run["shown_scale"]
+  shown = f"The images are {size}x{size} pixels" + (f", shown {scale} times larger." if scale > 1 else ".")
+  replacements = {  # The data last: nothing in it is read as a placeholder.
+    "{{LIMIT}}": html.escape(limit),
+    "{{COUNT}}": str(len(trials)),
+    "{{SHOWN}}": shown,
+    "{{WIDTH}}": str(size * scale),
+    "{{DATA}}": data,
+  }
+  page = _TEMPLATE
+  for key, value in replacements.items():
+    page = page.replace(key, value)
+  return page
 
 
 def write_page(config, workdir: str, output_dir: str, num_pairs=20, seconds_per_pair=0.0, overwrite=False) -> str:
@@ -69,7 +88,9 @@ def write_page(config, workdir: str, output_dir: str, num_pairs=20, seconds_per_
   generator, variables, step = inference.load_generator(config, workdir)
   real = input_pipeline.validation_images(config, num_pairs)
   generated = np.asarray(inference.colorize_images(generator, variables, real))
-  run = {"workdir": os.path.abspath(workdir), "step": step, "dataset": config.dataset, "image_size": config.image_size}
+  # No path: the page is sent to other people. The run's folder name, its step and its images' size.
+  run = {"run": os.path.basename(os.path.normpath(workdir)), "step": step, "dataset": config.dataset}
+  run |= {"image_size": config.image_size, "shown_scale": shown_scale(config.image_size)}
   os.makedirs(output_dir, exist_ok=True)
   with open(path, "w", encoding="utf-8") as f:
     f.write(page_html(make_trials(real, generated, config.seed), run, seconds_per_pair))
@@ -90,7 +111,7 @@ _TEMPLATE = """<!DOCTYPE html>
   .pair { display: flex; gap: 16px; justify-content: center; margin: 20px 0; }
   .pair button { border: 3px solid transparent; padding: 0; background: none; cursor: pointer; }
   .pair button:hover, .pair button:focus { border-color: #2b6cb0; outline: none; }
-  .pair img { width: 320px; max-width: 42vw; height: auto; display: block; image-rendering: auto; }
+  .pair img { width: {{WIDTH}}px; height: auto; display: block; image-rendering: pixelated; }
   .start, .download { font-size: 1.1em; padding: 10px 24px; border-radius: 6px; border: 0;
                       background: #2b6cb0; color: white; cursor: pointer; text-decoration: none; }
   .meta { color: #666; }
@@ -107,7 +128,7 @@ _TEMPLATE = """<!DOCTYPE html>
     <h1>Real or colorized?</h1>
     <p>Each of the {{COUNT}} pairs shows the same photo twice: once in its real colours and once
     colorized by a neural network from its black-and-white version. Click the one you believe is
-    <b>real</b>. {{LIMIT}}</p>
+    <b>real</b>. {{LIMIT}} {{SHOWN}}</p>
     <button class="start" id="start">Start</button>
   </section>
   <section id="trial" hidden>

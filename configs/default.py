@@ -101,7 +101,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.g_learning_rate = 2e-4  # Paper: 2e-4 (reference code: 3e-4).
   config.optim.d_learning_rate = 2e-4  # Paper: 2e-4 (reference code: 3e-5, a tenth of G's).
   config.optim.beta1 = 0.5  # Paper: 0.5 (reference code: 0).
-  config.optim.beta2 = 0.999
+  config.optim.beta2 = 0.999  # Adam's second-moment decay: the paper gives beta1 alone; Kingma & Ba's default.
   config.optim.decay_rate = 1.0  # Exponential decay factor per decay_steps; 1.0 = constant (ref. code: 0.1).
   config.optim.decay_steps = 500_000  # Batches per decay_rate factor.
   config.optim.min_learning_rate = 1e-6  # Floor of the decayed learning rates (reference code: 1e-6).

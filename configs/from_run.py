@@ -6,12 +6,11 @@ main.py uses it by itself when --workdir names a run and --config is left out, s
 `python main.py --workdir=runs/mine --config.num_train_steps=8000` does the same.
 """
 
-from colorize import run_record
 from colorize import run_setup
 
 
 def get_config(workdir: str):
-  saved = run_record.latest_config(workdir) if workdir else None
+  saved = run_setup.latest_config(workdir) if workdir else None
   if saved is None:
     raise run_setup.UsageError(
       f"configs/from_run.py:{workdir} names no run (no config.json): pass the folder of a run after the colon."

@@ -125,6 +125,7 @@ def test_training_reads_the_mean_whatever_temperature_inference_uses():
   vivid = losses_on_fixed_batch(bins_config(adversarial=False, **{"model.temperature": 0.38}), 1)[0]
   mean = losses_on_fixed_batch(bins_config(adversarial=False), 1)[0]
   assert vivid["g_loss_l1"] == mean["g_loss_l1"] and vivid["g_loss_bins"] == mean["g_loss_bins"]
+  assert "d_learning_rate" not in mean and "g_learning_rate" in mean  # No discriminator: no rate of its logged.
 
 
 def test_the_half_resolution_cross_entropy_reads_each_blocks_colour_and_its_weight():

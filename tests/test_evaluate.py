@@ -33,6 +33,13 @@ def test_evaluate_writes_metrics_with_the_gray_baseline_a_report_and_a_grid(trai
   assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["mae_rgb"] > 0
   report = open(os.path.join(workdir, "eval", "report.md")).read()
   assert "| MAE, RGB 0..255 (lower is better) |" in report and "grid.png" in report
+  assert "at 16x16 px: the largest centred square of each photo, resized" in report
+  low, high = metrics["intervals"]["psnr"]
+  assert low <= metrics["psnr"] <= high and f"{metrics['psnr']:.4f} [{low:.4f}, {high:.4f}]" in report
+  assert "PSNR gain over the gray input, paired image by image" in report
+  assert workdir not in report  # The run's name, not its path.
+  page = open(os.path.join(workdir, "eval", "report.html")).read()  # The same report for a browser.
+  assert "<table>" in page and '<img alt="gray | real | generated" src="grid.png"' in page
   assert os.path.getsize(os.path.join(workdir, "eval", "grid.png")) > 0
 
 

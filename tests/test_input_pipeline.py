@@ -89,6 +89,20 @@ def test_folder_dataset_skips_gray_photos_and_splits_by_subfolder(tmp_path):
   np.testing.assert_array_equal(val["mask"], [1, 0, 0, 0])
 
 
+def test_fewer_validation_photos_than_asked_for_is_said_once(tmp_path, caplog):
+  for i in range(3):
+    write_photo(str(tmp_path / "val" / f"v{i}.png"), colourful(i))
+  write_photo(str(tmp_path / "val" / "gray.png"), np.zeros((40, 40, 3), np.uint8))
+  write_photo(str(tmp_path / "train" / "t.png"), colourful(7))
+  data = input_pipeline.eval_dataset(tiny_config(dataset="folder", data_dir=str(tmp_path), num_eval_images=60))
+  for _ in range(2):  # Validation runs many times in a run: the count is told at the first.
+    assert len(list(data.images())) == 3
+  warnings = [r.getMessage() for r in caplog.records if "Validating on" in r.getMessage()]
+  assert warnings == [
+    "Validating on 3 photos, not the 60 asked for: 3 of the split's 4 photos read (1 gray or unreadable skipped)."
+  ]
+
+
 def test_folder_without_subfolders_splits_by_a_fixed_fraction(tmp_path):
   for i in range(40):
     write_photo(str(tmp_path / f"p{i:02d}.png"), colourful(i, 8))

@@ -123,21 +123,22 @@ def test_evaluating_a_run_that_was_never_trained_is_one_line_and_creates_nothing
 
 
 @pytest.mark.parametrize(
-  "flags,message",
-  [
-    (["--config=configs/photos.py", "--config.data_dir={tmp}/nowhere"], "config.data_dir='{tmp}/nowhere' is not a"),
+  "flags,message,status",
+  [  # A folder that is not there is a mistake on the command line (2); a dataset not prepared is not (1).
+    (["--config=configs/photos.py", "--config.data_dir={tmp}/nowhere"], "config.data_dir='{tmp}/nowhere' is not a", 2),
     (
       ["--config=configs/places365.py", "--config.data_dir={tmp}", "--config.download=False"],
       "dataset 'places365_small' is not prepared in {tmp}",
+      1,
     ),
   ],
   ids=["folder", "tfds"],
 )
-def test_a_dataset_that_is_not_there_is_one_line(tmp_path, flags, message):
+def test_a_dataset_that_is_not_there_is_one_line(tmp_path, flags, message, status):
   out = run_main(f"--workdir={tmp_path / 'run'}", *(flag.format(tmp=tmp_path) for flag in flags))
-  assert out.returncode == 1
-  (line,) = out.stderr.splitlines()
-  assert line.startswith(f"main.py: error: {message.format(tmp=tmp_path)}")
+  assert out.returncode == status
+  line, *hint = out.stderr.splitlines()
+  assert line.startswith(f"main.py: error: {message.format(tmp=tmp_path)}") and hint == ([HINT] if status == 2 else [])
 
 
 def test_export_writes_a_bundle_that_colorize_uses_and_never_replaces_one(trained_run, tmp_path):
@@ -231,3 +232,12 @@ def test_training_evaluating_and_colorizing_need_no_tensorflow(tmp_path):
   ]
   done = subprocess.run(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True)
   assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_misspelt_nested_field_gets_its_sections_closest_name_or_its_fields():
+  from colorize import command_line
+
+  assert command_line.nested_field_hint("optim.g_learning_rat") == "did you mean optim.g_learning_rate?"
+  assert command_line.nested_field_hint("model.encodr") == "did you mean model.encoder?"
+  assert "optim.g_learning_rate" in command_line.nested_field_hint("optim.lr")  # Read as "learning rate".
+  assert command_line.nested_field_hint("optim.foo").startswith("optim has beta1, beta2, d_learning_rate")

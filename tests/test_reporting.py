@@ -40,3 +40,17 @@ def test_a_resumed_run_forgets_the_lines_past_its_checkpoint_and_a_torn_line(tmp
   run.forget_metrics_after(2)
   assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
   assert json.loads((tmp_path / "config.json").read_text())["config"]["image_size"] == 16
+
+
+def test_the_config_is_in_tensorboards_hparams_tab(tmp_path):
+  from tensorboard.plugins.hparams import plugin_data_pb2
+
+  writer = reporting.TensorBoardWriter(str(tmp_path))
+  writer.hparams(0, tiny_config(seed=7))
+  writer.close()
+  events = EventAccumulator(str(tmp_path))
+  events.Reload()
+  (content,) = events.PluginTagToContent("hparams").values()
+  start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+  assert start.hparams["seed"].number_value == 7 and start.hparams["model.encoder"].string_value == "unet"
+  assert start.hparams["optim.g_learning_rate"].number_value == tiny_config().optim.g_learning_rate

@@ -66,14 +66,14 @@ def test_a_run_started_under_other_data_rules_is_not_resumed(run_copy):
 @pytest.mark.slow  # One resumed step compiles a train step: about 10 s.
 def test_a_resume_with_a_changed_learning_rate_is_in_the_runs_history_and_its_config_stays(run_copy, caplog):
   original = (run_copy / "config.json").read_bytes()
-  started = run_record.history(run_copy)
+  started = run_setup.history(run_copy)
   assert [line["step"] for line in started] == [0] and started[0]["changed"] == {}
   config = tiny_config(num_train_steps=3)
   config.optim.g_learning_rate = 1e-3
   invocation = run_record.invocation("configs/test.py", ["main.py", "--config.optim.g_learning_rate=1e-3"])
   train.train_and_evaluate(config, str(run_copy), invocation)
   assert (run_copy / "config.json").read_bytes() == original  # The run's first config, kept.
-  resumed = run_record.history(run_copy)[-1]
+  resumed = run_setup.history(run_copy)[-1]
   assert resumed["step"] == 2 and resumed["overrides"] == ["--config.optim.g_learning_rate=1e-3"]
   assert resumed["changed"] == {"num_train_steps": [2, 3], "optim.g_learning_rate": [0.0002, 0.001]}
   assert resumed["config"]["optim.g_learning_rate"] == 1e-3 and resumed["commit"] and "jax" in resumed["versions"]

@@ -4,6 +4,7 @@
 import base64
 import io
 import json
+import os
 import re
 import time
 
@@ -28,6 +29,11 @@ def test_page_is_self_contained_and_scores_the_viewer(trained_run, tmp_path, bro
   page = turing.write_page(tiny_config(), trained_run, str(tmp_path / "page"), num_pairs=4)
   text = open(page, encoding="utf-8").read()
   assert not re.search(r"""(src|href)=["'](?!data:)|<link|@import|url\(|https?://""", text)  # Nothing to fetch.
+  assert str(tmp_path) not in text and trained_run not in text and "/tmp" not in text  # A page to send: no paths.
+  assert embedded_data(page)["run"]["run"] == os.path.basename(trained_run)
+  # 16 px images at a stated whole-number scale (20x: 320 px), pixels kept sharp, not resampled.
+  assert "width: 320px" in text and "image-rendering: pixelated" in text
+  assert "The images are 16x16 pixels, shown 20 times larger." in text
   trials = embedded_data(page)["trials"]
   assert len(trials) == 4 and {t["real"] for t in trials} <= {"left", "right"}
 
