@@ -250,10 +250,17 @@ class PretrainedEncoderGenerator(nn.Module):
   colour_head: str = "regression"  # 'bins': a,b from a distribution over bins, predicted at half resolution.
   temperature: float = 1.0  # The bins head's annealed-mean temperature.
   hints: bool = False  # True: the hint channels join the decoder's input and every skip (pooled to its size).
+  border: int = 0  # Inference: pixels of the photo mirrored around it, cropped off again (`with_border`).
 
   @nn.compact
   def __call__(self, gray, train: bool = True, with_logits: bool = False, hints=None):
     _check_divisible(gray.shape, ENCODER_STRIDE, "PretrainedEncoderGenerator (EfficientNet-Lite0's stride)")
+    if self.border and not train:
+      return with_border(lambda g, h: self.colour(g, train, with_logits, h), gray, hints, self.border, with_logits)
+    return self.colour(gray, train, with_logits, hints)
+
+  def colour(self, gray, train: bool, with_logits: bool, hints):
+    """The network itself, on the input as given (part of the compact `__call__`: the same layers)."""
     lightness = color.denormalize_lightness(gray.astype(jnp.float32))
     features = efficientnet.EfficientNetLite0(self.dtype, name="encoder")(efficientnet.as_gray_rgb(lightness), True)
     if not self.train_encoder:
@@ -270,6 +277,31 @@ class PretrainedEncoderGenerator(nn.Module):
     for width, skip in levels:
       x = DecoderUnit(width, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
     return _colour_output(self, x, gray, with_logits)
+
+
+def with_border(network, gray, hints, border: int, with_logits: bool):
+  """`network(gray, hints)` on the input mirrored by `border` pixels on every side, its output
+  cropped back: no output pixel lies at the network's own corners and edges.
+
+  Zero padding tells a network where its edges are (the encoder's stride-2 'SAME' convolutions
+  and the decoder's 2x2 upsampling convolutions pad the bottom and right only), and the bundled
+  decoder learnt a saturated green-cyan blob at its top-right corner from that, whatever the
+  photo: a mirrored photo got it at the top-right too. Mirrored pixels continue the photo, so
+  what lies under the corner is the photo's own content. Hints get none in the border."""
+  pad = ((0, 0), (border, border), (border, border), (0, 0))
+  padded_hints = None if hints is None else jnp.pad(hints, pad)
+  out = network(jnp.pad(gray, pad, mode="reflect"), padded_hints)
+  lab, logits = out if with_logits else (out, None)
+  lab = _cropped(lab, border)
+  if logits is not None:  # The bins head's logits lie at a fraction of the input's size.
+    logits = _cropped(logits, border * logits.shape[1] // (gray.shape[1] + 2 * border))
+  return (lab, logits) if with_logits else lab
+
+
+def _cropped(x, border: int):
+  """`x` [B, H, W, C] without `border` pixels on every side (lax slices: symbolic sizes export)."""
+  x = jax.lax.slice_in_dim(x, border, x.shape[1] - border, axis=1)
+  return jax.lax.slice_in_dim(x, border, x.shape[2] - border, axis=2)
 
 
 def with_pretrained_encoder(model_config, variables: dict) -> dict:
@@ -446,6 +478,11 @@ def check_model_options(model_config) -> None:
       f"config.model.temperature={model_config.temperature} is for model.colour_head='bins'; "
       "this generator predicts its colours directly: leave it at 1."
     )
+  if model_config.border and (model_config.encoder == "unet" or model_config.border % 16 or model_config.border < 0):
+    raise ValueError(
+      f"config.model.border={model_config.border} must be a multiple of 16 (the input stays a multiple of 32) "
+      "for a pretrained encoder (model.encoder='efficientnet_lite0'); 0: none."
+    )
   if model_config.disc_norm == "spectral" and model_config.discriminator != "paper":
     raise ValueError(
       "config.model.disc_norm='spectral' needs the paper discriminator: set model.discriminator='paper'."
@@ -462,7 +499,7 @@ def create_models(model_config, dtype: str = "float32", axis_name: str | None = 
   if model_config.hints:
     options |= dict(hints=True)
   if model_config.encoder == "efficientnet_lite0":
-    generator = PretrainedEncoderGenerator(**options, **common)
+    generator = PretrainedEncoderGenerator(**options, **common, border=model_config.get("border", 0))
   else:
     generator = GENERATORS[model_config.generator](depth=model_config.depth, **options, **common)
   discriminator_options = dict(base_width=model_config.disc_base_width, num_units=model_config.disc_units)

@@ -80,9 +80,17 @@ class _Graph:
     return name
 
   def size(self, dim) -> str:
-    """A 1-element int64 tensor holding `dim`: a number, or a product of symbolic sizes."""
+    """A 1-element int64 tensor holding `dim`: a number, or a sum of products of symbolic sizes
+    and numbers (`32*height + 15`: a mirrored border's slice)."""
     if isinstance(dim, (int, np.integer)):
       return self.constant([int(dim)], np.int64)
+    terms = re.split(r" \+ ", str(dim).replace(" - ", " + -"))
+    if len(terms) > 1:
+      values = [self.size(int(t)) if re.fullmatch(r"-?\d+", t) else self.size(t) for t in terms]
+      total = values[0]
+      for value in values[1:]:
+        total = self.add("Add", [total, value])
+      return total
     factors = str(dim).split("*")
     if not all(re.fullmatch(r"\d+|[A-Za-z_]\w*", f) for f in factors):
       raise UnsupportedOp(f"the size {dim} (only products of symbolic sizes and numbers are written)")
@@ -207,6 +215,14 @@ def _slice(graph: _Graph, eqn, x: str) -> str:
   )
 
 
+def _rev(graph: _Graph, eqn, x: str) -> str:
+  """`x` reversed along `dimensions`: a Slice from the last element backwards (a mirrored border)."""
+  axes = list(eqn.params["dimensions"])
+  ends = graph.constant([np.iinfo(np.int64).min] * len(axes), np.int64)
+  starts, steps = graph.constant([-1] * len(axes), np.int64), graph.constant([-1] * len(axes), np.int64)
+  return graph.add("Slice", [x, starts, ends, graph.constant(axes, np.int64), steps])
+
+
 def _pad(graph: _Graph, eqn, x: str, value: str) -> str:
   config = eqn.params["padding_config"]
   if any(interior for _, _, interior in config) or any(low < 0 or high < 0 for low, high, _ in config):
@@ -279,6 +295,7 @@ def _write_eqn(graph: _Graph, eqn, inputs: list) -> list:
     ),
     "slice": lambda: _slice(graph, eqn, inputs[0]),
     "pad": lambda: _pad(graph, eqn, *inputs),
+    "rev": lambda: _rev(graph, eqn, inputs[0]),
     "clamp": lambda: graph.add("Max", [graph.add("Min", [inputs[1], inputs[2]]), inputs[0]]),
     "select_n": lambda: _select(graph, eqn, inputs),
     "dot_general": lambda: _dot_general(graph, eqn, *inputs),

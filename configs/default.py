@@ -77,6 +77,9 @@ def get_config() -> ml_collections.ConfigDict:
   # training draws them from the real photos as `config.hints` says. Without hints G colours automatically.
   config.model.hints = False
   config.model.upsample = "nearest"  # Decoder upsampling: 'nearest' (resize + 2x2 conv) | 'transpose'.
+  # Pretrained encoder, inference: the photo mirrored by this many pixels around it, then cropped, so
+  # no output pixel lies at the network's corners, where zero padding lets it learn a positional blob.
+  config.model.border = 0
   config.model.bn_momentum = 0.9  # BatchNorm running-average momentum (PyTorch's 0.1).
   config.model.disc_base_width = 64  # Discriminator channels of the first unit.
   # Discriminator downsampling units: our choice, as the paper gives no count (the reference code
