@@ -20,6 +20,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import app
 from absl import flags
 
@@ -56,7 +57,9 @@ def fresh_run(config, workdir: str) -> str:
   return workdir
 
 
-def timed_colorize(config, generator, variables, sources: list, output_dir: str) -> float:
+def timed_colorize(
+  config, generator, variables, sources: list, output_dir: str, hint_files: dict | None = None
+) -> float:
   jobs = [(source, os.path.join(output_dir, os.path.basename(source) + ".png")) for source in sources]
   start = time.perf_counter()
   summary = predict.colorize_photos(
@@ -68,6 +71,7 @@ def timed_colorize(config, generator, variables, sources: list, output_dir: str)
     batch_size=8,
     max_pixels=200_000_000,
     image_format="png",
+    hint_files=hint_files,
   )
   assert summary.done == len(jobs), summary
   return time.perf_counter() - start
@@ -80,18 +84,24 @@ def generator_alone_photos_per_s(generator, variables, size: int, batch_size: in
   return batch_size / min(common.call_seconds(apply, variables, gray, repeats=3))
 
 
-def app_preview_seconds(config, generator, variables, folder: str) -> float:
+def ten_points(width: int, height: int) -> list:
+  """Ten colour points spread over a photo, as a user might click them."""
+  rng = np.random.default_rng(0)
+  return [
+    {"x": int(x), "y": int(y), "rgb": [int(v) for v in rng.integers(0, 256, 3)]}
+    for x, y in zip(rng.integers(0, width, 10), rng.integers(0, height, 10), strict=True)
+  ]
+
+
+def app_preview_seconds(config, generator, variables, folder: str, points: int) -> float:
   """The app's preview of a 1200x800 photo (768 px wide) after a click, warm, server side: best of
-  3 clicks (1 to 3 points; none for a model without hints)."""
-  colorizer = hint_app.Colorizer(
-    generator, variables, config.image_size, models.input_multiple(config.model), bool(config.model.hints)
-  )
+  3 clicks with `points` colour points (0: the automatic colours)."""
+  colorizer = hint_app.Colorizer(generator, variables, config.image_size, models.input_multiple(config.model))
   with open(common.write_jpeg(os.path.join(folder, "app.jpg"), common.photo_like(800, 1200)), "rb") as f:
     photo = colorizer.open_photo(f.read(), "app.jpg")
-  clicks = [{"x": 100 + 300 * i, "y": 200 + 100 * i, "rgb": [30, 170, 60]} for i in range(4)]
-  points = (lambda n: clicks[:n]) if config.model.hints else (lambda n: [])
-  colorizer.colorize(photo["id"], points(1), full=False)  # Compiles.
-  return min(colorizer.colorize(photo["id"], points(n), full=False)[1] for n in (2, 3, 4))
+  clicks = ten_points(1200, 800)[:points]
+  colorizer.colorize(photo["id"], clicks, full=False)  # Compiles.
+  return min(colorizer.colorize(photo["id"], clicks, full=False)[1] for _ in range(3))
 
 
 # Runs main.py in the child and prints that process's own peak RSS. The child's ru_maxrss would
@@ -136,6 +146,13 @@ def main(argv):
   photo = common.write_jpeg(os.path.join(folder, "one.jpg"), common.photo_like(768, 1024))
   cold = timed_colorize(config, generator, variables, [photo], os.path.join(folder, "cold"))
   warm = min(timed_colorize(config, generator, variables, [photo], os.path.join(folder, f"warm{i}")) for i in range(3))
+  with open(os.path.join(folder, "one.json"), "w") as f:
+    json.dump(ten_points(1024, 768), f)
+  hinted = {photo: os.path.join(folder, "one.json")}
+  timed_colorize(config, generator, variables, [photo], os.path.join(folder, "hinted_warmup"), hinted)
+  warm_points = min(
+    timed_colorize(config, generator, variables, [photo], os.path.join(folder, f"hinted{i}"), hinted) for i in range(3)
+  )
   count = 10 if FLAGS.quick else FLAGS.folder_photos
   photos = common.photo_folder(os.path.join(folder, "photos"), count)
   sources = sorted(os.path.join(photos, name) for name in os.listdir(photos))
@@ -147,10 +164,12 @@ def main(argv):
     "network_size": config.image_size,
     "photo_1024x768_cold_s": round(cold, 3),
     "photo_1024x768_warm_s": round(warm, 3),
+    "photo_1024x768_10_points_warm_s": round(warm_points, 3),
     "folder_photos": count,
     "folder_photos_per_s": round(count / folder_s, 2),
     "generator_alone_photos_per_s": round(generator_alone_photos_per_s(generator, variables, config.image_size), 2),
-    "app_preview_1200x800_s": round(app_preview_seconds(config, generator, variables, folder), 3),
+    "app_preview_1200x800_s": round(app_preview_seconds(config, generator, variables, folder, 0), 3),
+    "app_preview_1200x800_10_points_s": round(app_preview_seconds(config, generator, variables, folder, 10), 3),
     "peak_rss_mb_6000x4000": None if FLAGS.quick else round(peak_rss_of_big_photo(source_flag, folder)),
     "cpu": common.cpu_model(),
   }

@@ -66,7 +66,6 @@ class Colorizer:
   variables: dict
   size: int
   multiple: int
-  takes_hints: bool
   max_pixels: int = MAX_PIXELS
   photos: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)  # id -> (photo, preview)
   lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # Guards `photos`.
@@ -94,7 +93,7 @@ class Colorizer:
       self.photos[photo_id] = entry
       forget_least_recent(self.photos, KEPT_PHOTOS, KEPT_PIXELS)
     height, width = photo.rgb.shape[:2]
-    return {"id": photo_id, "width": width, "height": height, "hints": self.takes_hints}
+    return {"id": photo_id, "width": width, "height": height, "hints": True}  # Every model takes points.
 
   def opened(self, photo_id: str) -> tuple:
     """(photo, preview) of an open photo, now the most recently used."""
@@ -110,8 +109,6 @@ class Colorizer:
     if not isinstance(photo_id, str) or not isinstance(points, list):
       raise AppError(POINTS_FORMAT)
     photo, small = self.opened(photo_id)
-    if points and not self.takes_hints:
-      raise AppError("this model colours automatically (trained without hints): use a model trained with hints.")
     try:
       hints_lib.check_points(points, "the page's points")
       height, width = photo.rgb.shape[:2]
@@ -120,7 +117,7 @@ class Colorizer:
       raise AppError(str(error)) from None
     start = time.perf_counter()
     shown = photo if full else small
-    shown = dataclasses.replace(shown, hints=scaled_points(user_points, photo, shown) if self.takes_hints else None)
+    shown = dataclasses.replace(shown, hints=scaled_points(user_points, photo, shown))
     with self.generator_lock:
       (result,) = predict.colorize_group(self.generator, self.variables, [shown], self.size, self.multiple)
     buffer = io.BytesIO()
@@ -314,9 +311,7 @@ def make_server(
   if not 0 <= port <= 65535:
     raise AppError(f"--port={port} is not a port: pass a number in 1..65535 (0: any free one).")
   generator, variables, _ = inference.load_generator(config, workdir)
-  colorizer = Colorizer(
-    generator, variables, config.image_size, models.input_multiple(config.model), bool(config.model.hints), max_pixels
-  )
+  colorizer = Colorizer(generator, variables, config.image_size, models.input_multiple(config.model), max_pixels)
   with open(PAGE, "rb") as f:
     page = f.read()
   try:
@@ -334,8 +329,7 @@ def serve(config, workdir: str, host: str, port: int, max_pixels: int = MAX_PIXE
       "--host=127.0.0.1 keeps it to this machine.",
       file=sys.stderr,
     )
-  hints_note = "" if config.model.hints else " (this model takes no hints: it colours automatically)"
-  print(f"Colorize app with {workdir}{hints_note}: open http://{host}:{server.server_address[1]}  (Ctrl+C stops)")
+  print(f"Colorize app with {workdir}: open http://{host}:{server.server_address[1]}  (Ctrl+C stops)")
   try:
     server.serve_forever()
   except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from colorize import hints as hints_lib
 from colorize import inference
 from colorize import models
 from colorize import photos
+from colorize import propagate
 from colorize import run_setup
 from colorize import steadying
 from colorize import video
@@ -113,11 +114,29 @@ def full_size_colour(plane: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
   return lab_to_uint8(plane, ab_full)
 
 
-def colorize_group(generator, variables, group: list, size: int, multiple: int) -> list:
-  """Colorizes photos that share a network shape in one generator call; uint8 RGB(A) arrays."""
+def colorize_group(
+  generator,
+  variables,
+  group: list,
+  size: int,
+  multiple: int,
+  spread: propagate.Spread | None = propagate.SPREAD,
+  learned_channels: bool = True,
+) -> list:
+  """Colorizes photos that share a network shape in one generator call; uint8 RGB(A) arrays.
+
+  A photo's hint points reach the generator's hint channels (a generator trained with hints and
+  `learned_channels`) and, with `spread`, have their residual spread over the photo
+  (`propagate.py`); photos without points are coloured automatically, bit for bit."""
   planes = [lightness(photo.rgb) for photo in group]
   small = network_planes(planes, size, multiple)
-  ab_small = np.asarray(predict_ab(generator, variables, small, hint_channels(group, planes, *small.shape[1:])))
+  channels = hint_channels(group, planes, *small.shape[1:])
+  given = channels if channels is not None and learned_channels and getattr(generator, "hints", False) else None
+  ab_small = np.asarray(predict_ab(generator, variables, small, given))
+  if channels is not None and spread is not None:
+    ab_small = np.stack(
+      [propagate.spread_hints(plane, ab, ch, spread) for plane, ab, ch in zip(small, ab_small, channels, strict=True)]
+    )
   results = []
   for photo, plane, ab in zip(group, planes, ab_small, strict=True):
     rgb = full_size_colour(plane, ab)
@@ -330,8 +349,10 @@ def plan_jobs(found: list, targets: list, overwrite: bool):
   return jobs, skipped
 
 
-def check_hints(hints: str, config, num_photos: int) -> None:
-  """Refuses a --hints that cannot apply: missing, a file for several photos, or a model without hints."""
+def check_hints(hints: str, num_photos: int) -> None:
+  """Refuses a --hints that cannot apply: missing, or a file for several photos. (Every generator
+  takes points: their colour spreads over the photo, `propagate.py`; one trained with hints also
+  sees them in its hint channels.)"""
   if not hints:
     return
   if not os.path.exists(hints):
@@ -339,10 +360,6 @@ def check_hints(hints: str, config, num_photos: int) -> None:
   if os.path.isfile(hints) and num_photos > 1:
     raise UsageError(
       f"--hints={hints} is one file for {num_photos} photos: pass a folder of <photo name>.json files instead."
-    )
-  if not config.model.hints:
-    raise UsageError(
-      "--hints needs a generator trained with hints (config.model.hints=True); this one colours automatically."
     )
 
 
@@ -383,7 +400,7 @@ def run(
   found_photos = [item for item in found if not video.is_video(item[0])]
   if hints and not found_photos:
     raise UsageError(f"--hints are for photos; --input={input_pattern} holds videos only (coloured automatically).")
-  check_hints(hints, config, len(found_photos))
+  check_hints(hints, len(found_photos))
   try:
     hint_files = hints_lib.hint_files(hints, found_photos)
   except hints_lib.BadHints as error:

@@ -34,7 +34,7 @@ def served(monkeypatch):
     return [photo.rgb for photo in group]
 
   monkeypatch.setattr(predict, "colorize_group", colour_group)
-  colorizer = app.Colorizer(None, {}, 32, 8, True, max_pixels=1_000_000)
+  colorizer = app.Colorizer(None, {}, 32, 8, max_pixels=1_000_000)
   server = app.http.server.ThreadingHTTPServer(("127.0.0.1", 0), app.handler_for(colorizer, b"<html>the page</html>"))
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
@@ -186,7 +186,7 @@ def test_a_photo_forgotten_while_it_is_asked_for_is_a_message_not_a_dropped_requ
 
 def test_a_silent_client_is_dropped(served, monkeypatch):
   _, port = served
-  colorizer = app.Colorizer(None, {}, 32, 8, True)
+  colorizer = app.Colorizer(None, {}, 32, 8)
   handler = app.handler_for(colorizer, b"page")
   assert handler.timeout == app.SOCKET_SECONDS > 0  # A socket timeout, so a stalled client frees its thread.
   monkeypatch.setattr(handler, "timeout", 0.3)

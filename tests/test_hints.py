@@ -292,7 +292,6 @@ def test_hint_flags_that_cannot_apply_are_one_line(tmp_path, trained_run):
   for args, message in (
     ((*base, f"--hints={tmp_path / 'nowhere'}"), "does not exist"),
     ((*base, f"--hints={hint_file}"), "is one file for 2 photos: pass a folder of <photo name>.json files"),
-    ((*base, f"--hints={tmp_path}", f"--workdir={trained_run}"), "--hints needs a generator trained with hints"),
     (("--mode=evaluate", f"--hints={hint_file}"), "--hints is for the colorize mode, not --mode=evaluate"),
   ):
     out = run_main(*args)
