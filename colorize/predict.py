@@ -121,13 +121,14 @@ def colorize_group(
   size: int,
   multiple: int,
   spread: propagate.Spread | None = propagate.SPREAD,
-  learned_channels: bool = True,
+  learned_channels: bool = False,
 ) -> list:
   """Colorizes photos that share a network shape in one generator call; uint8 RGB(A) arrays.
 
-  A photo's hint points reach the generator's hint channels (a generator trained with hints and
-  `learned_channels`) and, with `spread`, have their residual spread over the photo
-  (`propagate.py`); photos without points are coloured automatically, bit for bit."""
+  A photo's hint points have their residual spread over the photo (`spread`, `propagate.py`)
+  and, with `learned_channels`, reach a hints generator's hint channels too: off by default, as
+  on val/ they took 0.3-1.4 dB off the spread's gain (docs/hints.md). Photos without points are
+  coloured automatically, bit for bit."""
   planes = [lightness(photo.rgb) for photo in group]
   small = network_planes(planes, size, multiple)
   channels = hint_channels(group, planes, *small.shape[1:])

@@ -277,9 +277,6 @@ def test_colorize_reads_each_photos_hint_file_and_a_bad_one_costs_only_its_photo
     ).mean()
   )
   assert distance(read("out", "hinted")[near]) < 0.8 * distance(read("plain", "hinted")[near])
-  far = (slice(90, 128), slice(140, 192))  # Beyond 50 pixels: the point leaves it (almost) as it was.
-  lab_out, lab_plain = (color.rgb_to_lab(read(f, "hinted")[far] / 255.0, np) for f in ("out", "plain"))
-  assert np.abs(lab_out[..., 1:] - lab_plain[..., 1:]).mean() < 1.0
 
 
 @pytest.mark.slow

@@ -85,12 +85,12 @@ def bundled():
   return config, generator, variables
 
 
-def coloured(bundled, image, points, spread):
+def coloured(bundled, image, points, spread, learned_channels=False):
   config, generator, variables = bundled
   photo = photos.Photo("", "", image, None, hints=points)
-  (out,) = predict.colorize_group(
-    generator, variables, [photo], config.image_size, models.input_multiple(config.model), spread=spread
-  )
+  multiple = models.input_multiple(config.model)
+  options = dict(spread=spread, learned_channels=learned_channels)
+  (out,) = predict.colorize_group(generator, variables, [photo], config.image_size, multiple, **options)
   return out
 
 
@@ -104,8 +104,8 @@ def test_a_point_moves_far_more_of_the_photo_when_it_spreads(bundled):
   points = np.array([[60, 40, 0, -40.0, 40.0]], np.float32)  # A green point on the cat's fur.
   automatic = coloured(bundled, image, None, None)
   moved = {}
-  for name, spread in (("channels", None), ("spread", propagate.SPREAD)):
-    out = coloured(bundled, image, points, spread)
+  for name, spread, learned in (("channels", None, True), ("spread", propagate.SPREAD, False)):
+    out = coloured(bundled, image, points, spread, learned)
     distance = np.linalg.norm(
       color.rgb_to_lab(out / 255.0, np)[..., 1:] - color.rgb_to_lab(automatic / 255.0, np)[..., 1:], axis=-1
     )
