@@ -1,4 +1,4 @@
-"""The hints picture: gray | automatic | with 3 points (drawn as dots) | real, for val photos.
+"""The hints picture: gray | automatic | with 3 points (drawn as rings) | real, for val photos.
 
     python -m benchmarks.hint_grid --data_dir=PHOTOS --weights=weights --output=docs/hints_grid.jpg
 
@@ -28,17 +28,19 @@ flags.DEFINE_integer("size", 256, "Side of the photos shown.")
 FLAGS = flags.FLAGS
 
 
-def with_dots(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-  """`image` with each point drawn as a dot of its colour, ringed in white and black."""
+def with_rings(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+  """`image` with each point drawn as a ring of its colour, outlined in white and black: the
+  colour it causes stays visible inside."""
   picture = Image.fromarray(image)
   draw = ImageDraw.Draw(picture)
-  radius = max(3, image.shape[0] // 40)
+  radius = max(4, image.shape[0] // 32)
   for x, y, _, a, b in points:
     lab = np.array([60.0, a, b], np.float32)  # The point's colour, shown at a mid lightness.
     rgb = tuple(int(v) for v in color.lab_to_uint8_rgb(lab, np))
     box = (x - radius, y - radius, x + radius, y + radius)
-    draw.ellipse(box, fill=rgb, outline=(255, 255, 255), width=2)
-    draw.ellipse((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), outline=(0, 0, 0), width=1)
+    draw.ellipse((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), outline=(0, 0, 0), width=1)
+    draw.ellipse((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), outline=(255, 255, 255), width=1)
+    draw.ellipse(box, outline=rgb, width=3)
   return np.asarray(picture)
 
 
@@ -48,8 +50,6 @@ def main(argv):
     raise SystemExit(f"{FLAGS.output} exists: remove it or pass another --output.")
   weights = FLAGS.weights or bundle.BUNDLED
   config = bundle.bundle_config(weights)
-  if not config.model.hints:
-    raise SystemExit(f"{weights} was trained without hints (model.hints): pass a model trained with them.")
   names, real = quality.read_photos(os.path.join(FLAGS.data_dir, "val"), FLAGS.size)
   chosen = quality.showable(names, quality.photo_credits(FLAGS.data_dir))[: FLAGS.photos]
   points = quality.val_hint_points(real, [FLAGS.points])[FLAGS.points]  # Seeded by the place in val/.
@@ -57,8 +57,8 @@ def main(argv):
   gray = inference.gray_version(real)
   automatic, _ = quality.colorize_gray(config, weights, gray)
   hinted, _ = quality.colorize_gray(config, weights, gray, points)
-  dotted = np.stack([with_dots(image, p) for image, p in zip(hinted, points, strict=True)])
-  grid = inference.image_grid([gray, automatic, dotted, real], groups_per_row=1)
+  ringed = np.stack([with_rings(image, p) for image, p in zip(hinted, points, strict=True)])
+  grid = inference.image_grid([gray, automatic, ringed, real], groups_per_row=1)
   os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
   Image.fromarray(grid).save(FLAGS.output, quality=90)
   print(f"gray | automatic | {FLAGS.points} points | real, photos {[names[i] for i in chosen]} -> {FLAGS.output}")
