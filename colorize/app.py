@@ -37,7 +37,9 @@ PREVIEW_SIDE = 768  # Pixels on the long side of the previews: 0.14 s on 2 CPU c
 MAX_PIXELS = 50_000_000  # The app's default cap on a photo (--max_pixels): 150 MB decoded, a few GB to colour.
 KEPT_PIXELS = 4 * MAX_PIXELS  # Photos held in memory, at most: the least recently used is forgotten first.
 KEPT_PHOTOS = 8
-MAX_UPLOAD = 200 * 2**20  # Bytes.
+MAX_UPLOAD = 200 * 2**20  # Bytes of a photo.
+MAX_REQUEST = 2**20  # Bytes of a colour request: 1,000 points are about 60 KB.
+MIN_UPLOAD_RATE = 64 * 2**10  # Bytes per second: a body slower than this (after a minute) is dropped.
 DECODES_AT_ONCE = 2  # Uploads read and decoded at once; more get 503 "busy".
 COLOURINGS_WAITING = 4  # Colour requests admitted at once (one runs, the others wait); more get 503 "busy".
 SOCKET_SECONDS = 60  # A client silent this long is dropped (a slow upload must not hold a thread forever).
@@ -198,7 +200,7 @@ def allowed_host(header: str | None, port: int) -> bool:
     host, header_port = parsed.hostname, parsed.port
   except ValueError:
     return False
-  if header_port != port or not host:
+  if (header_port or 80) != port or not host:  # Browsers leave out port 80.
     return False
   if host == "localhost":
     return True
@@ -214,8 +216,6 @@ def handler_for(colorizer: Colorizer, page: bytes):
 
   class Handler(http.server.BaseHTTPRequestHandler):
     timeout = SOCKET_SECONDS  # Sets the socket's timeout: a stalled client is dropped, its thread freed.
-    error_content_type = "application/json"
-    error_message_format = '{"error": "%(message)s (%(code)d)"}'
 
     def log_message(self, *args):  # Quiet: the console shows the address and errors only.
       pass
@@ -236,6 +236,27 @@ def handler_for(colorizer: Colorizer, page: bytes):
 
     def send_json(self, status: int, content: dict, headers: dict | None = None):
       self.send(status, json.dumps(content).encode(), "application/json", headers)
+
+    def send_error(self, code, message=None, explain=None):
+      """http.server's own errors (a malformed request line, an unknown method) as JSON too."""
+      del explain
+      self.close_connection = True
+      self.send_json(code, {"error": message or http.HTTPStatus(code).phrase})
+
+    def body(self, length: int) -> bytes:
+      """The request's body, read against an overall deadline (the socket timeout bounds one
+      read only: a client trickling a byte a minute would hold its thread and slot for ever)."""
+      deadline = time.monotonic() + SOCKET_SECONDS + length / MIN_UPLOAD_RATE
+      chunks, left = [], length
+      while left:
+        if time.monotonic() > deadline:
+          raise TimeoutError("the request's body came too slowly")
+        chunk = self.rfile.read1(min(left, 2**16))
+        if not chunk:
+          raise ConnectionError("the client closed the connection")
+        chunks.append(chunk)
+        left -= len(chunk)
+      return b"".join(chunks)
 
     def foreign(self) -> str | None:
       """Why this request is not from the app's own page, or None."""
@@ -270,11 +291,13 @@ def handler_for(colorizer: Colorizer, page: bytes):
         if self.path == "/photo":
           with slot(colorizer.decodes, "opening other photos"):  # Before reading: bodies are large.
             name = urllib.parse.unquote(self.headers.get("X-Filename", "photo"))
-            self.send_json(200, colorizer.open_photo(self.rfile.read(length), name))
+            self.send_json(200, colorizer.open_photo(self.body(length), name))
         elif self.path == "/colorize":
           if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             raise AppError("a /colorize request is JSON (Content-Type: application/json).")
-          request = json.loads(self.rfile.read(length) or b"{}")
+          if length > MAX_REQUEST:
+            raise AppError(f"a colour request is at most {MAX_REQUEST // 2**10} KB.")
+          request = json.loads(self.body(length) or b"{}")
           if not isinstance(request, dict):
             raise AppError(POINTS_FORMAT)
           with slot(colorizer.colourings, "colouring other requests"):

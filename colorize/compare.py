@@ -121,11 +121,18 @@ def run_metrics(config, workdir: str, eval_images: int) -> dict:
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    if saved["step"] == newest and saved.get("image_size", config.image_size) == config.image_size:
+    wanted_images = saved["num_images"] if eval_images < 0 else eval_images
+    stale = {
+      "step": (saved["step"], newest),
+      "image size": (saved.get("image_size"), config.image_size),
+      "images": (saved["num_images"], wanted_images),
+      "intervals": ("intervals" in saved, True),  # Evaluated before every mean had one.
+    }
+    stale = {what: pair for what, pair in stale.items() if pair[0] != pair[1]}
+    if not stale:
       return saved
-    logging.warning(
-      "%s was evaluated at step %d, its newest checkpoint is %s: evaluating it again.", workdir, saved["step"], newest
-    )
+    changed = ", ".join(f"{what} {old} -> {new}" for what, (old, new) in stale.items())
+    logging.warning("%s's evaluation is out of date (%s): evaluating it again.", workdir, changed)
   else:
     logging.info("%s has no %s: evaluating it first.", workdir, os.path.relpath(path, workdir))
   return evaluate.evaluate_run(config, workdir, num_images=eval_images)

@@ -406,6 +406,12 @@ def run(
     hint_files = hints_lib.hint_files(hints, found_photos)
   except hints_lib.BadHints as error:
     raise UsageError(str(error)) from None
+  if hints and not hint_files:
+    print(
+      f"NOTE --hints={hints}: no hint file matches a photo (a photo a/img.jpg under --input takes "
+      f"{os.path.join(hints, 'a', 'img.json')}): every photo is coloured automatically.",
+      file=sys.stderr,
+    )
   output_existed = os.path.isdir(output_dir)
   run_setup.make_writable_folder(output_dir, "--output")
   photo_targets = photos.output_paths([name for _, name in found_photos], output_dir, image_format)

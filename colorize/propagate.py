@@ -11,7 +11,7 @@ the variance of L* in the window, normalised to sum 1 over the window), the resi
     smoothness(r) + decay * sum_p r_p^2 + weight * sum_{hinted p} (r_p - h_p)^2
 
 where smoothness is Levin's sum_p (r_p - sum_q w_pq r_q)^2 (`form="levin"`), or its graph
-Laplacian form sum_{p,q} w_pq (r_p - r_q)^2 over symmetrised affinities (`form="laplacian"`, as in
+Laplacian form sum over neighbour pairs {p,q} of w_pq (r_p - r_q)^2, w symmetrised (`form="laplacian"`, as in
 Lischinski et al. 2006): a 9-point instead of a 25-point stencil, several times faster to
 factorise at the same size (docs/hints.md has both measured). The gradient set to zero is one
 sparse symmetric positive-definite system, factorised once (SciPy's SuperLU) and solved for a

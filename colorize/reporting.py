@@ -140,7 +140,7 @@ def _logged_step(line: str) -> int | None:
 class RunFolder:
   """The workdir of one run, written by process 0 only."""
 
-  def __init__(self, workdir: str, config, mesh):
+  def __init__(self, workdir: str, config, mesh, rewrite_config: bool = False):
     self.workdir = workdir
     self.total_steps = config.num_train_steps
     self.is_writer = jax.process_index() == 0
@@ -149,9 +149,11 @@ class RunFolder:
     config_path = os.path.join(workdir, "config.json")
     if self.is_writer:
       os.makedirs(self.samples_dir, exist_ok=True)
-      if not os.path.exists(config_path):  # A run's first config stays; each resume goes to its history.
-        with open(config_path, "w") as f:
+      # A run's first config stays (each resume goes to its history), unless it never trained.
+      if rewrite_config or not os.path.exists(config_path):
+        with open(config_path + ".tmp", "w") as f:  # Whole or not at all: other processes read it.
           json.dump(run_description(config, mesh), f, indent=2)
+        os.replace(config_path + ".tmp", config_path)
     # TensorBoard only: the console line above is the human-readable log.
     self.writer = TensorBoardWriter(workdir) if self.is_writer else None
 
@@ -239,7 +241,9 @@ def write_report(markdown_text: str, markdown_path: str) -> str:
 
   with open(markdown_path, "w", encoding="utf-8") as f:
     f.write(markdown_text)
-  body = markdown.markdown(markdown_text, extensions=["tables"], output_format="html")
+  # Run names and config values are text, never markup: a page meant to be sent runs nothing.
+  text = markdown_text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+  body = markdown.markdown(text, extensions=["tables"], output_format="html")
   title = html.escape(markdown_text.splitlines()[0].lstrip("# ").strip() if markdown_text else "report")
   page = (
     f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'

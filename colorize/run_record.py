@@ -24,7 +24,8 @@ DATA_RULES = {
 }
 
 # Fields that shape the networks (their parameters no longer fit) or the data (another split,
-# another stream): a run keeps them for life. Prefixes end with a dot.
+# another stream): a run keeps them for life. Prefixes end with a dot. Fields of `model` read at
+# inference alone (`INFERENCE_ONLY`) may change.
 SHAPING_FIELDS = (
   "model.",
   "image_size",
@@ -58,25 +59,43 @@ def differences(before: dict, after: dict) -> dict:
   }
 
 
+INFERENCE_ONLY = ("model.border", "model.temperature")
+
+
+def is_shaping(name: str) -> bool:
+  if name in INFERENCE_ONLY:
+    return False
+  return any(name == field or (field.endswith(".") and name.startswith(field)) for field in SHAPING_FIELDS)
+
+
 def shaping(changed: dict) -> list:
-  return [
-    name for name in changed if any(name == f or (f.endswith(".") and name.startswith(f)) for f in SHAPING_FIELDS)
-  ]
+  """The fields of `changed` that a run keeps for life."""
+  return [name for name in changed if is_shaping(name)]
+
+
+def comparable(fields: dict) -> dict:
+  """Flat config fields as a run's identity compares them: a data folder by its real path (the
+  same folder named relatively or absolutely, or through a link, is one folder)."""
+  folder = fields.get("data_dir")
+  return fields | ({"data_dir": os.path.realpath(folder)} if folder else {})
 
 
 def described(changed: dict) -> str:
   return ", ".join(f"{name} {before!r} -> {after!r}" for name, (before, after) in changed.items())
 
 
-def check_start(config, workdir: str) -> dict:
+def check_start(config, workdir: str, trained: bool = True) -> dict:
   """The fields changed since the run last trained ({} for a new run), printed; raises UsageError,
-  before anything is written, when one shapes the networks or the data, or the data rules differ."""
+  before anything is written, when one shapes the networks or the data, or the data rules differ.
+  A run with no checkpoint yet (`trained` False) trained nothing: any config may start it again."""
   saved = run_setup.saved_start(workdir)
-  if saved is None:
+  if saved is None or not trained:
     return {}
-  # Both over today's defaults: a field added since the run started is not a change.
-  against_original = differences(flat(run_setup.config_from_dict(saved["config"])), flat(config))
-  if fixed := shaping(against_original):
+  # Both over today's defaults; a field the run did not record (added since) is not held against it.
+  recorded = flat(saved["config"])
+  original = comparable(flat(run_setup.config_from_dict(saved["config"])))
+  against_original = differences(original, comparable(flat(config)))
+  if fixed := [name for name in shaping(against_original) if name in recorded]:
     changed = described({name: against_original[name] for name in fixed})
     raise run_setup.UsageError(
       f"--workdir={workdir} is a run of another config ({changed}): these fields shape its networks or data "

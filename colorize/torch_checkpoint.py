@@ -46,20 +46,28 @@ class TorchCheckpointError(ValueError):
   """A file that is not a plain PyTorch state dict in the legacy format."""
 
 
+class _Unbuildable:
+  """Refuses pickle's BUILD, which would write any attribute into the object's __dict__ (a shape
+  of the wrong type after the checks, say)."""
+
+  def __setstate__(self, state):
+    raise TorchCheckpointError("an object of the checkpoint sets attributes of its own: not a plain state dict.")
+
+
 @dataclasses.dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_Unbuildable):
   dtype: np.dtype
 
 
 @dataclasses.dataclass(frozen=True)
-class _Storage:
+class _Storage(_Unbuildable):
   key: str
   dtype: np.dtype
   size: int
 
 
 @dataclasses.dataclass(frozen=True)
-class _Tensor:
+class _Tensor(_Unbuildable):
   storage: _Storage
   offset: int
   shape: tuple

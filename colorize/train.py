@@ -121,12 +121,13 @@ def train_and_evaluate(config, workdir: str, invocation: dict | None = None) -> 
   line recorded in the run's history (`run_record.invocation`)."""
   # ---- The run's record (nothing written if the config cannot resume it), devices, data (a
   # missing dataset is told before anything compiles), the run folder.
-  changed = run_record.check_start(config, workdir)
+  trained = checkpoint.newest_step(workdir) is not None
+  changed = run_record.check_start(config, workdir, trained)
   mesh = steps.make_mesh()
   steps.check_config(config, jax.device_count(), jax.process_count())
   training_photos = input_pipeline.training_photos(config, cache_dir=workdir)
   input_pipeline.photo_source(config, "eval")
-  run = reporting.RunFolder(workdir, config, mesh)
+  run = reporting.RunFolder(workdir, config, mesh, rewrite_config=not trained)
 
   # ---- Model and optimisers.
   state, (train_fn, eval_fn) = steps.setup(config, mesh, colour_weights(config, training_photos))

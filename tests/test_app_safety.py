@@ -224,3 +224,29 @@ def test_a_host_other_than_loopback_is_warned_about(monkeypatch, capsys):
   assert "WARNING" not in capsys.readouterr().err
   assert [args[-1] for args in made] == [app.MAX_PIXELS, 1234]  # --max_pixels reaches the server; a desktop's default.
   assert app.MAX_PIXELS <= 64_000_000
+
+
+def test_port_80_and_big_or_trickled_bodies(served, monkeypatch):
+  colorizer, port = served
+  assert app.allowed_host("localhost", 80) and app.allowed_host("127.0.0.1:80", 80)  # Browsers drop ":80".
+  assert not app.allowed_host("localhost", 8000)
+  status, _, body = ask(port, "POST", "/colorize", b"[" + b" " * (app.MAX_REQUEST + 10) + b"]")
+  assert status == 400 and "at most" in json.loads(body)["error"]  # Refused before it is read and parsed.
+  # A body trickled slower than the minimum rate is dropped at its deadline, not after each read's timeout.
+  monkeypatch.setattr(app, "SOCKET_SECONDS", 0.5)
+  monkeypatch.setattr(app, "MIN_UPLOAD_RATE", 10**9)
+  connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+  head = f"POST /photo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{app.REQUEST_HEADER}: 1\r\nContent-Length: 1000\r\n\r\n"
+  connection.sendall(head.encode())
+  start, closed = time.perf_counter(), False
+  for _ in range(20):
+    time.sleep(0.3)
+    try:
+      connection.sendall(b"x")
+    except OSError:
+      closed = True
+      break
+  closed = closed or connection.recv(100) == b""
+  assert closed and time.perf_counter() - start < 5
+  connection.close()
+  assert ask(port, "GET", "/")[0] == 200

@@ -95,8 +95,20 @@ def coloured(bundled, image, points, spread, learned_channels=False):
 
 
 def test_without_points_the_output_is_bit_for_bit_the_automatic_one(bundled):
+  """No points at all, an empty list of them (the app's), and a photo without points batched
+  beside one with points: each the automatic colours, bit for bit."""
+  config, generator, variables = bundled
   image = np.asarray(Image.fromarray(skimage.data.coffee()).resize((192, 128)))
-  np.testing.assert_array_equal(coloured(bundled, image, None, propagate.SPREAD), coloured(bundled, image, None, None))
+  other = np.asarray(Image.fromarray(skimage.data.chelsea()).resize((192, 128)))
+  automatic = coloured(bundled, image, None, None)
+  np.testing.assert_array_equal(coloured(bundled, image, np.zeros((0, 5), np.float32), propagate.SPREAD), automatic)
+
+  def pair(points_of_other):
+    group = [photos.Photo("", "", image, None), photos.Photo("", "", other, None, hints=points_of_other)]
+    return predict.colorize_group(generator, variables, group, config.image_size, models.input_multiple(config.model))
+
+  alone, beside_points = pair(None)[0], pair(np.array([[60, 40, 0, -40.0, 40.0]], np.float32))[0]
+  np.testing.assert_array_equal(beside_points, alone)
 
 
 def test_a_point_moves_far_more_of_the_photo_when_it_spreads(bundled):

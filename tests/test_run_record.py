@@ -104,3 +104,21 @@ def test_main_applies_overrides_to_an_existing_run_without_config(run_copy):
     [*command[:2], f"--workdir={run_copy / 'nowhere'}", "--config.seed=1"], capture_output=True, text=True, timeout=300
   )
   assert missing.returncode == 2 and "holds no run (no config.json)" in missing.stderr.splitlines()[0]
+
+
+def test_fields_a_run_never_recorded_or_reads_only_at_inference_are_no_change_of_identity(run_copy):
+  saved = json.loads((run_copy / "config.json").read_text())
+  del saved["config"]["model"]["border"]  # A run from before the field existed.
+  (run_copy / "config.json").write_text(json.dumps(saved))
+  config = tiny_config(num_train_steps=2)
+  config.model.border, config.model.temperature = 16, 1.0  # Inference alone; refused elsewhere for this model.
+  assert run_record.check_start(config, str(run_copy)) == {"model.border": [0, 16]}
+  relative = tiny_config(num_train_steps=2, data_dir=os.path.relpath(str(run_copy)))
+  saved["config"]["data_dir"] = str(run_copy)  # The same folder, named absolutely then relatively.
+  (run_copy / "config.json").write_text(json.dumps(saved))
+  run_record.check_start(relative, str(run_copy))
+
+
+def test_a_run_that_never_trained_may_start_again_with_another_config(run_copy):
+  shutil.rmtree(run_copy / "checkpoints")  # It stopped before its first checkpoint.
+  assert run_record.check_start(tiny_config(image_size=32), str(run_copy), trained=False) == {}
