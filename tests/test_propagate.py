@@ -94,6 +94,7 @@ def coloured(bundled, image, points, spread, learned_channels=False):
   return out
 
 
+@pytest.mark.slow  # Three batches through the bundled model: 10 s.
 def test_without_points_the_output_is_bit_for_bit_the_automatic_one(bundled):
   """No points at all, an empty list of them (the app's), and a photo without points batched
   beside one with points: each the automatic colours, bit for bit."""
