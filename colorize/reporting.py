@@ -56,7 +56,7 @@ def git_commit() -> str:
 
 def run_description(config, mesh) -> dict:
   return {
-    "config": config.to_dict(),
+    "config": run_record.recorded(config),
     "data_rules": run_record.DATA_RULES,
     "versions": package_versions(),
     "git_commit": git_commit(),

@@ -38,6 +38,19 @@ SHAPING_FIELDS = (
 )
 
 
+# Fields a dataset does not read, left out of what a run records (a folder run has no tfds splits).
+UNREAD = {
+  "folder": ("train_split", "eval_split", "download"),
+  "demo": ("train_split", "eval_split", "download"),
+}
+
+
+def recorded(config) -> dict:
+  """The config as a run records it (nested): without the fields its dataset never reads."""
+  tree = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  return {name: value for name, value in tree.items() if name not in UNREAD.get(tree.get("dataset"), ())}
+
+
 def flat(config) -> dict:
   """{dotted field: value} of a ConfigDict or a nested dict."""
   tree = config.to_dict() if hasattr(config, "to_dict") else config
@@ -126,7 +139,7 @@ def record_start(workdir: str, step: int, config, changed: dict, invocation: dic
     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     **invocation,
     "changed": changed,
-    "config": flat(config),
+    "config": flat(recorded(config)),
     "data_rules": DATA_RULES,
     "commit": commit,
     "versions": versions,

@@ -122,3 +122,9 @@ def test_fields_a_run_never_recorded_or_reads_only_at_inference_are_no_change_of
 def test_a_run_that_never_trained_may_start_again_with_another_config(run_copy):
   shutil.rmtree(run_copy / "checkpoints")  # It stopped before its first checkpoint.
   assert run_record.check_start(tiny_config(image_size=32), str(run_copy), trained=False) == {}
+
+
+def test_a_folder_run_records_no_tfds_split_it_never_reads():
+  folder = run_record.recorded(tiny_config(dataset="folder", data_dir="/photos"))
+  assert "eval_split" not in folder and "train_split" not in folder and folder["data_dir"] == "/photos"
+  assert run_record.recorded(tiny_config(dataset="cifar10"))["eval_split"] == "test"
