@@ -98,7 +98,8 @@ def _skimage_data_dir() -> str:
 
 
 def _demo_photo(name: str) -> np.ndarray:
-  return np.asarray(Image.open(os.path.join(_skimage_data_dir(), name)).convert("RGB"))
+  with photos.open_image(os.path.join(_skimage_data_dir(), name)) as image:
+    return np.asarray(image.convert("RGB"))
 
 
 def _demo_eval_tiles() -> list:
