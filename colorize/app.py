@@ -51,13 +51,9 @@ POINTS_FORMAT = 'a /colorize request is {"id": "<photo id>", "points": [...], "f
 class AppError(ValueError):
   """A request the app cannot serve; its message is shown on the page."""
 
-  status = 400
-
 
 class Busy(AppError):
-  """Too many requests at once: the page retries."""
-
-  status = 503
+  """Too many requests at once: the page retries (503)."""
 
 
 @dataclasses.dataclass
@@ -95,7 +91,7 @@ class Colorizer:
       self.photos[photo_id] = entry
       forget_least_recent(self.photos, KEPT_PHOTOS, KEPT_PIXELS)
     height, width = photo.rgb.shape[:2]
-    return {"id": photo_id, "width": width, "height": height, "hints": True}  # Every model takes points.
+    return {"id": photo_id, "width": width, "height": height}
 
   def opened(self, photo_id: str) -> tuple:
     """(photo, preview) of an open photo, now the most recently used."""

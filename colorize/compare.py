@@ -36,10 +36,6 @@ OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.png")
 USAGE = "usage: python main.py --mode=compare --runs=RUN_A,RUN_B[,...] --output=DIR (alias: python -m colorize.compare)"
 
 
-def run_name(workdir: str) -> str:
-  return os.path.basename(os.path.normpath(workdir))
-
-
 def check_same_eval_data(configs: list, workdirs: list) -> None:
   """Raises, naming the field and the runs, when two runs were evaluated on different images."""
   fields = EVAL_DATA_FIELDS + (FOLDER_SPLIT_FIELDS if configs[0].dataset == "folder" else ())
@@ -188,8 +184,8 @@ def compare(
       config.image_size = size
   metrics = [run_metrics(config, workdir, eval_images) for config, workdir in zip(configs, workdirs, strict=True)]
   check_same_image_count(metrics, workdirs)
-  short_names_are_unique = len({run_name(w) for w in workdirs}) == len(workdirs)
-  names = [run_name(w) if short_names_are_unique else w for w in workdirs]
+  short_names_are_unique = len({run_setup.run_name(w) for w in workdirs}) == len(workdirs)
+  names = [run_setup.run_name(w) if short_names_are_unique else w for w in workdirs]
 
   os.makedirs(output_dir, exist_ok=True)
   markdown_path, json_path, grid_path = paths

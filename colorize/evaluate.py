@@ -231,7 +231,7 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
       json.dump(metrics, f, indent=2)
     reporting.write_report(
-      report_markdown(metrics, run_name(workdir), split_name(config)), os.path.join(out_dir, "report.md")
+      report_markdown(metrics, run_setup.run_name(workdir), split_name(config)), os.path.join(out_dir, "report.md")
     )
   logging.info(
     "accuracy@2 %.4f (gray %.4f), MAE %.2f (gray %.2f) on %d images: %s",
@@ -243,11 +243,6 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
     os.path.join(out_dir, "report.md"),
   )
   return metrics
-
-
-def run_name(workdir: str) -> str:
-  """A run's name in reports meant to be shared: its folder's name, never an absolute path."""
-  return os.path.basename(os.path.normpath(workdir))
 
 
 def _with_progress(batches, every: int = 20):

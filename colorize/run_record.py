@@ -105,10 +105,10 @@ def check_start(config, workdir: str, trained: bool = True) -> dict:
   if saved is None or not trained:
     return {}
   # Both over today's defaults; a field the run did not record (added since) is not held against it.
-  recorded = flat(saved["config"])
+  fields_of_the_run = flat(saved["config"])
   original = comparable(flat(run_setup.config_from_dict(saved["config"])))
   against_original = differences(original, comparable(flat(config)))
-  if fixed := [name for name in shaping(against_original) if name in recorded]:
+  if fixed := [name for name in shaping(against_original) if name in fields_of_the_run]:
     changed = described({name: against_original[name] for name in fixed})
     raise run_setup.UsageError(
       f"--workdir={workdir} is a run of another config ({changed}): these fields shape its networks or data "

@@ -21,6 +21,11 @@ class MissingDataFolder(UsageError, DatasetUnavailableError):
   """config.data_dir names no folder: a mistake on the command line (exit 2), caught where a missing dataset is."""
 
 
+def run_name(workdir: str) -> str:
+  """A run's name in pages and reports meant to be shared: its folder's name, never a path."""
+  return os.path.basename(os.path.normpath(workdir))
+
+
 def default_workdir(config_path: str) -> str:
   return os.path.join("runs", os.path.splitext(os.path.basename(config_path))[0])
 

@@ -92,16 +92,15 @@ def colour_weights(config, photos: input_pipeline.TrainingPhotos | None = None):
   return losses.rebalancing_weights(counts, config.loss.rebalance)
 
 
-def phase_names(config) -> list:
-  """(first batch count, what starts there) of each phase of the train step (`steps.phase_starts`)."""
-  names = []
-  for start in steps.phase_starts(config):
-    if config.adversarial and start == config.pretrain_steps and start > 0:
-      names.append((start, "the GAN (the end of L1 pretraining)"))
-    elif start == config.freeze_encoder_steps and start > 0:
-      names.append((start, "the encoder's fine-tuning (the end of its frozen phase)"))
+def phase_ends(config) -> dict:
+  """{batch count: what starts after it} for each phase of the train step after the first
+  (`steps.phase_starts`): its first step compiles a step of its own."""
+  names = {}
+  for start in steps.phase_starts(config)[1:]:
+    if config.adversarial and start == config.pretrain_steps:
+      names[start] = "the GAN (the end of L1 pretraining)"
     else:
-      names.append((start, "training"))
+      names[start] = "the encoder's fine-tuning (the end of its frozen phase)"
   return names
 
 
@@ -144,9 +143,10 @@ def train_and_evaluate(config, workdir: str, invocation: dict | None = None) -> 
     state, source_step = checkpoint.load_weights(config.init_from, state)
     logging.info("Starting from the weights of %s at step %d (fine-tuning).", config.init_from, source_step)
   start_step = int(state.step)
-  if start_step < config.num_train_steps:
+  if start_step < config.num_train_steps:  # A run with nothing to do records no start.
     run.record_start(start_step, config, changed, invocation or run_record.invocation(None))
     warn_about_the_schedule(config)
+    logging.info(reporting.CONSOLE_LEGEND)
   run.forget_metrics_after(start_step)  # Steps logged after the checkpoint (or with none) are trained again.
   logging.info(
     "Training %s to step %d: %d %s device(s) in %d process(es), global batch %d, workdir %s.",
@@ -158,8 +158,6 @@ def train_and_evaluate(config, workdir: str, invocation: dict | None = None) -> 
     config.batch_size,
     workdir,
   )
-  if start_step < config.num_train_steps:
-    logging.info(reporting.CONSOLE_LEGEND)
 
   # ---- Input.
   train_batches = input_pipeline.train_batches(config, position, photos=training_photos)
@@ -169,20 +167,20 @@ def train_and_evaluate(config, workdir: str, invocation: dict | None = None) -> 
 
   # ---- Loop.
   progress = reporting.Progress(start_step, config.num_train_steps, config.batch_size)
-  phase_ends = {start: name for start, name in phase_names(config) if start > 0}
+  ends = phase_ends(config)
   pending, sample_path = {}, None  # Metrics of the steps since the last log line, still on device.
   stop = StopSignal()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
       batch = next(train_batches)
-      if step - 1 in phase_ends and step > start_step + 1:  # Not silence while a new step compiles.
-        logging.info("Step %d: %s begins; compiling its step.", step, phase_ends[step - 1])
+      if step - 1 in ends and step > start_step + 1:  # Not silence while a new step compiles.
+        logging.info("Step %d: %s begins; compiling its step.", step, ends[step - 1])
       state, pending[step] = train_fn(state, steps.global_batch(mesh, batch["image"]))
       position = input_pipeline.position_after(batch)
       gray_skipped += int(batch["gray_skipped"])
-      if step == start_step + 1 or step - 1 in phase_ends:  # Time from here on: a phase's first step compiles.
+      if step == start_step + 1 or step - 1 in ends:  # Time from here on: a phase's first step compiles.
         jax.block_until_ready(state)
-        phase = phase_ends.get(step - 1, "")
+        phase = ends.get(step - 1, "")
         logging.info(
           "Compiled and ran the first step%s in %.1f s.", f" of {phase}" if phase else "", progress.restart(step)
         )

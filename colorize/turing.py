@@ -22,6 +22,7 @@ from PIL import Image
 
 from colorize import inference
 from colorize import input_pipeline
+from colorize import run_setup
 from colorize.run_setup import UsageError
 
 PAGE_FILE = "index.html"
@@ -89,7 +90,7 @@ def write_page(config, workdir: str, output_dir: str, num_pairs=20, seconds_per_
   real = input_pipeline.validation_images(config, num_pairs)
   generated = np.asarray(inference.colorize_images(generator, variables, real))
   # No path: the page is sent to other people. The run's folder name, its step and its images' size.
-  run = {"run": os.path.basename(os.path.normpath(workdir)), "step": step, "dataset": config.dataset}
+  run = {"run": run_setup.run_name(workdir), "step": step, "dataset": config.dataset}
   run |= {"image_size": config.image_size, "shown_scale": shown_scale(config.image_size)}
   os.makedirs(output_dir, exist_ok=True)
   with open(path, "w", encoding="utf-8") as f:
