@@ -145,6 +145,14 @@ def common_size(configs: list, workdirs: list, eval_size: int) -> int:
   return configs[0].image_size
 
 
+def at_size(config, size: int):
+  """A copy of a run's config that evaluates at `size` px (the run's own config stays as it is)."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.image_size = size
+  return config
+
+
 def run_folders(patterns: list) -> list:
   """Run folders from names and globs (`runs/*`): a glob keeps only folders that hold a run."""
   folders = []
@@ -178,23 +186,18 @@ def compare(
     raise UsageError(f"{existing[0]} exists: choose another --output, or pass --overwrite.")
   configs = [run_setup.saved_config(workdir) for workdir in workdirs]
   check_same_eval_data(configs, workdirs)
-  size = common_size(configs, workdirs, eval_size)
-  for config in configs:
-    with config.unlocked():
-      config.image_size = size
-  metrics = [run_metrics(config, workdir, eval_images) for config, workdir in zip(configs, workdirs, strict=True)]
+  evaluated = [at_size(config, common_size(configs, workdirs, eval_size)) for config in configs]
+  metrics = [run_metrics(config, workdir, eval_images) for config, workdir in zip(evaluated, workdirs, strict=True)]
   check_same_image_count(metrics, workdirs)
   short_names_are_unique = len({run_setup.run_name(w) for w in workdirs}) == len(workdirs)
   names = [run_setup.run_name(w) if short_names_are_unique else w for w in workdirs]
 
   os.makedirs(output_dir, exist_ok=True)
   markdown_path, json_path, grid_path = paths
-  reporting.write_report(
-    comparison_markdown(names, metrics, [run_setup.saved_config(w) for w in workdirs]), markdown_path
-  )
+  reporting.write_report(comparison_markdown(names, metrics, configs), markdown_path)
   with open(json_path, "w") as f:
     json.dump({"runs": dict(zip(workdirs, metrics, strict=True))}, f, indent=2)
-  Image.fromarray(comparison_grid(configs, workdirs, num_images)).save(grid_path)
+  Image.fromarray(comparison_grid(evaluated, workdirs, num_images)).save(grid_path)
   logging.info("Compared %d runs: %s", len(workdirs), markdown_path)
   return paths
 
