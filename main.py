@@ -26,7 +26,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from colorize import command_line
+from colorize.data import photos
+from colorize.runs import command_line
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -87,6 +88,12 @@ flags.DEFINE_float(
   "a distribution (a bins head): 1 takes the distribution's mean (safe, muted), lower values bolder and more often "
   "wrong colours (the annealed-mean temperature; Zhang et al.: 0.38); default the model's own.",
 )
+flags.DEFINE_float(
+  "vividness",
+  None,
+  "colorize, evaluate, turing, app, export: how bold the colours are, in [0, 1]: 0 the model's most faithful colour, "
+  "1 its boldest (docs/quality.md); default the model's own (the bundled model's: its manifest's model.vividness).",
+)
 flags.DEFINE_integer("port", 8000, "app: the port of the local web page.")
 flags.DEFINE_string("host", "127.0.0.1", "app: the address to listen on (0.0.0.0: every network, unprotected).")
 flags.DEFINE_integer("turing_pairs", 20, "turing: real/colorized pairs of validation images.")
@@ -98,7 +105,8 @@ flags.DEFINE_integer(
   "max_pixels",
   None,
   "colorize, app: photos with more pixels are refused as too large (checked before decoding); "
-  "default 200,000,000 for colorize and 50,000,000 for the app (each open photo is held in memory).",
+  f"default {photos.MAX_PIXELS:,} for colorize and {photos.APP_MAX_PIXELS:,} for the app (it holds each open photo "
+  "in memory).",
 )
 
 # ----------------------------------------------------------------------------- modes
@@ -106,12 +114,12 @@ flags.DEFINE_integer(
 
 def resolved_run():
   """(config, workdir) from --config and --workdir (see run_setup.resolve), the config checked."""
-  from colorize import run_setup
-  from colorize import steps
+  from colorize.runs import run_setup
+  from colorize.training import config_checks
 
   config_path = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
   if FLAGS.mode in BUNDLE_MODES and (FLAGS.weights or not (FLAGS.workdir or FLAGS.config)):
-    from colorize import bundle
+    from colorize.runs import bundle
 
     if FLAGS.workdir:
       raise run_setup.UsageError("pass --workdir=RUN or --weights=DIR, not both.")
@@ -119,18 +127,32 @@ def resolved_run():
     config = bundle.bundle_config(workdir, FLAGS.config)
   else:
     config, workdir = run_setup.resolve(FLAGS.config, config_path, FLAGS.workdir, create=FLAGS.mode == "train")
-  if FLAGS.colorize_temperature is not None:
-    run_setup.set_temperature(config, FLAGS.colorize_temperature)
   try:
-    steps.check_model_config(config)  # Every mode; train and evaluate also check the devices.
+    with_colour_flags(config)
+    config_checks.check_model_config(config)  # Every mode; train and evaluate also check the devices.
   except ValueError as error:
     raise run_setup.UsageError(str(error)) from None
   return config, workdir
 
 
+def with_colour_flags(config) -> None:
+  """--colorize_temperature and --vividness into the config's model, each checked under its flag's name."""
+  from colorize.networks import colour_bins
+  from colorize.networks import heads
+  from colorize.runs import run_setup
+
+  if FLAGS.colorize_temperature is not None:
+    colour_bins.check_temperature(FLAGS.colorize_temperature, "--colorize_temperature")
+    run_setup.set_temperature(config, FLAGS.colorize_temperature)
+  if FLAGS.vividness is not None:
+    heads.check_vividness(FLAGS.vividness, "--vividness")
+    with config.unlocked():
+      config.model.vividness = FLAGS.vividness
+
+
 def train():
-  from colorize import run_record
-  from colorize import train
+  from colorize.runs import run_record
+  from colorize.training import train
 
   config_file = config_flags.get_config_filename(FLAGS["config"]) if FLAGS.config else None
   if config_file and os.path.abspath(config_file) == command_line.RUN_CONFIG:
@@ -139,18 +161,18 @@ def train():
 
 
 def evaluate():
-  from colorize import evaluate
+  from colorize.measuring import evaluate
 
   config, workdir = resolved_run()
   output = FLAGS.output
-  if FLAGS.colorize_temperature is not None and not output:  # Beside the run's own eval/, not over it.
-    output = os.path.join(workdir, f"eval-T{FLAGS.colorize_temperature:g}")
+  chosen = {"T": FLAGS.colorize_temperature, "V": FLAGS.vividness}
+  if not output and (settings := [f"{key}{value:g}" for key, value in chosen.items() if value is not None]):
+    output = os.path.join(workdir, "eval-" + "-".join(settings))  # Beside the run's own eval/, not over it.
   evaluate.evaluate_run(config, workdir, num_images=FLAGS.eval_images, output_dir=output)
 
 
 def colorize():
-  from colorize import photos
-  from colorize import predict
+  from colorize.colouring import predict
 
   return predict.run(
     *resolved_run(),
@@ -168,28 +190,29 @@ def colorize():
 
 
 def turing():
-  from colorize import turing
+  from colorize.measuring import turing
 
   turing.write_page(*resolved_run(), FLAGS.output, FLAGS.turing_pairs, FLAGS.turing_seconds, FLAGS.overwrite)
 
 
 def compare():
-  from colorize import compare
+  from colorize.measuring import compare
 
   compare.compare(FLAGS.runs, FLAGS.output, FLAGS.grid_images, FLAGS.eval_images, FLAGS.overwrite, FLAGS.eval_size)
 
 
 def export():
-  from colorize import export
-  from colorize import run_setup
+  from colorize.exporting import export
+  from colorize.runs import run_setup
 
   file_format = FLAGS.format or "bundle"
   if file_format not in export.FORMATS:
     choices = ", ".join(export.FORMATS)
     raise run_setup.UsageError(f"--format={file_format} is not an export format: use one of {choices}.")
   if file_format == "bundle":
-    if FLAGS.colorize_temperature is not None:
-      raise run_setup.UsageError("--colorize_temperature is for --format=onnx or stablehlo (a bundle keeps its own).")
+    for flag in ("colorize_temperature", "vividness"):
+      if FLAGS[flag].present:
+        raise run_setup.UsageError(f"--{flag} is for --format=onnx or stablehlo (a bundle keeps the run's own).")
     if FLAGS.weights:
       raise run_setup.UsageError(
         f"--weights={FLAGS.weights} is a bundle already: copy the folder, or pick --format=onnx."
@@ -202,12 +225,12 @@ def export():
 
 
 def web_app():
-  from colorize import app as hint_app
+  from colorize.colouring import app as hint_app
 
   try:
-    hint_app.serve(*resolved_run(), FLAGS.host, FLAGS.port, FLAGS.max_pixels or hint_app.MAX_PIXELS)
+    hint_app.serve(*resolved_run(), FLAGS.host, FLAGS.port, FLAGS.max_pixels or photos.APP_MAX_PIXELS)
   except hint_app.AppError as error:
-    from colorize import run_setup
+    from colorize.runs import run_setup
 
     raise run_setup.UsageError(str(error)) from None
 
@@ -225,12 +248,12 @@ BUNDLE_MODES = ("colorize", "evaluate", "turing", "app", "export")  # Modes that
 
 
 def main(argv):
-  from colorize import run_setup  # Imported when a mode runs: it reads configs/.
+  from colorize.runs import run_setup  # Imported when a mode runs: it reads configs/.
 
   try:
     if len(argv) > 1:
       raise run_setup.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value).")
-    for flag in ("weights", "colorize_temperature"):
+    for flag in ("weights", "colorize_temperature", "vividness"):
       if FLAGS[flag].present and FLAGS.mode not in BUNDLE_MODES:
         raise run_setup.UsageError(
           f"--{flag} is for the {', '.join(BUNDLE_MODES[:-1])} and {BUNDLE_MODES[-1]} modes, not --mode={FLAGS.mode}."
@@ -249,8 +272,11 @@ def main(argv):
       raise run_setup.UsageError(f"--format is for the colorize and export modes, not --mode={FLAGS.mode}.")
     if FLAGS["max_pixels"].present and FLAGS.mode not in ("colorize", "app"):
       raise run_setup.UsageError(f"--max_pixels is for the colorize and app modes, not --mode={FLAGS.mode}.")
-    if FLAGS.max_pixels is not None and FLAGS.max_pixels < 64:
-      raise run_setup.UsageError(f"--max_pixels={FLAGS.max_pixels} is too small: photos have at least 8x8 pixels.")
+    if FLAGS.max_pixels is not None:
+      try:
+        photos.check_max_pixels(FLAGS.max_pixels)
+      except ValueError as error:
+        raise run_setup.UsageError(str(error)) from None
     run_setup.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     return MODES[FLAGS.mode]()
   except run_setup.UsageError as error:

@@ -35,7 +35,7 @@ flags.DEFINE_string("weights", None, "An exported generator folder; default: the
 flags.DEFINE_bool("quick", False, "4 clients for 8 s, 640x480 photos.")
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEADER = {"X-Colorize-App": "1"}  # What the app's page sends (colorize/app.py REQUEST_HEADER).
+HEADER = {"X-Colorize-App": "1"}  # What the app's page sends (colorize/colouring/app.py REQUEST_HEADER).
 
 
 def free_port() -> int:

@@ -25,14 +25,15 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
-from colorize import app as hint_app
-from colorize import bundle
-from colorize import checkpoint
-from colorize import inference
-from colorize import models
-from colorize import predict
-from colorize import run_setup
-from colorize import steps
+from colorize.colouring import app as hint_app
+from colorize.colouring import predict
+from colorize.networks import inference
+from colorize.networks import models
+from colorize.runs import bundle
+from colorize.runs import checkpoint
+from colorize.runs import run_setup
+from colorize.training import compiled
+from colorize.training import steps
 from configs import demo
 from configs import places365
 
@@ -47,7 +48,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def fresh_run(config, workdir: str) -> str:
   """A run folder whose only checkpoint holds freshly initialised networks."""
-  state, _ = steps.setup(config, steps.make_mesh())
+  state, _ = compiled.setup(config, steps.make_mesh())
   manager = checkpoint.create_manager(workdir, 1)
   checkpoint.save(manager, state, {"epoch": 0, "index": 0})
   manager.wait_until_finished()

@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
-from colorize import cpu_kernels
+from colorize.networks import cpu_kernels
 
 # The paper U-Net's convolutions at 64 px, batch 16, on its deepest maps (4x4 and 2x2) and on 8x8.
 PAPER_64x16 = [

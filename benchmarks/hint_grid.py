@@ -16,9 +16,9 @@ from PIL import Image
 from PIL import ImageDraw
 
 from benchmarks import quality
-from colorize import bundle
 from colorize import color
-from colorize import inference
+from colorize.networks import inference
+from colorize.runs import bundle
 
 # --data_dir (a folder with val/ and manifest.csv) and --weights (default: the bundled model) are quality.py's flags.
 flags.DEFINE_string("output", "docs/hints_grid.jpg", "The picture to write (never over an existing file).")

@@ -1,4 +1,4 @@
-"""Tunes and measures how far a colour point spreads (`colorize/propagate.py`), on real photos.
+"""Tunes and measures how far a colour point spreads (`colorize/colouring/propagate.py`), on real photos.
 
     python -m benchmarks.hint_spread --data_dir=PHOTOS/train --tuning      # the held-out tenth of train/
     python -m benchmarks.hint_spread --data_dir=PHOTOS/val                 # the chosen setting on val/
@@ -22,15 +22,16 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
-from colorize import bundle
 from colorize import hints as hints_lib
-from colorize import inference
-from colorize import input_pipeline
 from colorize import metrics
-from colorize import models
-from colorize import photos
-from colorize import predict
-from colorize import propagate
+from colorize.colouring import predict
+from colorize.colouring import propagate
+from colorize.data import input_pipeline
+from colorize.data import photos
+from colorize.data import sources
+from colorize.networks import inference
+from colorize.networks import models
+from colorize.runs import bundle
 
 flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(common.SHARED_PHOTOS), "val"), "A folder of photos.")
 flags.DEFINE_bool("tuning", False, "Use the held-out tenth of --data_dir (a train/ folder) and try a grid of settings.")
@@ -54,7 +55,7 @@ def photo_set(size: int) -> np.ndarray:
     return np.stack([common.photo_like(size, size, seed) for seed in range(4)])
   paths = [path for path, _ in photos.find_photos(FLAGS.data_dir)]
   if FLAGS.tuning:
-    paths = [p for p in paths if input_pipeline.is_validation_photo(p, 0.1)]
+    paths = [p for p in paths if sources.is_validation_photo(p, 0.1)]
   return np.stack([input_pipeline.center_square_crop(photos.load_photo(p, "").rgb, size) for p in paths])
 
 

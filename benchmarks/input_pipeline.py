@@ -4,7 +4,7 @@
     python -m benchmarks.input_pipeline --quick             # 64 px only, fewer batches (CI smoke run)
     python -m benchmarks.input_pipeline --data_dir=PHOTOS --size=128 --workers=0 --workers=2
 
-The folder source of `colorize/input_pipeline.py` (the same as `--config.dataset=folder`), through
+The folder source of `colorize/data/input_pipeline.py` (the same as `--config.dataset=folder`), through
 Grain as in training, each batch made a sharded `jax.Array` with `steps.global_batch`, as the
 train loop does; once per `--workers` setting (0: decoding threads in this process; N: N worker
 processes). Without ../shared the photos are scikit-image's bundled ones, resized and saved as JPEG.
@@ -20,8 +20,9 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
-from colorize import input_pipeline
-from colorize import steps
+from colorize.data import input_pipeline
+from colorize.data import usable
+from colorize.training import steps
 from configs import default
 
 flags.DEFINE_string("data_dir", None, "A folder of photos; default ../shared/photos/train or generated ones.")
@@ -38,7 +39,7 @@ def time_pipeline(data_dir: str, size: int, batch_size: int, batches: int, worke
   config.update(dataset="folder", data_dir=data_dir, image_size=size, batch_size=batch_size, min_crop_fraction=0.5)
   config.folder_val_fraction = 0.0
   mesh = steps.make_mesh()
-  photos = input_pipeline.training_photos(config)  # Counted once, before the clock starts.
+  photos = usable.training_photos(config)  # Counted once, before the clock starts.
   started = time.perf_counter()
   iterator = input_pipeline.train_batches(config, workers=workers, photos=photos)
   for _ in range(5):  # Start the workers, fill the buffers.

@@ -27,8 +27,8 @@ from absl import flags
 from benchmarks import common
 from benchmarks import quality
 from colorize import color
-from colorize import efficientnet
-from colorize import inference
+from colorize.networks import efficientnet
+from colorize.networks import inference
 
 flags.DEFINE_list("ridge", ["1e4", "1e5", "1e6"], "Ridge strengths, one row each (features standardised).")
 flags.DEFINE_bool("random_encoder", False, "The same network randomly initialised: how much is the pretraining's.")

@@ -15,7 +15,7 @@
    the gray input with a bootstrap 95% interval.
    A model trained with hints (`model.hints`) gets a row per number of `--hints` points (read
    off the real val photos, the same for every model) with its PSNR gain over none.
-3. Scores the classic colorizers of `colorize/baselines.py` (fitted on `train/`) the same way.
+3. Scores the classic colorizers of `colorize/measuring/baselines.py` (fitted on `train/`) the same way.
 Each row is a JSON line (stdout and `--out_dir/rows.jsonl`); then the Markdown table of every row
 in that file, and `--out_dir/grid.png`: gray | real | best classic | each model row.
 """
@@ -39,16 +39,16 @@ from ml_collections import config_flags
 from PIL import Image
 
 from benchmarks import common
-from colorize import baselines
-from colorize import bundle
 from colorize import hints as hints_lib
-from colorize import inference
-from colorize import input_pipeline
 from colorize import metrics
-from colorize import models
-from colorize import photos
-from colorize import predict
-from colorize import train
+from colorize.colouring import predict
+from colorize.data import input_pipeline
+from colorize.data import photos
+from colorize.measuring import baselines
+from colorize.networks import inference
+from colorize.networks import models
+from colorize.runs import bundle
+from colorize.training import train
 from configs import test as test_config
 
 config_flags.DEFINE_config_file("config", None, "The config to train; none: the classic colorizers only.")

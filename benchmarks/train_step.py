@@ -26,7 +26,8 @@ from absl import app
 from absl import flags
 
 from benchmarks import common
-from colorize import steps
+from colorize.training import compiled
+from colorize.training import steps
 from configs import cifar10
 from configs import demo
 from configs import places365
@@ -81,7 +82,7 @@ def lowered_case(spec: str):
   name, size, batch = spec.split(":")
   config = case_config(name, int(size), int(batch))
   mesh = steps.make_mesh()
-  state, (step_fn, _) = steps.setup(config, mesh)
+  state, (step_fn, _) = compiled.setup(config, mesh)
   images = np.random.default_rng(0).integers(0, 256, (config.batch_size, *(2 * [config.image_size]), 3), np.uint8)
   return config, mesh, state, step_fn, steps.global_batch(mesh, images)
 

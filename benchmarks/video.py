@@ -25,12 +25,12 @@ from absl import flags
 
 from benchmarks import clips
 from benchmarks import common
-from colorize import bundle
-from colorize import inference
 from colorize import metrics
-from colorize import photos
-from colorize import predict
-from colorize import steadying
+from colorize.colouring import predict
+from colorize.colouring import steadying
+from colorize.data import photos
+from colorize.networks import inference
+from colorize.runs import bundle
 
 flags.DEFINE_string("data_dir", None, "A folder of colour photos (two per clip); default: scikit-image's.")
 flags.DEFINE_string("weights", bundle.BUNDLED, "An exported generator folder.")

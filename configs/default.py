@@ -11,7 +11,9 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   config.seed = 0  # Drives parameter init, dropout and the order of the training data.
-  config.init_from = ""  # Workdir of another run: start from its weights (fine-tuning), fresh optimiser.
+  config.init_from = ""  # Another run's workdir or a bundle folder: start from its weights, fresh optimiser.
+  # True: train only the vivid head (model.vivid_head) of a generator from init_from; the rest keeps its weights.
+  config.vivid_head_only = False
 
   # --- Data -------------------------------------------------------------------------------
   config.dataset = "cifar10"  # 'cifar10' | 'places365_small' | 'folder' | 'demo' (bundled photos).
@@ -73,6 +75,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Needs output='ab'; set --colorize_temperature to colour at another one.
   config.model.colour_head = "regression"
   config.model.temperature = 1.0
+  # True (with colour_head='regression'): a second head predicts a distribution over the a,b bins
+  # from the decoder's features, and `vividness` tilts it towards rare colours (heads.VividHead).
+  config.model.vivid_head = False
+  # Inference, --vividness: 0 the model's most faithful colour, 1 its boldest (a vivid head's full
+  # tilt; a bins head's temperature down to 0.38; otherwise a,b scaled x2, plain saturation).
+  config.model.vividness = 0.0
   # True: three more input channels carry the user's colour hints (a, b and a mask: Zhang et al. 2017);
   # training draws them from the real photos as `config.hints` says. Without hints G colours automatically.
   config.model.hints = False

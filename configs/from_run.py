@@ -6,7 +6,7 @@ main.py uses it by itself when --workdir names a run and --config is left out, s
 `python main.py --workdir=runs/mine --config.num_train_steps=8000` does the same.
 """
 
-from colorize import run_setup
+from colorize.runs import run_setup
 
 
 def get_config(workdir: str):

@@ -20,7 +20,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 
-from colorize import checkpoint
+from colorize.runs import checkpoint
 from configs import test as test_preset
 
 # Grain reads its settings from absl flags, which main.py parses and pytest does not: defaults.
@@ -79,7 +79,7 @@ def config():
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
   """One tiny GAN run (2 steps at 16 px) shared by the tests that only read a trained run."""
-  from colorize import train
+  from colorize.training import train
 
   workdir = str(tmp_path_factory.mktemp("trained_run"))
   train.train_and_evaluate(tiny_config(num_train_steps=2), workdir)

@@ -19,8 +19,9 @@ import sys
 import jax
 import numpy as np
 
-from colorize import losses
-from colorize import steps
+from colorize.training import compiled
+from colorize.training import losses
+from colorize.training import steps
 from tests.conftest import tiny_config
 
 
@@ -41,7 +42,7 @@ def flat_params(state) -> dict:
 def run(config, devices, images, num_steps):
   mesh = steps.make_mesh(devices)
   weights = losses.rebalancing_weights(losses.ab_histogram(images[0]), config.loss.rebalance)
-  state, (step_fn, eval_fn) = steps.setup(config, mesh, weights if config.loss.rebalance else None)
+  state, (step_fn, eval_fn) = compiled.setup(config, mesh, weights if config.loss.rebalance else None)
 
   def batch(array):
     return steps.global_batch(mesh, local_rows(array))

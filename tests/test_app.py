@@ -17,9 +17,9 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from colorize import app
-from colorize import bundle
 from colorize import color
+from colorize.colouring import app
+from colorize.runs import bundle
 
 HINT_RGB = (30, 170, 60)  # A green the automatic colours of the photo's sky and stone are far from.
 

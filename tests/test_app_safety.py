@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorize import app
-from colorize import predict
+from colorize.colouring import app
+from colorize.colouring import predict
+from colorize.data import photos
 
 
 def photo_bytes(width=64, height=48, image_format="PNG") -> bytes:
@@ -117,7 +118,7 @@ def test_a_bad_content_length_is_a_json_error_and_the_server_goes_on(served, len
 
 def test_a_bomb_is_refused_from_its_header_before_decoding(served, tmp_path):
   colorizer, port = served
-  colorizer.max_pixels = app.MAX_PIXELS  # The app's default.
+  colorizer.max_pixels = photos.APP_MAX_PIXELS  # The app's default.
   buffer = io.BytesIO()
   Image.new("1", (13000, 13000)).save(buffer, "PNG")  # 20 KB that decode to 169 megapixels.
   start = time.perf_counter()
@@ -222,8 +223,11 @@ def test_a_host_other_than_loopback_is_warned_about(monkeypatch, capsys):
   assert "WARNING: --host=0.0.0.0 lets other machines" in capsys.readouterr().err
   app.serve(config, "weights", "127.0.0.1", 8000, 1234)
   assert "WARNING" not in capsys.readouterr().err
-  assert [args[-1] for args in made] == [app.MAX_PIXELS, 1234]  # --max_pixels reaches the server; a desktop's default.
-  assert app.MAX_PIXELS <= 64_000_000
+  assert [args[-1] for args in made] == [
+    photos.APP_MAX_PIXELS,
+    1234,
+  ]  # --max_pixels reaches the server; a desktop's default.
+  assert photos.APP_MAX_PIXELS <= 64_000_000
 
 
 def test_port_80_and_big_or_trickled_bodies(served, monkeypatch):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from colorize import baselines
 from colorize import color
+from colorize.measuring import baselines
 
 
 def lab_photo(lightness, a, b):

@@ -1,5 +1,5 @@
 """The bundled model colours a mirrored photo as the mirror of the photo's colours, corners
-included: no positional blob (its decoder learnt one at its top-right corner; `models.with_border`)."""
+included: no positional blob (its decoder learnt one at its top-right corner; `layers.with_border`)."""
 
 import jax
 import numpy as np
@@ -7,11 +7,11 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from colorize import bundle
-from colorize import hints as hints_lib
-from colorize import inference
-from colorize import models
-from colorize import predict
+from colorize.colouring import hint_points
+from colorize.colouring import predict
+from colorize.networks import inference
+from colorize.networks import models
+from colorize.runs import bundle
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def test_a_mirrored_photo_gets_the_mirrored_colours_in_every_corner(bundled, wit
     points = np.array([[10, height // 2, 3, 40.0, -20.0]], np.float32)
     mirrored = points.copy()
     mirrored[:, 0] = width - 1 - points[:, 0]
-    hints = np.stack([hints_lib.for_network(points, (height, width), (height, width))] * len(photos))
-    mirrored_hints = np.stack([hints_lib.for_network(mirrored, (height, width), (height, width))] * len(photos))
+    hints = np.stack([hint_points.for_network(points, (height, width), (height, width))] * len(photos))
+    mirrored_hints = np.stack([hint_points.for_network(mirrored, (height, width), (height, width))] * len(photos))
   ab = np.asarray(jax.jit(predict.lightness_to_ab, static_argnums=0)(generator, variables, batch[..., None], hints))
   flipped = np.ascontiguousarray(batch[:, :, ::-1])
   mirror_ab = np.asarray(

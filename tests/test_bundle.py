@@ -1,4 +1,4 @@
-"""Exported generators (colorize/bundle.py): the same colours as their run, checked before use."""
+"""Exported generators (colorize/runs/bundle.py): the same colours as their run, checked before use."""
 
 import os
 import shutil
@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import skimage.data
 
-from colorize import bundle
 from colorize import color
-from colorize import evaluate
-from colorize import export
-from colorize import inference
-from colorize import photos
-from colorize import predict
-from colorize import run_setup
-from colorize.run_setup import UsageError
+from colorize.colouring import predict
+from colorize.data import photos
+from colorize.exporting import export
+from colorize.measuring import evaluate
+from colorize.networks import inference
+from colorize.runs import bundle
+from colorize.runs import run_setup
+from colorize.runs.run_setup import UsageError
 from tests.conftest import tiny_config
 from tests.test_main import HINT
 from tests.test_main import run_main

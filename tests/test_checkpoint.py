@@ -4,9 +4,10 @@ import os
 import orbax.checkpoint as ocp
 import pytest
 
-from colorize import checkpoint
-from colorize import steps
-from colorize import train
+from colorize.runs import checkpoint
+from colorize.training import compiled
+from colorize.training import steps
+from colorize.training import train
 from tests.conftest import assert_trees_equal
 from tests.conftest import params_of
 from tests.conftest import tiny_config
@@ -58,7 +59,7 @@ def test_checkpoints_of_earlier_versions_give_their_data_position():
 
 def test_weights_of_another_run_bring_its_parameters_and_batch_statistics_and_a_fresh_optimiser(trained_run):
   source = trained_run
-  fresh, _ = steps.setup(tiny_config(), steps.make_mesh())
+  fresh, _ = compiled.setup(tiny_config(), steps.make_mesh())
   loaded, step = checkpoint.load_weights(source, fresh)
   _, saved = params_of(source)
   assert step == 2 and int(loaded.step) == 0

@@ -7,13 +7,14 @@ import pytest
 from PIL import Image
 
 from colorize import color
-from colorize import colour_bins
-from colorize import evaluate
-from colorize import models
-from colorize import predict
-from colorize import run_setup
-from colorize import steps
-from colorize import train
+from colorize.colouring import predict
+from colorize.measuring import evaluate
+from colorize.networks import colour_bins
+from colorize.networks import models
+from colorize.runs import run_setup
+from colorize.training import config_checks
+from colorize.training import steps
+from colorize.training import train
 from tests.conftest import tiny_config
 from tests.test_steps import smooth_colour_images
 from tests.test_steps import steps_on_fixed_batch
@@ -66,7 +67,7 @@ def test_the_annealed_mean_is_the_mean_at_one_and_the_mode_near_zero():
   split[0, np.flatnonzero((centres == [60, 60]).all(1))] = 0.5
   chroma = [np.linalg.norm(colour_bins.annealed_mean(jnp.asarray(split), t)) for t in (1.0, 0.38)]
   assert chroma[1] > chroma[0]
-  with pytest.raises(ValueError, match="temperature must be > 0"):
+  with pytest.raises(ValueError, match="temperature=0.0 must be > 0"):
     colour_bins.annealed_mean(jnp.asarray(logits), 0.0)
 
 
@@ -179,7 +180,7 @@ def test_a_bins_head_trains_in_bfloat16_with_float32_logits():
 )
 def test_bins_settings_that_cannot_work_are_refused(overrides, message):
   with pytest.raises(ValueError, match=message):
-    steps.check_model_config(bins_config(**overrides))
+    config_checks.check_model_config(bins_config(**overrides))
 
 
 def test_the_pretrained_encoder_predicts_bins_at_half_resolution_without_the_full_resolution_level():
@@ -218,5 +219,5 @@ def test_a_bins_run_colours_and_scores_at_the_temperature_asked_for(tmp_path):
   regression = tiny_config()
   with pytest.raises(run_setup.UsageError, match="needs a generator trained with a bins head"):
     run_setup.set_temperature(regression, 0.5)
-  with pytest.raises(run_setup.UsageError, match="must be > 0"):
-    run_setup.set_temperature(config, -1.0)
+  with pytest.raises(ValueError, match="--colorize_temperature=-1.0 must be > 0"):
+    colour_bins.check_temperature(-1.0, "--colorize_temperature")

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorize import compare
-from colorize import evaluate
-from colorize import inference
-from colorize import input_pipeline
-from colorize import run_setup
-from colorize import train
+from colorize.data import input_pipeline
+from colorize.measuring import compare
+from colorize.measuring import evaluate
+from colorize.networks import inference
+from colorize.runs import run_setup
+from colorize.training import train
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,6 +111,6 @@ def test_runs_evaluated_on_different_data_are_refused():
 
 
 def test_command_line_needs_two_runs_and_an_output(tmp_path):
-  command = [sys.executable, "-m", "colorize.compare", str(tmp_path), "--output", str(tmp_path / "out")]
+  command = [sys.executable, "-m", "colorize.measuring.compare", str(tmp_path), "--output", str(tmp_path / "out")]
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
   assert result.returncode == 2 and "--runs=RUN_A,RUN_B" in result.stderr

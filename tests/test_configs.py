@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from colorize import steps
+from colorize.training import config_checks
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 # from_run.py is an existing run's config (configs/from_run.py:RUN): tests/test_run_record.py checks it.
@@ -15,7 +15,7 @@ NAMES = sorted(
 @pytest.mark.parametrize("name", NAMES)
 def test_every_config_loads_and_passes_the_start_checks(name):
   config = importlib.import_module(f"configs.{name}").get_config()
-  steps.check_config(config, num_devices=1)
+  config_checks.check_config(config, num_devices=1)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "places365"])

@@ -1,4 +1,4 @@
-"""The CPU kernels (colorize/cpu_kernels.py): XLA's values and gradients, and the JAX internals they read."""
+"""The CPU kernels (colorize/networks/cpu_kernels.py): XLA's values and gradients, and the JAX internals they read."""
 
 import functools
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from colorize import cpu_kernels
+from colorize.networks import cpu_kernels
 
 
 def assert_same_values_and_gradients(ours, reference, lhs, rhs, cotangent, atol=1e-5):

@@ -12,8 +12,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from colorize import efficientnet
-from colorize import torch_checkpoint
+from colorize.networks import efficientnet
+from colorize.networks import torch_checkpoint
 
 
 @pytest.fixture(scope="module")

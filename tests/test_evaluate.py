@@ -5,14 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorize import baselines
 from colorize import color
-from colorize import evaluate
-from colorize import inference
-from colorize import input_pipeline
 from colorize import metrics as metrics_lib
-from colorize import train
-from colorize.run_setup import UsageError
+from colorize.data import input_pipeline
+from colorize.measuring import baselines
+from colorize.measuring import evaluate
+from colorize.networks import inference
+from colorize.runs.run_setup import UsageError
+from colorize.training import train
 from tests.conftest import tiny_config
 
 KEYS = {"accuracy", "mae_rgb", "psnr", "ssim", "colorfulness", "delta_colorfulness", "num_images", "step"}
@@ -81,8 +81,8 @@ def test_a_model_that_predicts_lightness_is_also_scored_as_colorize_writes_it(tm
 
 
 def test_evaluating_the_bundle_without_an_output_says_what_is_evaluated_and_both_ways_out():
-  from colorize import bundle
-  from colorize import run_setup
+  from colorize.runs import bundle
+  from colorize.runs import run_setup
 
   with pytest.raises(run_setup.UsageError, match=r"(?s)weights \(a bundle, no run\) needs --output=DIR.*--workdir=RUN"):
     evaluate.evaluate_run(bundle.bundle_config(bundle.BUNDLED), bundle.BUNDLED)

@@ -14,13 +14,13 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from colorize import bundle
-from colorize import export
-from colorize import hints as hints_lib
-from colorize import inference
-from colorize import models
-from colorize import onnx_export
-from colorize import predict
+from colorize.colouring import hint_points
+from colorize.colouring import predict
+from colorize.exporting import export
+from colorize.exporting import onnx_export
+from colorize.networks import inference
+from colorize.networks import models
+from colorize.runs import bundle
 from configs import photos_pretrained_bins
 from tests.conftest import tiny_config
 from tests.test_main import HINT
@@ -39,9 +39,9 @@ def network_inputs(batch: int, height: int, width: int, with_hints: bool):
   ]
   if not with_hints:
     return np.stack(planes)[..., None], None
-  # Columns x, y, size, a, b (`hints.user_points`): a 1 px point and a 5 px patch near the far corner.
+  # Columns x, y, size, a, b (`hint_points.user_points`): a 1 px point and a 5 px patch near the far corner.
   points = np.array([[12, 10, 1, 40.0, -20.0], [width - 7, height - 9, 5, -30.0, 50.0]], np.float32)
-  hint_map = hints_lib.for_network(points, (height, width), (height, width))
+  hint_map = hint_points.for_network(points, (height, width), (height, width))
   # The points land where, as large and in the colours they say (a swapped column would not).
   assert hint_map[..., 2].sum() == 1 + 5 * 5
   np.testing.assert_allclose(hint_map[10, 12], [40 / 110, -20 / 110, 1], atol=1e-6)

@@ -14,8 +14,10 @@ from PIL import Image
 
 from colorize import color
 from colorize import hints
-from colorize import models
-from colorize import steps
+from colorize.colouring import hint_points
+from colorize.networks import layers
+from colorize.networks import models
+from colorize.training import steps
 from tests.conftest import tiny_config
 from tests.test_steps import smooth_colour_images
 from tests.test_steps import steps_on_fixed_batch
@@ -82,8 +84,8 @@ def test_a_users_point_is_centred_on_its_pixel_in_the_generators_smaller_input(t
   path = write_json(
     tmp_path / "p.json", [{"x": 150, "y": 20, "rgb": [200, 30, 40], "size": 20}, {"x": 0, "y": 99, "rgb": [0, 0, 255]}]
   )
-  points = hints.user_points(hints.read_points(path), height=100, width=200)
-  encoded = hints.for_network(points, (100, 200), (32, 64))  # A third of the photo's size.
+  points = hint_points.user_points(hint_points.read_points(path), height=100, width=200)
+  encoded = hint_points.for_network(points, (100, 200), (32, 64))  # A third of the photo's size.
   red = np.asarray(color.rgb_to_lab(np.array([200, 30, 40]) / 255.0, np))[1:] / 110.0
   blue = np.asarray(color.rgb_to_lab(np.array([0, 0, 255]) / 255.0, np))[1:] / 110.0
   # x = 150 -> column 48 of 64, y = 20 -> row 6; 20 px -> 6 input pixels, centred: rows 3..8, columns 45..50.
@@ -119,8 +121,8 @@ def test_a_users_point_is_centred_on_its_pixel_in_the_generators_smaller_input(t
 )
 def test_a_bad_hint_file_is_one_line_naming_the_file_and_the_point(tmp_path, content, message):
   path = write_json(tmp_path / "bad.json", content)
-  with pytest.raises(hints.BadHints) as raised:
-    hints.user_points(hints.read_points(path), height=100, width=200, source=path)
+  with pytest.raises(hint_points.BadHints) as raised:
+    hint_points.user_points(hint_points.read_points(path), height=100, width=200, source=path)
   text = str(raised.value)
   assert text.startswith(path) and message in text and "\n" not in text, text
 
@@ -182,7 +184,7 @@ def test_a_decoder_level_sees_each_blocks_hinted_colour_at_full_strength():
   points = [(1, 1, 2, 40.0, -20.0), (9, 12, 1, -60.0, 10.0), (8, 8, 1, 20.0, 20.0)]
   tops, lefts, sizes, a, b = map(np.asarray, zip(*points, strict=True))
   hint_map = hints.encode(tops, lefts, sizes, np.stack([a, b], -1), np.ones(3, bool), 16, 16)
-  pooled = np.asarray(models._pooled_hints(hint_map[None], 8))[0]
+  pooled = np.asarray(layers.pooled_hints(hint_map[None], 8))[0]
   expected = np.zeros((2, 2, 3), np.float32)
   expected[0, 0] = [40 / 110, -20 / 110, 1]  # Four hinted pixels of one colour: that colour, not a sixteenth of it.
   expected[1, 1] = [(-60 + 20) / 2 / 110, (10 + 20) / 2 / 110, 1]  # Two points in a block: their mean.
@@ -301,7 +303,7 @@ def test_host_encoding_paints_a_thousand_points_in_the_memory_of_one_image():
   import tracemalloc
 
   rng = np.random.default_rng(0)
-  count, height, width = hints.MAX_POINTS, 256, 256
+  count, height, width = hint_points.MAX_POINTS, 256, 256
   sizes = rng.integers(1, 40, count)
   tops, lefts = rng.integers(-5, height, count), rng.integers(-5, width, count)
   ab = rng.uniform(-80, 80, (count, 2))
@@ -320,14 +322,16 @@ def test_hint_files_are_matched_by_the_photos_path_under_the_input_and_a_shared_
   for name in ("a/img.json", "b/img.json", "c/door.json", "c/door.png.json"):
     write_json(hint_dir / name, [])
   found = [(f"in/{name}", name) for name in ("a/img.jpg", "b/img.jpg", "c/door.jpg", "c/door.png", "d/img.jpg")]
-  assert hints.hint_files(str(hint_dir), found) == {
+  assert hint_points.hint_files(str(hint_dir), found) == {
     "in/a/img.jpg": str(hint_dir / "a/img.json"),
     "in/b/img.jpg": str(hint_dir / "b/img.json"),
     "in/c/door.jpg": str(hint_dir / "c/door.json"),
     "in/c/door.png": str(hint_dir / "c/door.png.json"),  # Its full name: no longer shared.
   }
   (hint_dir / "c/door.png.json").unlink()  # Now door.jpg and door.png would both take door.json.
-  with pytest.raises(hints.BadHints, match=r"c/door.json would apply to 2 photos .*name it after one photo"):
-    hints.hint_files(str(hint_dir), found)
-  assert hints.hint_files(str(hint_dir / "a/img.json"), found[:1]) == {"in/a/img.jpg": str(hint_dir / "a/img.json")}
-  assert hints.hint_files("", found) == {}
+  with pytest.raises(hint_points.BadHints, match=r"c/door.json would apply to 2 photos .*name it after one photo"):
+    hint_points.hint_files(str(hint_dir), found)
+  assert hint_points.hint_files(str(hint_dir / "a/img.json"), found[:1]) == {
+    "in/a/img.jpg": str(hint_dir / "a/img.json")
+  }
+  assert hint_points.hint_files("", found) == {}

@@ -9,8 +9,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from colorize import input_pipeline
-from colorize import run_setup
+from colorize.data import input_pipeline
+from colorize.data import sources
+from colorize.data import usable
+from colorize.runs import run_setup
 from tests.conftest import tiny_config
 
 
@@ -52,7 +54,7 @@ def test_worker_processes_give_the_batches_of_threads(config):
 
 
 def test_each_process_reads_its_contiguous_slice_of_the_same_global_batches(config):
-  photos = input_pipeline.training_photos(config)
+  photos = usable.training_photos(config)
   whole = input_pipeline.TrainBatchMaker(photos, config, 0, 8, process_index=0, process_count=1)
   halves = [input_pipeline.TrainBatchMaker(photos, config, 0, 8, process_index=i, process_count=2) for i in (0, 1)]
   for batch in range(3):
@@ -106,10 +108,10 @@ def test_fewer_validation_photos_than_asked_for_is_said_once(tmp_path, caplog):
 def test_folder_without_subfolders_splits_by_a_fixed_fraction(tmp_path):
   for i in range(40):
     write_photo(str(tmp_path / f"p{i:02d}.png"), colourful(i, 8))
-  train = input_pipeline.folder_split(str(tmp_path), "train", 0.25)
-  val = input_pipeline.folder_split(str(tmp_path), "eval", 0.25)
+  train = sources.folder_split(str(tmp_path), "train", 0.25)
+  val = sources.folder_split(str(tmp_path), "eval", 0.25)
   assert set(train).isdisjoint(val) and len(train) + len(val) == 40 and 3 <= len(val) <= 18
-  assert val == input_pipeline.folder_split(str(tmp_path), "eval", 0.25)
+  assert val == sources.folder_split(str(tmp_path), "eval", 0.25)
 
 
 def test_the_folder_split_ignores_the_seed_and_holds_out_the_configured_share(tmp_path):
@@ -117,7 +119,7 @@ def test_the_folder_split_ignores_the_seed_and_holds_out_the_configured_share(tm
   for i in range(1000):
     write_photo(str(tmp_path / ("a" if i % 2 else "b") / f"photo_{i:04d}.png"), tiny)
   val_sets = [
-    input_pipeline.photo_source(tiny_config(dataset="folder", data_dir=str(tmp_path), seed=seed), "eval").paths
+    sources.photo_source(tiny_config(dataset="folder", data_dir=str(tmp_path), seed=seed), "eval").paths
     for seed in (0, 1, 7)
   ]
   assert val_sets[0] == val_sets[1] == val_sets[2]
@@ -141,7 +143,7 @@ def test_a_folder_of_class_subfolders_is_mixed_from_the_first_batch(tmp_path):
     for i in range(400):
       write_photo(str(tmp_path / f"class{folder:02d}" / f"{i:03d}.png"), hue_photo(folder))
   config = tiny_config(dataset="folder", data_dir=str(tmp_path), folder_val_fraction=0.0, batch_size=64)
-  photos = input_pipeline.training_photos(config)
+  photos = usable.training_photos(config)
   epoch_size = len(photos.records)
   first = next(input_pipeline.train_batches(config, photos=photos))
   assert len({folder_of(image) for image in first["image"]}) >= 10
@@ -221,7 +223,7 @@ def test_a_missing_split_is_named_with_the_splits_there_are(tmp_path):
 
 @pytest.mark.parametrize("download", [False, True])
 def test_missing_tfds_dataset_fails_fast_offline(tmp_path, monkeypatch, download):
-  monkeypatch.setattr(input_pipeline, "_network_reachable", lambda: False)
+  monkeypatch.setattr(sources, "_network_reachable", lambda: False)
   config = tiny_config(dataset="cifar10", data_dir=str(tmp_path), download=download)
   with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
     input_pipeline.train_batches(config)
@@ -231,7 +233,7 @@ def test_missing_tfds_dataset_fails_fast_offline(tmp_path, monkeypatch, download
 
 
 def test_preparing_a_dataset_that_needs_tensorflow_says_so_in_one_line(tmp_path, monkeypatch):
-  monkeypatch.setattr(input_pipeline, "_network_reachable", lambda: True)
+  monkeypatch.setattr(sources, "_network_reachable", lambda: True)
 
   def needs_tensorflow(self, **kwargs):
     raise ModuleNotFoundError("No module named 'tensorflow'")
@@ -269,11 +271,11 @@ def test_a_mostly_gray_folder_trains_on_its_colour_photos_and_counts_them_once(t
   # 64 gray photos in a row within the first epoch, almost surely.
   gray_and_colour_folder(tmp_path / "photos", gray=196, colour=4)
   config = tiny_config(dataset="folder", data_dir=str(tmp_path / "photos"), folder_val_fraction=0.0)
-  photos = input_pipeline.training_photos(config, cache_dir=str(tmp_path))
+  photos = usable.training_photos(config, cache_dir=str(tmp_path))
   assert len(photos.usable) == 4 and len(photos.records) == 200
   batches = take(input_pipeline.train_batches(config, photos=photos), 60)  # 240 places: more than an epoch.
   for batch in batches:
-    assert all(not input_pipeline.is_gray(image, config.gray_tolerance) for image in batch["image"])
+    assert all(not usable.is_gray(image, config.gray_tolerance) for image in batch["image"])
   assert sum(int(batch["gray_skipped"]) for batch in batches) > 200
 
   # The count is cached with the run: a second start decodes nothing...
@@ -281,13 +283,13 @@ def test_a_mostly_gray_folder_trains_on_its_colour_photos_and_counts_them_once(t
     raise AssertionError("decoded again")
 
   with monkeypatch.context() as patch:
-    patch.setattr(input_pipeline.PhotoFiles, "__getitem__", no_decoding)
-    again = input_pipeline.training_photos(config, cache_dir=str(tmp_path))
+    patch.setattr(sources.PhotoFiles, "__getitem__", no_decoding)
+    again = usable.training_photos(config, cache_dir=str(tmp_path))
   np.testing.assert_array_equal(again.usable, photos.usable)
   # ...but a photo that changed is counted anew.
   write_photo(str(tmp_path / "photos" / "p100.png"), colourful(100, 8))
   os.utime(tmp_path / "photos" / "p100.png", ns=(0, 0))
-  assert len(input_pipeline.training_photos(config, cache_dir=str(tmp_path)).usable) == 5
+  assert len(usable.training_photos(config, cache_dir=str(tmp_path)).usable) == 5
 
 
 def test_a_folder_of_black_and_white_photos_is_refused_with_the_counts(tmp_path):
@@ -305,7 +307,7 @@ def test_a_photos_split_does_not_depend_on_which_level_of_the_folder_is_named(tm
   for i in range(200):
     write_photo(str(tmp_path / "all" / "summer" / f"photo_{i:03d}.png"), tiny)
   held_out = {
-    root: {os.path.basename(p) for p in input_pipeline.folder_split(str(root), "eval", 0.2)}
+    root: {os.path.basename(p) for p in sources.folder_split(str(root), "eval", 0.2)}
     for root in (tmp_path / "all", tmp_path / "all" / "summer")
   }
   assert held_out[tmp_path / "all"] == held_out[tmp_path / "all" / "summer"]
@@ -336,7 +338,7 @@ def test_the_network_probe_gives_up_on_time_whatever_dns_does(monkeypatch):
 
   monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
   start = time.perf_counter()
-  assert not input_pipeline._network_reachable()
+  assert not sources._network_reachable()
   assert time.perf_counter() - start < 5  # The 30 s hang, cut short (the probe allows 1.5 s).
 
 
@@ -344,7 +346,7 @@ def test_the_network_probe_sees_a_server_that_answers():
   import socket
 
   with socket.create_server(("127.0.0.1", 0)) as server:
-    assert input_pipeline._network_reachable("127.0.0.1", server.getsockname()[1])
+    assert sources._network_reachable("127.0.0.1", server.getsockname()[1])
 
 
 # ----------------------------------------------------------------------------- the stream's pieces
@@ -366,14 +368,14 @@ def test_a_gray_record_gives_way_to_one_usable_stand_in_and_a_colour_one_to_none
   gray, colour = np.full((8, 8, 3), 90, np.uint8), colourful(0, 8)
   records = [gray, colour, gray, None]
   config = tiny_config()
-  known = input_pipeline.ColourPhotos(input_pipeline.TrainingPhotos(records, np.array([1])), config)
+  known = input_pipeline.ColourPhotos(usable.TrainingPhotos(records, np.array([1])), config)
   photo, used = known(1, epoch=0, index=0)
   assert photo is colour and used == 0
   for place in range(5):
     for gray_or_broken in (0, 3):
       photo, used = known(gray_or_broken, epoch=2, index=place)
       assert photo is colour and used == 1
-  unknown = input_pipeline.ColourPhotos(input_pipeline.TrainingPhotos(records, None), config)
+  unknown = input_pipeline.ColourPhotos(usable.TrainingPhotos(records, None), config)
   photo, used = unknown(0, epoch=0, index=0)
   assert photo is colour and used >= 1  # Drawn from all records until a colour one comes.
 
@@ -394,7 +396,7 @@ def test_a_misspelt_tfds_dataset_is_one_line_with_the_closest_name(tmp_path):
 
 
 def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
-  monkeypatch.setattr(input_pipeline, "_network_reachable", lambda: True)
+  monkeypatch.setattr(sources, "_network_reachable", lambda: True)
 
   def cut_off(self, **kwargs):
     raise OSError("Connection reset by peer\nmore lines of a traceback")

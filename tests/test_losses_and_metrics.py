@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from colorize import color
-from colorize import colour_bins
-from colorize import losses
 from colorize import metrics
+from colorize.networks import colour_bins
+from colorize.training import losses
 
 
 def test_discriminator_loss_on_hand_made_logits():

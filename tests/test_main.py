@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from colorize import predict
+from colorize.colouring import predict
 from tests.conftest import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -203,7 +203,7 @@ class PathFinderWithoutTensorFlow(importlib.machinery.PathFinder):
     return None if name.split(".")[0] == "tensorflow" else super().find_spec(name, path, target)
 
 sys.meta_path = [PathFinderWithoutTensorFlow if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
-from colorize import evaluate, predict, train
+from colorize.measuring import evaluate, predict, train
 from tests.conftest import tiny_config
 
 workdir, photos, out = sys.argv[1:]
@@ -235,7 +235,7 @@ def test_training_evaluating_and_colorizing_need_no_tensorflow(tmp_path):
 
 
 def test_a_misspelt_nested_field_gets_its_sections_closest_name_or_its_fields():
-  from colorize import command_line
+  from colorize.runs import command_line
 
   assert command_line.nested_field_hint("optim.g_learning_rat") == "did you mean optim.g_learning_rate?"
   assert command_line.nested_field_hint("model.encodr") == "did you mean model.encoder?"

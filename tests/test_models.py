@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorize import models
+from colorize.networks import layers
+from colorize.networks import models
 from configs import default
 
 
@@ -100,7 +101,7 @@ def test_bad_image_size_is_a_clear_error():
 def test_dropout_mask_depends_on_the_example_index_only():
   # What makes 1 and N devices drop the same units: example i gets the same mask whatever
   # the rest of its batch (the 8-device equivalence test checks the axis_index offset).
-  layer = models.PerExampleDropout(rate=0.5)
+  layer = layers.PerExampleDropout(rate=0.5)
   x = jnp.ones((4, 3, 3, 2))
   rngs = {"dropout": jax.random.key(7)}
   whole = layer.apply({}, x, deterministic=False, rngs=rngs)

@@ -12,9 +12,9 @@ from PIL import Image
 from PIL import ImageCms
 from skimage import color as skcolor
 
-from colorize import photos
-from colorize import predict
-from colorize import run_setup
+from colorize.colouring import predict
+from colorize.data import photos
+from colorize.runs import run_setup
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,7 +134,7 @@ def test_a_tall_photo_gets_its_own_lightness_and_the_generators_colour_in_every_
   against an independent recomputation: the input's L*, the generator's own a,b at network size
   (applied here directly), upsampled bilinearly, converted by scikit-image."""
   from colorize import color
-  from colorize import inference
+  from colorize.networks import inference
 
   source = photo(600, 70)
   save(Image.fromarray(source), str(tmp_path / "in" / "tall.png"))
@@ -339,7 +339,7 @@ def test_a_postscript_file_never_reaches_ghostscript(tmp_path, monkeypatch):
   colorize mode, the app (both `load_photo`) or folder training (`readable_photos`)."""
   from PIL import EpsImagePlugin
 
-  from colorize import input_pipeline
+  from colorize.data import sources
 
   spy_log = tmp_path / "gs-ran"
   spy = tmp_path / "bin" / "gs"
@@ -356,5 +356,5 @@ def test_a_postscript_file_never_reaches_ghostscript(tmp_path, monkeypatch):
     assert "not an image in a photo format" in str(raised.value)
   good = tmp_path / "good.png"
   Image.fromarray(photo()).save(good)
-  assert input_pipeline.readable_photos([str(tmp_path / "holiday.jpg"), str(good)]) == ([str(good)], 1)
+  assert sources.readable_photos([str(tmp_path / "holiday.jpg"), str(good)]) == ([str(good)], 1)
   assert not spy_log.exists()

@@ -4,8 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from colorize import efficientnet
-from colorize import steps
+from colorize.networks import efficientnet
+from colorize.training import compiled
+from colorize.training import config_checks
+from colorize.training import steps
 from tests.conftest import assert_trees_equal
 from tests.conftest import tiny_config
 
@@ -25,7 +27,7 @@ def batch(mesh, size=32):
 def test_the_encoder_starts_from_imagenet_stays_frozen_then_trains(freeze):
   config = encoder_config(freeze_encoder_steps=freeze, generator_steps_per_batch=1)
   mesh = steps.make_mesh()
-  state, (train_fn, _) = steps.setup(config, mesh)
+  state, (train_fn, _) = compiled.setup(config, mesh)
   pretrained = efficientnet.pretrained_variables()
   before = jax.device_get(state.generator.params)
   used = {name: pretrained["params"][name] for name in before["encoder"]}
@@ -46,4 +48,4 @@ def test_the_encoder_starts_from_imagenet_stays_frozen_then_trains(freeze):
 
 def test_the_encoder_needs_the_paper_generator():
   with pytest.raises(ValueError, match="config.model.encoder='efficientnet_lite0' replaces the paper generator's"):
-    steps.check_model_config(encoder_config(**{"model.generator": "pix2pix"}))
+    config_checks.check_model_config(encoder_config(**{"model.generator": "pix2pix"}))

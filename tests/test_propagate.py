@@ -8,13 +8,13 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from colorize import bundle
 from colorize import color
-from colorize import inference
-from colorize import models
-from colorize import photos
-from colorize import predict
-from colorize import propagate
+from colorize.colouring import predict
+from colorize.colouring import propagate
+from colorize.data import photos
+from colorize.networks import inference
+from colorize.networks import models
+from colorize.runs import bundle
 
 
 def energy(r: np.ndarray, lightness: np.ndarray, hinted: np.ndarray, targets: np.ndarray, spread) -> float:

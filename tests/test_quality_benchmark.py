@@ -9,7 +9,7 @@ from PIL import Image
 from skimage import color as skcolor
 
 from benchmarks import quality
-from colorize import input_pipeline
+from colorize.data import input_pipeline
 
 
 def test_photos_of_any_shape_are_resized_by_the_short_side_and_centre_cropped(tmp_path):

@@ -6,14 +6,16 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from colorize import checkpoint
-from colorize import colour_bins
-from colorize import inference
-from colorize import input_pipeline
-from colorize import losses
-from colorize import models
-from colorize import steps
-from colorize import train
+from colorize.data import input_pipeline
+from colorize.data import usable
+from colorize.networks import colour_bins
+from colorize.networks import inference
+from colorize.networks import models
+from colorize.runs import checkpoint
+from colorize.training import compiled
+from colorize.training import losses
+from colorize.training import steps
+from colorize.training import train
 from tests.conftest import assert_trees_equal
 from tests.conftest import tiny_config
 from tests.test_steps import smooth_colour_images
@@ -34,7 +36,7 @@ def eval_batch(mesh):
 def test_pretraining_trains_the_generator_alone_by_l1_then_the_gan_takes_over():
   config = tiny_config(pretrain_steps=2)
   mesh = steps.make_mesh()
-  state, (step_fn, _) = steps.setup(config, mesh)
+  state, (step_fn, _) = compiled.setup(config, mesh)
   initial = jax.device_get(state)
   history = []
   for _ in range(2):
@@ -63,7 +65,7 @@ def test_a_logging_window_across_the_end_of_pretraining_averages_each_loss_over_
 def test_the_weight_average_follows_its_formula_and_is_what_evaluation_scores():
   config = tiny_config(ema_decay=0.5)
   mesh = steps.make_mesh()
-  state, (step_fn, eval_fn) = steps.setup(config, mesh)
+  state, (step_fn, eval_fn) = compiled.setup(config, mesh)
   expected = jax.device_get(state.generator.variables())
   for step in range(3):
     state, _ = step_fn(state, fixed_batch(mesh))
@@ -90,7 +92,7 @@ def test_a_run_with_a_weight_average_resumes_it_and_colorizes_with_it(tmp_path):
   _, variables, step = inference.load_generator(config, str(tmp_path))
   assert step == 2
   assert_trees_equal(jax.device_get(variables), jax.device_get(final.generator_ema))
-  fresh, _ = steps.setup(config, steps.make_mesh())
+  fresh, _ = compiled.setup(config, steps.make_mesh())
   manager = checkpoint.create_manager(str(tmp_path))
   restored, _ = checkpoint.restore(manager, fresh)
   manager.close()
@@ -144,7 +146,7 @@ def test_spectral_norm_trains_and_keeps_its_vectors_in_the_checkpointed_statisti
   config = tiny_config()
   config.model.disc_norm = "spectral"
   mesh = steps.make_mesh()
-  state, (step_fn, _) = steps.setup(config, mesh)
+  state, (step_fn, _) = compiled.setup(config, mesh)
   before = jax.device_get(state.discriminator.batch_stats)
   state, metrics = step_fn(state, fixed_batch(mesh))
   after = jax.device_get(state.discriminator.batch_stats)
@@ -172,7 +174,7 @@ def test_one_discriminator_update_runs_one_power_iteration_shared_by_its_real_an
   config = tiny_config(generator_steps_per_batch=1)
   config.model.disc_norm = "spectral"
   mesh = steps.make_mesh()
-  state, (step_fn, _) = steps.setup(config, mesh)
+  state, (step_fn, _) = compiled.setup(config, mesh)
   before = jax.device_get((state.discriminator.params, state.discriminator.batch_stats))
   state, _ = step_fn(state, fixed_batch(mesh))
   after = jax.device_get(state.discriminator.batch_stats)
@@ -235,7 +237,7 @@ def test_the_rebalanced_regression_is_the_weighted_mean_and_uniform_weights_chan
 def test_the_generator_loss_scales_with_the_colour_weights_and_logs_the_plain_l1(adversarial):
   config = tiny_config(adversarial=adversarial)
   generator, discriminator = models.create_models(config.model)
-  state, _ = steps.setup(config, steps.make_mesh())
+  state, _ = compiled.setup(config, steps.make_mesh())
   real = steps.color.uint8_rgb_to_normalized_lab(smooth_colour_images(4, 16))
   fake = generator.apply(state.generator.variables(), real[..., :1], train=False)
 
@@ -274,4 +276,4 @@ def test_near_gray_photos_are_skipped_and_counted_only_when_asked(tmp_path):
     assert skipped(sum(int(batch["gray_skipped"]) for batch in batches)), threshold
     if threshold:
       for image in np.concatenate([batch["image"] for batch in batches]):
-        assert input_pipeline.colorfulness(image) >= threshold
+        assert usable.colorfulness(image) >= threshold

@@ -4,8 +4,8 @@ import jax
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from colorize import reporting
-from colorize import steps
+from colorize.runs import reporting
+from colorize.training import steps
 from tests.conftest import tiny_config
 
 

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from colorize import command_line
-from colorize import run_record
-from colorize import run_setup
-from colorize import train
+from colorize.runs import command_line
+from colorize.runs import run_record
+from colorize.runs import run_setup
+from colorize.training import train
 from configs import from_run
 from tests.conftest import tiny_config
 

@@ -9,8 +9,11 @@ import numpy as np
 import optax
 import pytest
 
-from colorize import models
-from colorize import steps
+from colorize.networks import models
+from colorize.training import compiled
+from colorize.training import config_checks
+from colorize.training import optim
+from colorize.training import steps
 from tests.conftest import free_port
 from tests.conftest import tiny_config
 
@@ -29,7 +32,7 @@ def sgd_config(**overrides):
 def parameter_change(config, start_step: int) -> dict:
   """G's and D's parameter change in one step from the initial state, with `state.step` set to `start_step`."""
   mesh = steps.make_mesh()
-  state, (step_fn, _) = steps.setup(config, mesh)
+  state, (step_fn, _) = compiled.setup(config, mesh)
   before = jax.device_get(state)
   state = state.replace(step=jax.device_put(np.int32(start_step), state.step.sharding))
   images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
@@ -67,11 +70,11 @@ def test_learning_rates_follow_the_batch_count_not_the_optimiser_count():
 def test_decayed_learning_rates_are_floored_like_the_reference_code():
   config = tiny_config()
   config.optim.decay_rate, config.optim.decay_steps = 0.1, 10
-  schedule = steps.learning_rate_schedule(2e-4, config.optim)
+  schedule = optim.learning_rate_schedule(2e-4, config.optim)
   assert float(schedule(10)) == pytest.approx(2e-5)
   assert float(schedule(1_000)) == pytest.approx(1e-6)  # Reference code: max(1e-6, decayed rate).
   config.optim.decay_rate = 1.0
-  assert float(steps.learning_rate_schedule(2e-4, config.optim)(10**9)) == pytest.approx(2e-4)
+  assert float(optim.learning_rate_schedule(2e-4, config.optim)(10**9)) == pytest.approx(2e-4)
 
 
 @pytest.mark.slow  # 7 s or more on 2 cores.
@@ -90,7 +93,7 @@ def test_unknown_optimizer_is_a_clear_error():
   config = tiny_config()
   config.optim.optimizer = "rmsprop"
   with pytest.raises(ValueError, match="config.optim.optimizer='rmsprop' is unknown"):
-    steps.check_model_config(config)
+    config_checks.check_model_config(config)
 
 
 def smooth_colour_images(count, size):
@@ -104,7 +107,7 @@ def train_on_fixed_batch(config, num_steps: int = 15):
   """(state, last metrics, L1 per step) after `num_steps` steps on one batch, G's learning rate 2e-3."""
   config.optim.g_learning_rate = 2e-3
   mesh = steps.make_mesh()
-  state, (step_fn, _) = steps.setup(config, mesh)
+  state, (step_fn, _) = compiled.setup(config, mesh)
   images = steps.global_batch(mesh, smooth_colour_images(4, 16))
   l1 = []
   for _ in range(num_steps):
@@ -144,8 +147,8 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
 
 def test_another_seed_gives_other_parameters(tmp_path):
   mesh = steps.make_mesh()
-  a, _ = steps.setup(tiny_config(seed=0), mesh)
-  b, _ = steps.setup(tiny_config(seed=1), mesh)
+  a, _ = compiled.setup(tiny_config(seed=0), mesh)
+  b, _ = compiled.setup(tiny_config(seed=1), mesh)
   assert not np.array_equal(a.generator.params["Conv_0"]["kernel"], b.generator.params["Conv_0"]["kernel"])
 
 
@@ -174,7 +177,7 @@ def test_another_seed_gives_other_parameters(tmp_path):
 )
 def test_bad_settings_fail_at_start_with_the_field_and_the_fix(overrides, message):
   with pytest.raises(ValueError, match=message):
-    steps.check_config(tiny_config(**overrides), num_devices=4)
+    config_checks.check_config(tiny_config(**overrides), num_devices=4)
 
 
 @pytest.mark.parametrize(
@@ -188,14 +191,14 @@ def test_bad_settings_fail_at_start_with_the_field_and_the_fix(overrides, messag
   ],
 )
 def test_every_known_setting_is_accepted(overrides):
-  steps.check_config(tiny_config(**overrides), num_devices=4)
+  config_checks.check_config(tiny_config(**overrides), num_devices=4)
 
 
 @pytest.mark.slow  # 7 s or more on 2 cores.
 def test_evaluation_scores_the_discriminator_on_real_and_generated_images_in_eval_mode():
   config = tiny_config()
   mesh = steps.make_mesh()
-  state, (_, eval_fn) = steps.setup(config, mesh)
+  state, (_, eval_fn) = compiled.setup(config, mesh)
   images = smooth_colour_images(4, 16)
   batch = {"image": steps.global_batch(mesh, images), "mask": steps.global_batch(mesh, np.ones(4, np.float32))}
   sums = jax.device_get(eval_fn(state, batch))
@@ -277,7 +280,7 @@ def test_two_processes_train_like_one_process_with_as_many_devices():
 def steps_on_fixed_batch(config, num_steps: int):
   """(initial state, final state, metrics per step) on the smooth-colour batch of 4."""
   mesh = steps.make_mesh()
-  initial, (step_fn, _) = steps.setup(config, mesh)
+  initial, (step_fn, _) = compiled.setup(config, mesh)
   first = jax.device_get(initial)
   images = steps.global_batch(mesh, smooth_colour_images(4, 16))
   state, history = initial, []
@@ -336,7 +339,7 @@ def test_batch_norm_running_averages_are_updated_in_training_and_used_at_evaluat
     assert before and all(not np.array_equal(a, b) for a, b in zip(after, before, strict=True)), network
   # Evaluation reads the running averages: other averages, other colours for the same parameters.
   mesh = steps.make_mesh()
-  _, (_, eval_fn) = steps.setup(config, mesh)
+  _, (_, eval_fn) = compiled.setup(config, mesh)
   batch = {
     "image": steps.global_batch(mesh, smooth_colour_images(4, 16)),
     "mask": steps.global_batch(mesh, np.ones(4, np.float32)),
@@ -396,8 +399,8 @@ def test_the_discriminator_trains_on_each_batchs_own_statistics_real_then_fake()
   ],
 )
 def test_training_phases_start_where_pretraining_and_the_frozen_encoder_end(overrides, starts):
-  assert steps.phase_starts(tiny_config(num_train_steps=100, **overrides)) == starts
-  assert steps.phase_starts(tiny_config(num_train_steps=3, **overrides)) == [s for s in starts if s < 3]
+  assert compiled.phase_starts(tiny_config(num_train_steps=100, **overrides)) == starts
+  assert compiled.phase_starts(tiny_config(num_train_steps=3, **overrides)) == [s for s in starts if s < 3]
 
 
 def test_a_held_optimiser_updates_nothing_and_starts_afresh_when_released():
@@ -406,13 +409,13 @@ def test_a_held_optimiser_updates_nothing_and_starts_afresh_when_released():
   params = {"w": np.ones(3, np.float32)}
   grads = {"w": np.full(3, 0.5, np.float32)}
   adam = optax.adam(0.1)
-  held = steps.held_while(np.bool_(True), adam)
+  held = optim.held_while(np.bool_(True), adam)
   state = held.init(params)
   for _ in range(5):
     updates, state = held.update(grads, state, params)
     assert not np.any(updates["w"])
   jax.tree.map(np.testing.assert_array_equal, state, adam.init(params))
-  free_updates, _ = steps.held_while(np.bool_(False), adam).update(grads, state, params)
+  free_updates, _ = optim.held_while(np.bool_(False), adam).update(grads, state, params)
   np.testing.assert_allclose(free_updates["w"], adam.update(grads, adam.init(params), params)[0]["w"])
   np.testing.assert_allclose(free_updates["w"], -0.1, rtol=1e-4)
 
@@ -424,8 +427,8 @@ def test_a_run_that_is_all_pretraining_still_logs_its_l1_apart_from_the_gans_los
   def step(state, images):
     return state, {"g_loss": 0.5, "g_loss_l1": 0.5}
 
-  (start,) = steps.phase_starts(tiny_config(num_train_steps=3, pretrain_steps=5))
-  only_pretraining = steps.phased([(start, step, True)])
+  (start,) = compiled.phase_starts(tiny_config(num_train_steps=3, pretrain_steps=5))
+  only_pretraining = compiled.phased([(start, step, True)])
   assert only_pretraining(state, None)[1] == {"g_loss_l1": 0.5}
-  assert steps.phased([(0, step, False)]) is step  # A run of one plain phase keeps its step as it is.
-  assert steps.phased([(0, step, True), (5, step, False)])(state, None)[1]["g_loss"] == 0.5
+  assert compiled.phased([(0, step, False)]) is step  # A run of one plain phase keeps its step as it is.
+  assert compiled.phased([(0, step, True), (5, step, False)])(state, None)[1]["g_loss"] == 0.5

@@ -14,7 +14,7 @@ import types
 import numpy as np
 import pytest
 
-from colorize import torch_checkpoint
+from colorize.networks import torch_checkpoint
 from tests.test_efficientnet import legacy_checkpoint
 from tests.test_efficientnet import write_torch_checkpoint
 

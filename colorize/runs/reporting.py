@@ -19,7 +19,7 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from colorize import run_record
+from colorize.runs import run_record
 
 _PACKAGES = (
   "jax",

@@ -8,7 +8,6 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
@@ -16,16 +15,19 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
 
-from colorize import baselines
-from colorize import bundle
-from colorize import checkpoint
-from colorize import inference
-from colorize import input_pipeline
 from colorize import metrics as metrics_lib
-from colorize import reporting
-from colorize import run_setup
-from colorize import steps
-from colorize.run_setup import UsageError
+from colorize.data import input_pipeline
+from colorize.measuring import baselines
+from colorize.networks import inference
+from colorize.runs import bundle
+from colorize.runs import checkpoint
+from colorize.runs import reporting
+from colorize.runs import run_setup
+from colorize.runs.run_setup import UsageError
+from colorize.training import compiled
+from colorize.training import config_checks
+from colorize.training import steps
+from colorize.training import validation
 
 METRIC_KEYS = ("accuracy", "mae_rgb", "psnr", "ssim", "colorfulness", "delta_colorfulness")
 METRIC_LABELS = {
@@ -36,24 +38,6 @@ METRIC_LABELS = {
   "colorfulness": "colourfulness (real images: {real:.2f})",
   "delta_colorfulness": "colourfulness gap to the real images (lower is better)",
 }
-
-
-def evaluate_subset(eval_fn, state, mesh, eval_batches, per_image: list | None = None) -> dict:
-  """Averages of the eval step's per-image sums over `eval_batches`, with the derived keys.
-
-  `per_image`, when given, receives each batch's per-image scores (`steps.eval_step`)."""
-  totals = None
-  for batch in eval_batches:
-    sums = eval_fn(state, {k: steps.global_batch(mesh, v) for k, v in batch.items()})
-    images = sums.pop("per_image")
-    if per_image is not None:
-      per_image.append(jax.device_get(images))
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
-  count = float(totals.pop("count"))
-  results = metrics_lib.with_derived_metrics({name: float(value) / max(count, 1.0) for name, value in totals.items()})
-  results["num_images"] = count
-  return results
 
 
 def intervals(per_image: list, keys: tuple = METRIC_KEYS) -> dict:
@@ -148,8 +132,9 @@ def report_markdown(metrics: dict, name: str, data: str) -> str:
     "",
     f"Step {metrics['step']}, {metrics['num_images']} images ({data}), {metrics.get('resolution', '')}"
     + (f", annealed-mean temperature {metrics['temperature']}" if "temperature" in metrics else "")
+    + (f", vividness {metrics['vividness']}" if metrics.get("vividness") else "")
     + ". Each mean with its 95% bootstrap interval over the images. Baselines: gray is the input's "
-    "lightness with a = b = 0; the classic colorizers (colorize/baselines.py) predict a,b from the training "
+    "lightness with a = b = 0; the classic colorizers (colorize/measuring/baselines.py) predict a,b from the training "
     "images' mean colours: overall, per lightness, per lightness and local texture.",
     "",
     "| metric | model | model, input L kept (what colorize writes) | " + " | ".join(metrics["baselines"]) + " |",
@@ -206,8 +191,8 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
   if not bundle.is_bundle(workdir):
     checkpoint.require_checkpoint(workdir)  # Before any compilation.
   mesh = steps.make_mesh()
-  steps.check_config(config, jax.device_count(), jax.process_count())
-  state, (_, eval_fn) = steps.setup(config, mesh, pretrained=False)  # The run's or bundle's weights follow.
+  config_checks.check_config(config, jax.device_count(), jax.process_count())
+  state, (_, eval_fn) = compiled.setup(config, mesh, pretrained=False)  # The run's or bundle's weights follow.
   generator = inference.generator_module(config)
   state = trained_state(config, workdir, state, mesh)
   step = int(state.step)
@@ -216,11 +201,12 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
   resolution = resolution_note(config.image_size, trained)
   logging.info("Evaluating %s at step %d on %s, %s.", workdir, step, split_name(config), resolution)
   per_image = []
-  results = evaluate_subset(eval_fn, state, mesh, _with_progress(data.batches()), per_image)
+  results = validation.evaluate_subset(eval_fn, state, mesh, _with_progress(data.batches()), per_image)
   metrics = metrics_json(results, step, classic_baselines(config, data.batches()), intervals(per_image))
   metrics |= {"image_size": config.image_size, "resolution": resolution}
   if config.model.colour_head == "bins":
     metrics["temperature"] = config.model.temperature
+  metrics["vividness"] = float(config.model.get("vividness", 0.0))
 
   out_dir = output_dir or default_output(workdir, config.image_size, trained)
   if jax.process_index() == 0:

@@ -14,15 +14,17 @@ import json
 import os
 
 import flax.serialization
+import flax.traverse_util
 import jax
 import ml_collections
 import numpy as np
 
-from colorize import reporting
-from colorize import run_setup
-from colorize.run_setup import UsageError
+import colorize
+from colorize.runs import reporting
+from colorize.runs import run_setup
+from colorize.runs.run_setup import UsageError
 
-BUNDLED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+BUNDLED = os.path.join(colorize.REPO, "weights")
 MANIFEST = "manifest.json"
 WEIGHTS_FILE = "generator.msgpack"
 FORMAT = "colorize-generator-1"
@@ -97,8 +99,8 @@ def bundle_config(folder: str, data_config=None) -> ml_collections.ConfigDict:
   return config
 
 
-def load_variables(folder: str, abstract_variables: dict) -> tuple:
-  """(G's variables, step) from the bundle in `folder`, its checksum and shapes checked."""
+def _checked_weights(folder: str) -> tuple:
+  """(the bundle's raw weights as nested dicts, its manifest), its checksum checked."""
   manifest = read_manifest(folder)
   path = os.path.join(folder, manifest["file"])
   if not os.path.isfile(path):
@@ -109,9 +111,32 @@ def load_variables(folder: str, abstract_variables: dict) -> tuple:
       "restore it (git checkout weights/)."
     )
   with open(path, "rb") as f:
-    restored = flax.serialization.msgpack_restore(f.read())
+    return flax.serialization.msgpack_restore(f.read()), manifest
+
+
+def load_variables(folder: str, abstract_variables: dict) -> tuple:
+  """(G's variables, step) from the bundle in `folder`, its checksum and shapes checked."""
+  restored, manifest = _checked_weights(folder)
   shapes = jax.tree.map(lambda x: x.shape, abstract_variables)
   if jax.tree.map(np.shape, restored) != shapes:
+    path = os.path.join(folder, manifest["file"])
     raise UsageError(f"{path} does not fit the networks of its manifest's config: export the run again.")
   variables = jax.tree.map(lambda x, a: np.asarray(x, a.dtype), restored, abstract_variables)
   return variables, manifest["step"]
+
+
+def weights_into(folder: str, variables: dict) -> tuple:
+  """(`variables` with every array the bundle holds, step, paths the bundle lacks): to start a
+  run from a bundle (config.init_from), e.g. a generator that adds a vivid head to it.
+
+  Every array of the bundle must find its place with its shape: otherwise the networks differ."""
+  restored, manifest = _checked_weights(folder)
+  ours, theirs = flax.traverse_util.flatten_dict(variables, sep="/"), flax.traverse_util.flatten_dict(restored, sep="/")
+  misfits = [p for p, x in theirs.items() if p not in ours or np.shape(x) != np.shape(ours[p])]
+  if misfits:
+    raise UsageError(
+      f"config.init_from={folder}: the bundle's {misfits[0]} (and {len(misfits) - 1} more) does not fit this "
+      "config's generator: model.* must build the bundle's networks (extra heads may be added)."
+    )
+  merged = {p: np.asarray(theirs[p], np.asarray(x).dtype) if p in theirs else x for p, x in ours.items()}
+  return flax.traverse_util.unflatten_dict(merged, sep="/"), manifest["step"], sorted(set(ours) - set(theirs))

@@ -19,15 +19,15 @@ import numpy as np
 from PIL import Image
 
 from colorize import color
-from colorize import hints as hints_lib
-from colorize import inference
-from colorize import models
-from colorize import photos
-from colorize import propagate
-from colorize import run_setup
-from colorize import steadying
-from colorize import video
-from colorize.run_setup import UsageError
+from colorize.colouring import hint_points
+from colorize.colouring import propagate
+from colorize.colouring import steadying
+from colorize.colouring import video
+from colorize.data import photos
+from colorize.networks import inference
+from colorize.networks import models
+from colorize.runs import run_setup
+from colorize.runs.run_setup import UsageError
 
 _ROWS_PER_CHUNK = 256  # Full-resolution colour maths runs in row chunks: bounded memory.
 _PIXELS_PER_GROUP = 40_000_000  # Photos decoded ahead of the generator, at most (about 0.5 GB).
@@ -95,7 +95,7 @@ def hint_channels(group: list, planes: list, height: int, width: int) -> np.ndar
   empty = np.zeros((0, 5), np.float32)
   return np.stack(
     [
-      hints_lib.for_network(empty if photo.hints is None else photo.hints, plane.shape, (height, width))
+      hint_points.for_network(empty if photo.hints is None else photo.hints, plane.shape, (height, width))
       for photo, plane in zip(group, planes, strict=True)
     ]
   )
@@ -236,7 +236,7 @@ def _decoded(jobs: list, max_pixels: int, report) -> Iterator[photos.Photo]:
 
 
 def _with_hint_files(decoded: Iterator[photos.Photo], hint_files: dict, report) -> Iterator[photos.Photo]:
-  """Photos with their hint file's points (`hints.hint_files`); a photo whose hint file is bad is
+  """Photos with their hint file's points (`hint_points.hint_files`); a photo whose hint file is bad is
   reported and dropped (nothing is written for it)."""
   for photo in decoded:
     path = hint_files.get(photo.source)
@@ -244,9 +244,9 @@ def _with_hint_files(decoded: Iterator[photos.Photo], hint_files: dict, report) 
       yield photo
       continue
     try:
-      points = hints_lib.read_points(path)
-      photo.hints = hints_lib.user_points(points, *photo.rgb.shape[:2], source=path)
-    except hints_lib.BadHints as error:
+      points = hint_points.read_points(path)
+      photo.hints = hint_points.user_points(points, *photo.rgb.shape[:2], source=path)
+    except hint_points.BadHints as error:
       report(photo.source, str(error))
       continue
     yield photo
@@ -403,8 +403,8 @@ def run(
     raise UsageError(f"--hints are for photos; --input={input_pattern} holds videos only (coloured automatically).")
   check_hints(hints, len(found_photos))
   try:
-    hint_files = hints_lib.hint_files(hints, found_photos)
-  except hints_lib.BadHints as error:
+    hint_files = hint_points.hint_files(hints, found_photos)
+  except hint_points.BadHints as error:
     raise UsageError(str(error)) from None
   if hints and not hint_files:
     print(

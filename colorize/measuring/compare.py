@@ -1,6 +1,6 @@
 """Compares trained runs side by side: one Markdown table of the paper's metrics, one image grid.
 
-    python -m colorize.compare runs/photos64 runs/photos64_unet --output=comparison
+    python -m colorize.measuring.compare runs/photos64 runs/photos64_unet --output=comparison
 
 Uses each run's `eval/metrics.json` (from `--mode=evaluate`; a run without one is evaluated
 first, on its whole held-out split) and checks that every run was evaluated on the same images.
@@ -19,21 +19,24 @@ from absl import flags
 from absl import logging
 from PIL import Image
 
-from colorize import checkpoint
-from colorize import evaluate
-from colorize import inference
-from colorize import input_pipeline
-from colorize import reporting
-from colorize import run_record
-from colorize import run_setup
-from colorize.run_setup import UsageError
+from colorize.data import input_pipeline
+from colorize.measuring import evaluate
+from colorize.networks import inference
+from colorize.runs import checkpoint
+from colorize.runs import reporting
+from colorize.runs import run_record
+from colorize.runs import run_setup
+from colorize.runs.run_setup import UsageError
 
 # Settings that decide which images a run is evaluated on; they must agree for a comparison.
 # (The size is set for all: each run's own when they agree, else --eval_size.)
 EVAL_DATA_FIELDS = ("dataset", "data_dir", "eval_split", "gray_tolerance")
 FOLDER_SPLIT_FIELDS = ("folder_val_fraction",)  # The held-out share of a folder (never the seed).
 OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.png")
-USAGE = "usage: python main.py --mode=compare --runs=RUN_A,RUN_B[,...] --output=DIR (alias: python -m colorize.compare)"
+USAGE = (
+  "usage: python main.py --mode=compare --runs=RUN_A,RUN_B[,...] --output=DIR "
+  "(alias: python -m colorize.measuring.compare)"
+)
 
 
 def check_same_eval_data(configs: list, workdirs: list) -> None:
@@ -214,7 +217,7 @@ def define_flags():
 
 
 def main(argv):
-  """`python -m colorize.compare RUN_A RUN_B --output=DIR`: an alias of `main.py --mode=compare`."""
+  """`python -m colorize.measuring.compare RUN_A RUN_B --output=DIR`: an alias of `main.py --mode=compare`."""
   try:
     compare(argv[1:], FLAGS.output, FLAGS.num_images, FLAGS.eval_images, FLAGS.overwrite)
   except UsageError as error:

@@ -14,12 +14,12 @@ import time
 
 from absl import logging
 
-from colorize import run_setup
+from colorize.runs import run_setup
 
 # The rules that decide which photos a run trains on and in which order. A change of either would
 # resume a run on another split or another stream: its version is recorded in the run.
 DATA_RULES = {
-  "folder_split": "sha256-of-file-name",  # input_pipeline.is_validation_photo (earlier: the path's).
+  "folder_split": "sha256-of-file-name",  # sources.is_validation_photo (earlier: the path's).
   "seed_streams": "tagged",  # input_pipeline.data_rng: every random stream of the data has its own tag.
 }
 
@@ -72,7 +72,7 @@ def differences(before: dict, after: dict) -> dict:
   }
 
 
-INFERENCE_ONLY = ("model.border", "model.temperature")
+INFERENCE_ONLY = ("model.border", "model.temperature", "model.vividness")
 
 
 def is_shaping(name: str) -> bool:

@@ -22,8 +22,15 @@ PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", "
 # JPEG's opener also reads phones' multi-picture JPEGs (MPO); PPM: the netpbm formats (.ppm, .pgm).
 PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
 MAX_PIXELS = 200_000_000  # The default cap on a photo's pixels (--max_pixels): larger ones are refused.
+APP_MAX_PIXELS = MAX_PIXELS // 4  # The app's default: it holds each open photo in memory (150 MB decoded).
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
 MIN_SIDE = 8  # Smaller photos hold no colour worth predicting.
+
+
+def check_max_pixels(max_pixels: int) -> None:
+  """Refuses a --max_pixels that no photo could meet."""
+  if max_pixels < MIN_SIDE * MIN_SIDE:
+    raise ValueError(f"--max_pixels={max_pixels} is too small: photos have at least {MIN_SIDE}x{MIN_SIDE} pixels.")
 
 
 class BadPhoto(Exception):
@@ -37,7 +44,7 @@ class Photo:
   rgb: np.ndarray  # uint8 [H, W, 3], sRGB, upright.
   alpha: np.ndarray | None  # uint8 [H, W] or None.
   bits: int = 8  # Bits per channel of the file (16 and 32 are reduced to 8 in `rgb`).
-  hints: np.ndarray | None = None  # The user's colour points, float32 [N, 5] (`hints.user_points`).
+  hints: np.ndarray | None = None  # The user's colour points, float32 [N, 5] (`hint_points.user_points`).
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -8,6 +8,8 @@ import sys
 from absl import app
 from absl import flags
 
+import colorize
+
 FLAGS = flags.FLAGS
 
 HINT = "Run `python main.py --help` for the modes, their flags and an example of each."
@@ -63,7 +65,7 @@ def unknown_field_message(error: BaseException, argv: list) -> str | None:
 def nested_field_hint(path: str) -> str:
   """The field of `path`'s section in configs/default.py closest to its last name (`lr` reads as
   learning rate), or the section's fields."""
-  from colorize import run_record
+  from colorize.runs import run_record
   from configs import default
 
   section, _, leaf = path.rpartition(".")
@@ -92,7 +94,7 @@ def enum_value_message(error: BaseException) -> str | None:
   return f"--{name}={value} is not one of {', '.join(choices)}: {hint}"
 
 
-RUN_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "from_run.py")
+RUN_CONFIG = os.path.join(colorize.REPO, "configs", "from_run.py")
 
 
 def flag_value(argv: list, name: str) -> str | None:

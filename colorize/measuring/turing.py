@@ -20,10 +20,10 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from colorize import inference
-from colorize import input_pipeline
-from colorize import run_setup
-from colorize.run_setup import UsageError
+from colorize.data import input_pipeline
+from colorize.networks import inference
+from colorize.runs import run_setup
+from colorize.runs.run_setup import UsageError
 
 PAGE_FILE = "index.html"
 

@@ -11,15 +11,23 @@ import jax
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from colorize import checkpoint
-from colorize import evaluate
-from colorize import inference
-from colorize import input_pipeline
-from colorize import losses
-from colorize import reporting
-from colorize import run_record
-from colorize import steps
+from colorize.data import input_pipeline
+from colorize.data import sources
+from colorize.data import usable
+from colorize.networks import colour_bins
+from colorize.networks import inference
+from colorize.runs import bundle
+from colorize.runs import checkpoint
+from colorize.runs import reporting
+from colorize.runs import run_record
+from colorize.training import compiled
+from colorize.training import config_checks
+from colorize.training import losses
+from colorize.training import steps
+from colorize.training import validation
 
 
 class StopSignal:
@@ -78,25 +86,47 @@ def check_finite_state(state: steps.TrainState, step: int, last_checkpoint) -> N
     raise _non_finite_error(f"non-finite parameters after step {step}; stopping without saving them", last_checkpoint)
 
 
-def colour_weights(config, photos: input_pipeline.TrainingPhotos | None = None):
-  """Class-rebalancing weights of the regression term (config.loss.rebalance > 0), else None.
-
-  From the a,b histogram of the first `loss.rebalance_images` training images (the seeded
-  order's, whatever the resume point), summed over processes so every replica uses the same.
-  """
-  if not config.loss.rebalance:
-    return None
+def _training_colour_counts(config, photos: usable.TrainingPhotos | None):
+  """The a,b histogram of the first `loss.rebalance_images` training images (the seeded order's,
+  whatever the resume point), summed over processes so every replica uses the same."""
   images = input_pipeline.first_training_images(config, config.loss.rebalance_images, photos)
   counts = losses.ab_histogram(images)
-  counts = np.sum(multihost_utils.process_allgather(counts), axis=0) if jax.process_count() > 1 else counts
-  return losses.rebalancing_weights(counts, config.loss.rebalance)
+  return np.sum(multihost_utils.process_allgather(counts), axis=0) if jax.process_count() > 1 else counts
+
+
+def colour_weights(config, photos: usable.TrainingPhotos | None = None):
+  """Class-rebalancing weights of the regression term (config.loss.rebalance > 0), else None."""
+  if not config.loss.rebalance:
+    return None
+  return losses.rebalancing_weights(_training_colour_counts(config, photos), config.loss.rebalance)
+
+
+VIVID_MIX = 0.5  # The vivid head's prior: the photos' colours mixed half and half with uniform (Zhang et al.).
+
+
+def with_start_weights(config, state: steps.TrainState, mesh, photos) -> steps.TrainState:
+  """A fresh run's state: `init_from`'s weights (a run's or a bundle's), and a vivid head's
+  rebalancing weights from the training photos (fixed for the run's life: `heads.VividHead`)."""
+  if config.init_from and bundle.is_bundle(config.init_from):
+    variables, source_step, added = bundle.weights_into(config.init_from, jax.device_get(state.generator.variables()))
+    state = compiled.with_generator_variables(state, variables, NamedSharding(mesh, P()))
+    logging.info("Starting from the bundle %s (step %d); new: %s.", config.init_from, source_step, added or "nothing")
+  elif config.init_from:
+    state, source_step = checkpoint.load_weights(config.init_from, state)
+    logging.info("Starting from the weights of %s at step %d (fine-tuning).", config.init_from, source_step)
+  if config.model.get("vivid_head", False):
+    weights = losses.rebalancing_weights(_training_colour_counts(config, photos), VIVID_MIX)
+    variables = jax.device_get(state.generator.variables())
+    variables["params"]["VividHead_0"]["log_weights"] = np.log(colour_bins.grid_to_gamut(weights)).astype(np.float32)
+    state = compiled.with_generator_variables(state, variables, NamedSharding(mesh, P()))
+  return state
 
 
 def phase_ends(config) -> dict:
   """{batch count: what starts after it} for each phase of the train step after the first
-  (`steps.phase_starts`): its first step compiles a step of its own."""
+  (`compiled.phase_starts`): its first step compiles a step of its own."""
   names = {}
-  for start in steps.phase_starts(config)[1:]:
+  for start in compiled.phase_starts(config)[1:]:
     if config.adversarial and start == config.pretrain_steps:
       names[start] = "the GAN (the end of L1 pretraining)"
     else:
@@ -123,13 +153,13 @@ def train_and_evaluate(config, workdir: str, invocation: dict | None = None) -> 
   trained = checkpoint.newest_step(workdir) is not None
   changed = run_record.check_start(config, workdir, trained)
   mesh = steps.make_mesh()
-  steps.check_config(config, jax.device_count(), jax.process_count())
-  training_photos = input_pipeline.training_photos(config, cache_dir=workdir)
-  input_pipeline.photo_source(config, "eval")
+  config_checks.check_config(config, jax.device_count(), jax.process_count())
+  training_photos = usable.training_photos(config, cache_dir=workdir)
+  sources.photo_source(config, "eval")
   run = reporting.RunFolder(workdir, config, mesh, rewrite_config=not trained)
 
   # ---- Model and optimisers.
-  state, (train_fn, eval_fn) = steps.setup(config, mesh, colour_weights(config, training_photos))
+  state, (train_fn, eval_fn) = compiled.setup(config, mesh, colour_weights(config, training_photos))
   plain_generator = inference.generator_module(config)
 
   # ---- Resume.
@@ -139,9 +169,8 @@ def train_and_evaluate(config, workdir: str, invocation: dict | None = None) -> 
     state, saved_position = checkpoint.restore_newest_usable(manager, state)
     position = input_pipeline.DataPosition(**saved_position)
     logging.info("Resuming from the checkpoint of step %d in %s.", int(state.step), manager.directory)
-  elif config.init_from:
-    state, source_step = checkpoint.load_weights(config.init_from, state)
-    logging.info("Starting from the weights of %s at step %d (fine-tuning).", config.init_from, source_step)
+  else:
+    state = with_start_weights(config, state, mesh, training_photos)
   start_step = int(state.step)
   if start_step < config.num_train_steps:  # A run with nothing to do records no start.
     run.record_start(start_step, config, changed, invocation or run_record.invocation(None))
@@ -191,7 +220,7 @@ def train_and_evaluate(config, workdir: str, invocation: dict | None = None) -> 
         averaged["gray_images_skipped"] = int(np.sum(multihost_utils.process_allgather(np.int64(gray_skipped))))
         run.write_scalars(step, {f"train/{k}": v for k, v in averaged.items()} | progress.update(step))
       if step % config.eval_every_steps == 0 or last:
-        results = evaluate.evaluate_subset(eval_fn, state, mesh, eval_data.batches())
+        results = validation.evaluate_subset(eval_fn, state, mesh, eval_data.batches())
         run.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
       if step % config.sample_every_steps == 0 or last:
         generated = inference.colorize_images(plain_generator, state.inference_variables(), sample_images)

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from colorize import bundle
-from colorize import checkpoint
 from colorize import color
-from colorize import models
+from colorize.networks import models
+from colorize.runs import bundle
+from colorize.runs import checkpoint
 
 
 def generator_module(config):

@@ -26,16 +26,15 @@ import uuid
 import numpy as np
 from PIL import Image
 
-from colorize import hints as hints_lib
-from colorize import inference
-from colorize import models
-from colorize import photos
-from colorize import predict
+from colorize.colouring import hint_points
+from colorize.colouring import predict
+from colorize.data import photos
+from colorize.networks import inference
+from colorize.networks import models
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app_page.html")
 PREVIEW_SIDE = 768  # Pixels on the long side of the previews: 0.14 s on 2 CPU cores (bundled model).
-MAX_PIXELS = 50_000_000  # The app's default cap on a photo (--max_pixels): 150 MB decoded, a few GB to colour.
-KEPT_PIXELS = 4 * MAX_PIXELS  # Photos held in memory, at most: the least recently used is forgotten first.
+KEPT_PIXELS = 4 * photos.APP_MAX_PIXELS  # Photos held in memory, at most: the least recently used is forgotten first.
 KEPT_PHOTOS = 8
 MAX_UPLOAD = 200 * 2**20  # Bytes of a photo.
 MAX_REQUEST = 2**20  # Bytes of a colour request: 1,000 points are about 60 KB.
@@ -64,7 +63,7 @@ class Colorizer:
   variables: dict
   size: int
   multiple: int
-  max_pixels: int = MAX_PIXELS
+  max_pixels: int = photos.APP_MAX_PIXELS
   photos: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)  # id -> (photo, preview)
   lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # Guards `photos`.
   generator_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # One generator call at a time.
@@ -108,10 +107,9 @@ class Colorizer:
       raise AppError(POINTS_FORMAT)
     photo, small = self.opened(photo_id)
     try:
-      hints_lib.check_points(points, "the page's points")
       height, width = photo.rgb.shape[:2]
-      user_points = hints_lib.user_points(points, height, width, "the page's points")
-    except hints_lib.BadHints as error:
+      user_points = hint_points.user_points(points, height, width, "the page's points")
+    except hint_points.BadHints as error:
       raise AppError(str(error)) from None
     start = time.perf_counter()
     shown = photo if full else small
@@ -324,7 +322,7 @@ def handler_for(colorizer: Colorizer, page: bytes):
 
 
 def make_server(
-  config, workdir: str, host: str = "127.0.0.1", port: int = 8000, max_pixels: int = MAX_PIXELS
+  config, workdir: str, host: str = "127.0.0.1", port: int = 8000, max_pixels: int = photos.APP_MAX_PIXELS
 ) -> http.server.ThreadingHTTPServer:
   """The app's server for the generator of a run or a bundle (not yet serving)."""
   if not 0 <= port <= 65535:
@@ -339,7 +337,7 @@ def make_server(
     raise AppError(f"cannot listen on {host}:{port} ({error.strerror or error}): pass another --port.") from None
 
 
-def serve(config, workdir: str, host: str, port: int, max_pixels: int = MAX_PIXELS) -> None:
+def serve(config, workdir: str, host: str, port: int, max_pixels: int = photos.APP_MAX_PIXELS) -> None:
   """The app mode: serves until Ctrl+C."""
   server = make_server(config, workdir, host, port, max_pixels)
   if not is_loopback(host):

@@ -14,185 +14,13 @@ import jax
 import jax.numpy as jnp
 
 from colorize import color
-from colorize import colour_bins
-from colorize import cpu_kernels
-from colorize import efficientnet
+from colorize.networks import colour_bins
+from colorize.networks import cpu_kernels
+from colorize.networks import efficientnet
+from colorize.networks import heads
+from colorize.networks import layers
 
 Dtype = Any
-
-
-def _check_divisible(shape, factor: int, what: str):
-  height, width = shape[1], shape[2]
-  if height % factor or width % factor:
-    raise ValueError(
-      f"{what}: input size {height}x{width} is not a multiple of {factor}; "
-      f"resize or pad the image to a multiple of {factor} (e.g. config.image_size)."
-    )
-
-
-def _channels(output: str) -> int:
-  """The channels a generator predicts: L, a, b (the paper), or a, b with the input's L kept."""
-  return 3 if output == "lab" else 2
-
-
-def _lab_output(predicted, gray, output: str):
-  """Normalised Lab from a generator's last layer: tanh, and the input's L in front for 'ab'."""
-  x = jnp.tanh(predicted.astype(jnp.float32))
-  return jnp.concatenate([gray.astype(jnp.float32), x], axis=-1) if output == "ab" else x
-
-
-class BinsHead(nn.Module):
-  """The vividness head: logits over the gamut's a,b bins (`colour_bins`), and Lab at the input's
-  size from their annealed mean at `temperature` (a,b resized bilinearly, the input's L kept).
-
-  Computed in float32 whatever the network's dtype: 1/T magnifies the logits' rounding."""
-
-  temperature: float = 1.0
-
-  @nn.compact
-  def __call__(self, x, gray):
-    conv = nn.Conv(
-      colour_bins.num_bins(),
-      (1, 1),
-      bias_init=colour_bins.gray_prior_logits,  # Starts at gray, as the regression head does.
-      conv_general_dilated=cpu_kernels.matmul_conv,
-    )
-    logits = conv(x.astype(jnp.float32))
-    ab = colour_bins.annealed_mean(logits, self.temperature)
-    if ab.shape[1:3] != gray.shape[1:3]:
-      ab = jax.image.resize(ab, (*gray.shape[:3], 2), "linear")
-    return jnp.concatenate([gray.astype(jnp.float32), ab], axis=-1), logits
-
-
-def _colour_output(generator, x, gray, with_logits: bool):
-  """A generator's last layer on its decoder's features `x`: Lab, or (Lab, bin logits or None).
-
-  Called inside the generator's compact `__call__`, so the layers are the generator's own (the
-  regression's 1x1 conv keeps its name, and older checkpoints load)."""
-  if generator.colour_head == "bins":
-    lab, logits = BinsHead(generator.temperature)(x, gray)
-  else:
-    channels = _channels(generator.output)
-    conv = nn.Conv(channels, (1, 1), dtype=generator.dtype, conv_general_dilated=cpu_kernels.matmul_conv)
-    lab, logits = _lab_output(conv(x), gray, generator.output), None
-  return (lab, logits) if with_logits else lab
-
-
-def per_example_keys(rng, local_batch: int, axis_name: str | None):
-  """One key per example of this device's batch, from (rng, the example's index in the global
-  batch): the same draws on 1 device and on N."""
-  offset = jax.lax.axis_index(axis_name) * local_batch if axis_name else 0
-  return jax.vmap(jax.random.fold_in, (None, 0))(rng, offset + jnp.arange(local_batch))
-
-
-def _with_hints(generator, gray, hints):
-  """The network's input: L, and for a generator with `hints` the three hint channels beside it
-  (`hints.encode`; none given: zeros, the automatic mode)."""
-  if not generator.hints:
-    if hints is not None:
-      raise ValueError("this generator has no hint channels: train it with config.model.hints=True to use hints.")
-    return gray
-  if hints is None:
-    hints = jnp.zeros((*gray.shape[:3], 3), gray.dtype)
-  if hints.shape != (*gray.shape[:3], 3):
-    raise ValueError(f"hint channels of shape {hints.shape} do not match the input {gray.shape}: need [B, H, W, 3].")
-  return jnp.concatenate([gray, hints.astype(gray.dtype)], axis=-1)
-
-
-def _pooled_hints(hints, factor: int):
-  """Hint channels at a decoder level's resolution: in each factor x factor block the mean
-  colour of its hinted pixels and a mask of 1 if it has any. (An average would thin a 3x3
-  point to 9/256 of its colour at stride 16: measured, the decoder then learnt to ignore it.)"""
-  if factor == 1:
-    return hints
-  batch, height, width, _ = hints.shape
-  blocks = hints.reshape(batch, height // factor, factor, width // factor, factor, 3)
-  # lax slices, not [..., :2]: with symbolic sizes (jax.export) indexing becomes a gather.
-  colour_sums = jax.lax.slice_in_dim(blocks, 0, 2, axis=-1).sum(axis=(2, 4))
-  hinted = jax.lax.slice_in_dim(blocks, 2, 3, axis=-1).sum(axis=(2, 4))
-  colour = colour_sums / jnp.maximum(hinted, 1.0)
-  return jnp.concatenate([colour, (hinted > 0).astype(hints.dtype)], axis=-1)
-
-
-class PerExampleDropout(nn.Module):
-  """Dropout whose mask for an example depends only on (rng, global example index).
-
-  Plain nn.Dropout draws one mask for the local batch, so the masks change with the device
-  count; this one makes 1 device and N devices drop exactly the same units.
-  """
-
-  rate: float
-  axis_name: str | None = None
-
-  @nn.compact
-  def __call__(self, x, deterministic: bool):
-    if deterministic or self.rate == 0.0:
-      return x
-    example_rngs = per_example_keys(self.make_rng("dropout"), x.shape[0], self.axis_name)
-    keep = jax.vmap(lambda r: jax.random.bernoulli(r, 1.0 - self.rate, x.shape[1:]))(example_rngs)
-    return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
-
-
-def _batch_norm(train: bool, momentum: float, axis_name, dtype):
-  return nn.BatchNorm(
-    use_running_average=not train,
-    momentum=momentum,
-    epsilon=1e-5,
-    axis_name=axis_name if train else None,
-    dtype=dtype,
-  )
-
-
-class ConvNormAct(nn.Module):
-  """3x3 conv + BatchNorm + activation; `normalize=False` gives the BN-free first layer."""
-
-  features: int
-  activation: str  # "leaky_relu" | "relu"
-  normalize: bool = True
-  bn_momentum: float = 0.9
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    x = nn.Conv(
-      self.features,
-      (3, 3),
-      padding="SAME",
-      use_bias=not self.normalize,
-      dtype=self.dtype,
-      conv_general_dilated=cpu_kernels.matmul_conv,
-    )(x)
-    if self.normalize:
-      x = _batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
-    return nn.leaky_relu(x, 0.2) if self.activation == "leaky_relu" else nn.relu(x)
-
-
-class DecoderUnit(nn.Module):
-  """2x upsampling + 2x2 conv (halving channels), concat the skip, two 3x3 conv+BN+ReLU."""
-
-  features: int
-  upsample: str = "nearest"  # "nearest": resize + 2x2 conv; "transpose": 2x2 stride-2 transposed conv
-  bn_momentum: float = 0.9
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, skip, train: bool):
-    if self.upsample == "nearest":
-      # XLA's 'SAME' for an even kernel pads bottom/right, as the PyTorch reference does.
-      conv = nn.Conv(
-        self.features, (2, 2), padding="SAME", dtype=self.dtype, conv_general_dilated=cpu_kernels.nearest_upsample_conv
-      )
-      x = conv(x)
-    elif self.upsample == "transpose":
-      x = nn.ConvTranspose(self.features, (2, 2), strides=(2, 2), dtype=self.dtype)(x)
-    else:
-      raise ValueError(f"model.upsample={self.upsample!r} is unknown; use 'nearest' or 'transpose'.")
-    x = jnp.concatenate([x, skip.astype(x.dtype)], axis=-1)
-    for _ in range(2):
-      x = ConvNormAct(self.features, "relu", True, self.bn_momentum, self.axis_name, self.dtype)(x, train)
-    return x
 
 
 class Generator(nn.Module):
@@ -212,29 +40,31 @@ class Generator(nn.Module):
   colour_head: str = "regression"  # 'bins': a,b from a distribution over bins (`BinsHead`).
   temperature: float = 1.0  # The bins head's annealed-mean temperature.
   hints: bool = False  # True: the user's colour hints (`colorize.hints`) enter beside L.
+  vivid_head: bool = False  # A regression head's companion distribution over bins (`VividHead`).
+  vividness: float = 0.0  # Inference: 0 the faithful colour, 1 the boldest (`heads.colour_output`).
 
   @nn.compact
   def __call__(self, gray, train: bool = True, with_logits: bool = False, hints=None):
-    _check_divisible(gray.shape, 2**self.depth, f"Generator (model.depth={self.depth})")
+    layers.check_divisible(gray.shape, 2**self.depth, f"Generator (model.depth={self.depth})")
     if self.output not in ("lab", "ab"):
       raise ValueError(f"model.output={self.output!r} is unknown; use 'lab' or 'ab'.")
-    x = _with_hints(self, gray, hints).astype(self.dtype)
+    x = layers.with_hint_channels(self, gray, hints).astype(self.dtype)
     widths = [self.base_width * 2**i for i in range(self.depth)]
     skips = []
     for i, width in enumerate(widths):
-      x = ConvNormAct(width, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(x, train)
+      x = layers.ConvNormAct(width, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(x, train)
       skips.append(x)
       x = cpu_kernels.max_pool_2x2(x)
     for width, skip in zip(reversed(widths), reversed(skips), strict=True):
-      x = DecoderUnit(width // 2, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
-    return _colour_output(self, x, gray, with_logits)
+      x = layers.DecoderUnit(width // 2, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
+    return heads.colour_output(self, x, gray, with_logits)
 
 
 class PretrainedEncoderGenerator(nn.Module):
   """EfficientNet-Lite0 (ImageNet weights, `efficientnet.py`) on L, a U-Net decoder -> Lab.
 
   The encoder sees the photo's gray as RGB (L with a = b = 0) and gives features at strides 2 to
-  32; the decoder climbs back with a `DecoderUnit` per level, its skips the encoder's features
+  32; the decoder climbs back with a `layers.DecoderUnit` per level, its skips the encoder's features
   and, last, the full-resolution L. Decoder widths: `base_width` at full resolution, doubling
   per level to 8x. The encoder's BatchNorm keeps its ImageNet statistics (inference mode); its
   parameters are the subtree 'encoder' (frozen, then fine-tuned slower: `steps.py`).
@@ -250,13 +80,18 @@ class PretrainedEncoderGenerator(nn.Module):
   colour_head: str = "regression"  # 'bins': a,b from a distribution over bins, predicted at half resolution.
   temperature: float = 1.0  # The bins head's annealed-mean temperature.
   hints: bool = False  # True: the hint channels join the decoder's input and every skip (pooled to its size).
-  border: int = 0  # Inference: pixels of the photo mirrored around it, cropped off again (`with_border`).
+  border: int = 0  # Inference: pixels of the photo mirrored around it, cropped off again (`layers.with_border`).
+  vivid_head: bool = False  # A regression head's companion distribution over bins (`VividHead`).
+  vividness: float = 0.0  # Inference: 0 the faithful colour, 1 the boldest (`heads.colour_output`).
+  frozen_trunk: bool = False  # Training the vivid head alone: everything else in inference mode, no gradient.
 
   @nn.compact
   def __call__(self, gray, train: bool = True, with_logits: bool = False, hints=None):
-    _check_divisible(gray.shape, ENCODER_STRIDE, "PretrainedEncoderGenerator (EfficientNet-Lite0's stride)")
+    layers.check_divisible(gray.shape, ENCODER_STRIDE, "PretrainedEncoderGenerator (EfficientNet-Lite0's stride)")
     if self.border and not train:
-      return with_border(lambda g, h: self.colour(g, train, with_logits, h), gray, hints, self.border, with_logits)
+      return layers.with_border(
+        lambda g, h: self.colour(g, train, with_logits, h), gray, hints, self.border, with_logits
+      )
     return self.colour(gray, train, with_logits, hints)
 
   def colour(self, gray, train: bool, with_logits: bool, hints):
@@ -268,40 +103,23 @@ class PretrainedEncoderGenerator(nn.Module):
     widths = [self.base_width * min(2**level, 8) for level in range(5)]  # Full resolution, stride 2, ..., 16.
     inputs = [gray, *features]  # Strides 1, 2, ..., 32.
     if self.hints:  # The encoder keeps its ImageNet input; the decoder sees the hints at every level.
-      with_hints = jax.lax.slice_in_dim(_with_hints(self, gray, hints), 1, 4, axis=-1)
-      inputs = [jnp.concatenate([x, _pooled_hints(with_hints, 2**i).astype(x.dtype)], -1) for i, x in enumerate(inputs)]
+      with_hints = jax.lax.slice_in_dim(layers.with_hint_channels(self, gray, hints), 1, 4, axis=-1)
+      inputs = [
+        jnp.concatenate([x, layers.pooled_hints(with_hints, 2**i).astype(x.dtype)], -1) for i, x in enumerate(inputs)
+      ]
     levels = list(zip(reversed(widths), reversed(inputs[:-1]), strict=True))
     if self.colour_head == "bins":
       levels = levels[:-1]  # Colour at half resolution (Zhang et al.: a quarter), resized with L kept at full.
     x = inputs[-1]
+    trunk_trains = train and not self.frozen_trunk
     for width, skip in levels:
-      x = DecoderUnit(width, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
-    return _colour_output(self, x, gray, with_logits)
-
-
-def with_border(network, gray, hints, border: int, with_logits: bool):
-  """`network(gray, hints)` on the input mirrored by `border` pixels on every side, its output
-  cropped back: no output pixel lies at the network's own corners and edges.
-
-  Zero padding tells a network where its edges are (the encoder's stride-2 'SAME' convolutions
-  and the decoder's 2x2 upsampling convolutions pad the bottom and right only), and the bundled
-  decoder learnt a saturated green-cyan blob at its top-right corner from that, whatever the
-  photo: a mirrored photo got it at the top-right too. Mirrored pixels continue the photo, so
-  what lies under the corner is the photo's own content. Hints get none in the border."""
-  pad = ((0, 0), (border, border), (border, border), (0, 0))
-  padded_hints = None if hints is None else jnp.pad(hints, pad)
-  out = network(jnp.pad(gray, pad, mode="reflect"), padded_hints)
-  lab, logits = out if with_logits else (out, None)
-  lab = _cropped(lab, border)
-  if logits is not None:  # The bins head's logits lie at a fraction of the input's size.
-    logits = _cropped(logits, border * logits.shape[1] // (gray.shape[1] + 2 * border))
-  return (lab, logits) if with_logits else lab
-
-
-def _cropped(x, border: int):
-  """`x` [B, H, W, C] without `border` pixels on every side (lax slices: symbolic sizes export)."""
-  x = jax.lax.slice_in_dim(x, border, x.shape[1] - border, axis=1)
-  return jax.lax.slice_in_dim(x, border, x.shape[2] - border, axis=2)
+      x = layers.DecoderUnit(width, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, trunk_trains)
+    if self.frozen_trunk:
+      x = jax.lax.stop_gradient(x)
+      lab, logits = heads.colour_output(self, x, gray, True)
+      lab = jax.lax.stop_gradient(lab)
+      return (lab, logits) if with_logits else lab
+    return heads.colour_output(self, x, gray, with_logits)
 
 
 def with_pretrained_encoder(model_config, variables: dict) -> dict:
@@ -335,7 +153,7 @@ class Discriminator(nn.Module):
 
   @nn.compact
   def __call__(self, gray, lab, train: bool = True):
-    _check_divisible(gray.shape, 2**self.num_units, f"Discriminator (model.disc_units={self.num_units})")
+    layers.check_divisible(gray.shape, 2**self.num_units, f"Discriminator (model.disc_units={self.num_units})")
     x = jnp.concatenate([gray, lab], axis=-1).astype(self.dtype)
     for i in range(self.num_units):
       width = self.base_width * 2**i
@@ -343,8 +161,8 @@ class Discriminator(nn.Module):
         conv = nn.Conv(width, (3, 3), padding="SAME", dtype=self.dtype, conv_general_dilated=cpu_kernels.matmul_conv)
         x = nn.leaky_relu(nn.SpectralNorm(conv)(x, update_stats=train), 0.2)
       else:
-        x = ConvNormAct(width, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(x, train)
-      x = PerExampleDropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
+        x = layers.ConvNormAct(width, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(x, train)
+      x = layers.PerExampleDropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
       x = cpu_kernels.max_pool_2x2(x)
     x = x.reshape(x.shape[0], -1)
     dense = nn.Dense(1, dtype=self.dtype)
@@ -370,6 +188,7 @@ class Pix2PixGenerator(nn.Module):
   axis_name: str | None = None
   dtype: Dtype = jnp.float32
   hints: bool = False  # True: the user's colour hints (`colorize.hints`) enter beside L.
+  vividness: float = 0.0  # Inference: a,b scaled by 1 + vividness (no distribution to tilt).
 
   def _upsample_conv(self, features: int, use_bias: bool):
     if self.upsample == "transpose":
@@ -381,25 +200,28 @@ class Pix2PixGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, gray, train: bool = True, hints=None):
-    _check_divisible(gray.shape, 2**self.depth, f"Pix2PixGenerator (model.depth={self.depth})")
+    layers.check_divisible(gray.shape, 2**self.depth, f"Pix2PixGenerator (model.depth={self.depth})")
     if self.output not in ("lab", "ab"):
       raise ValueError(f"model.output={self.output!r} is unknown; use 'lab' or 'ab'.")
     widths = [self.base_width * min(2**i, 8) for i in range(self.depth)]
-    x, skips = _with_hints(self, gray, hints).astype(self.dtype), []
+    x, skips = layers.with_hint_channels(self, gray, hints).astype(self.dtype), []
     for i, width in enumerate(widths):
       if i > 0:
         x = nn.leaky_relu(x, 0.2)
       x = nn.Conv(width, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=False, dtype=self.dtype)(x)
       if 0 < i < self.depth - 1:  # pix2pix: no BN on the outermost and innermost encoder convs.
-        x = _batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
+        x = layers.batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
       skips.append(x)
     for i in reversed(range(1, self.depth)):  # Level i upsamples to the size of level i - 1.
       x = self._upsample_conv(widths[i - 1], use_bias=False)(nn.relu(x))
-      x = _batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
+      x = layers.batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
       if 4 <= i < self.depth - 1:
-        x = PerExampleDropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
+        x = layers.PerExampleDropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
       x = jnp.concatenate([skips[i - 1], x], axis=-1)
-    return _lab_output(self._upsample_conv(_channels(self.output), use_bias=True)(nn.relu(x)), gray, self.output)
+    lab = heads.lab_output(
+      self._upsample_conv(heads.output_channels(self.output), use_bias=True)(nn.relu(x)), gray, self.output
+    )
+    return heads.saturated_lab(lab, self.vividness)
 
 
 class PatchDiscriminator(nn.Module):
@@ -429,7 +251,7 @@ class PatchDiscriminator(nn.Module):
       width = self.base_width * min(2**i, 8)
       x = nn.Conv(width, (4, 4), (stride, stride), padding=((1, 1), (1, 1)), use_bias=i == 0, dtype=self.dtype)(x)
       if i > 0:
-        x = _batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
+        x = layers.batch_norm(train, self.bn_momentum, self.axis_name, self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     x = nn.Conv(1, (4, 4), padding=((1, 1), (1, 1)), dtype=self.dtype)(x)
     return x.astype(jnp.float32)[..., 0]
@@ -469,15 +291,19 @@ def check_model_options(model_config) -> None:
       "config.model.colour_head='bins' predicts a,b and keeps the input's L: set model.output='ab' and "
       "model.generator='paper'."
     )
-  if not model_config.temperature > 0:
-    raise ValueError(
-      f"config.model.temperature={model_config.temperature} must be > 0 (1: the mean; 0.38: Zhang et al.'s vivid)."
-    )
+  colour_bins.check_temperature(model_config.temperature, "config.model.temperature")
   if model_config.colour_head != "bins" and model_config.temperature != 1.0:
     raise ValueError(
       f"config.model.temperature={model_config.temperature} is for model.colour_head='bins'; "
       "this generator predicts its colours directly: leave it at 1."
     )
+  vivid_head = model_config.get("vivid_head", False)
+  if vivid_head and (model_config.colour_head != "regression" or model_config.generator != "paper"):
+    raise ValueError(
+      "config.model.vivid_head=True sits beside a regression head of the paper generator: set "
+      "model.colour_head='regression' and model.generator='paper'."
+    )
+  heads.check_vividness(model_config.get("vividness", 0.0), "config.model.vividness")
   if model_config.border and (model_config.encoder == "unet" or model_config.border % 16 or model_config.border < 0):
     raise ValueError(
       f"config.model.border={model_config.border} must be a multiple of 16 (the input stays a multiple of 32) "
@@ -498,6 +324,10 @@ def create_models(model_config, dtype: str = "float32", axis_name: str | None = 
     options |= dict(colour_head="bins", temperature=model_config.temperature)
   if model_config.hints:
     options |= dict(hints=True)
+  if model_config.get("vivid_head", False):
+    options |= dict(vivid_head=True)
+  if model_config.get("vividness", 0.0):
+    options |= dict(vividness=float(model_config.vividness))
   if model_config.encoder == "efficientnet_lite0":
     generator = PretrainedEncoderGenerator(**options, **common, border=model_config.get("border", 0))
   else:

@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from colorize.run_setup import UsageError
+from colorize.runs.run_setup import UsageError
 
 ITEMS = ("generator", "discriminator", "data", "generator_ema")
 

@@ -7,7 +7,7 @@ import optax
 from scipy import ndimage
 
 from colorize import color
-from colorize import colour_bins
+from colorize.networks import colour_bins
 
 
 def sigmoid_cross_entropy(logits, label: float):

@@ -104,7 +104,7 @@ def residual(lightness: np.ndarray, hinted: np.ndarray, targets: np.ndarray, spr
 
 def spread_hints(lightness: np.ndarray, ab: np.ndarray, hint_channels: np.ndarray, spread: Spread) -> np.ndarray:
   """The generator's a,b [H, W, 2] with the hints' residual spread over the photo, at the
-  generator's size: `lightness` L* [H, W], `hint_channels` [H, W, 3] (`hints.for_network`:
+  generator's size: `lightness` L* [H, W], `hint_channels` [H, W, 3] (`hint_points.for_network`:
   a/110, b/110 and a mask). Without a hinted pixel, `ab` itself."""
   hinted = hint_channels[..., 2] > 0
   if not hinted.any():

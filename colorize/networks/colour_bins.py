@@ -72,11 +72,33 @@ def cross_entropy(logits, normalized_ab, pixel_weights=None):
   return jnp.mean(per_pixel if pixel_weights is None else per_pixel * pixel_weights)
 
 
+def grid_to_gamut(grid_values: np.ndarray) -> np.ndarray:
+  """Values over the AB_BINS x AB_BINS grid (flat) -> the same values over the gamut's bins [Q]."""
+  cells = np.round(gamut_bin_centres() / AB_BIN).astype(np.int64) + AB_BINS // 2
+  return np.asarray(grid_values).reshape(AB_BINS, AB_BINS)[cells[:, 0], cells[:, 1]]
+
+
+def tilted_mean(logits, log_weights, tilt):
+  """The mean colour of the distribution tilted towards rare colours: softmax(logits + tilt * log w).
+
+  `log_weights` [Q] are the log of Zhang et al.'s rebalancing weights (`losses.rebalancing_weights`):
+  tilt 1 divides the predicted distribution by the training photos' colour prior (mixed half and
+  half with the uniform one), the posterior a colour-balanced training would give (logit
+  adjustment, Menon et al. 2021); tilt 0 is the plain mean. logits [..., Q] -> normalised a,b [..., 2]."""
+  adjusted = logits.astype(jnp.float32) + tilt * log_weights.astype(jnp.float32)
+  return jax.nn.softmax(adjusted, axis=-1) @ jnp.asarray(gamut_bin_centres() / color.LAB_SCALE[1:])
+
+
+def check_temperature(temperature: float, name: str) -> None:
+  """Refuses a temperature the annealed mean cannot use; `name` is what the user set (a flag, a field)."""
+  if not temperature > 0:
+    raise ValueError(f"{name}={temperature} must be > 0 (1: the mean; lower: bolder; 0.38: Zhang et al.'s).")
+
+
 def annealed_mean(logits, temperature: float):
   """The colour of each predicted distribution: logits [..., Q] -> normalised a,b [..., 2].
 
   softmax(logits / T) is the distribution sharpened (T < 1) or the distribution itself (T = 1)."""
-  if not temperature > 0:
-    raise ValueError(f"the annealed-mean temperature must be > 0 (1: the mean; 0.38: Zhang et al.), not {temperature}.")
+  check_temperature(temperature, "the annealed-mean temperature")
   probabilities = jax.nn.softmax(logits.astype(jnp.float32) / temperature, axis=-1)
   return probabilities @ jnp.asarray(gamut_bin_centres() / color.LAB_SCALE[1:])

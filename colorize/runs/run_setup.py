@@ -101,8 +101,6 @@ def set_temperature(config, temperature: float) -> None:
       "--colorize_temperature needs a generator trained with a bins head (model.colour_head='bins'); "
       "this one predicts its colours directly: leave the flag out."
     )
-  if not temperature > 0:
-    raise UsageError(f"--colorize_temperature={temperature} must be > 0 (1: the mean; lower: more vivid).")
   config.model.temperature = temperature
 
 

@@ -1,0 +1,1 @@
+"""Export: a bundle folder, ONNX and StableHLO, and the standalone ONNX script."""

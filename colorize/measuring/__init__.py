@@ -1,0 +1,1 @@
+"""Measuring: classic colorizers, evaluation reports, comparing runs, the Turing-test page."""

@@ -1,0 +1,2 @@
+"""The networks: generators, discriminators, their heads, EfficientNet, colour bins, CPU kernels,
+and a trained generator at work (`inference`)."""

@@ -1,0 +1,1 @@
+"""Training: losses, optimisers, the data-parallel step, validation and the loop."""
