@@ -39,6 +39,7 @@ from ml_collections import config_flags
 from PIL import Image
 
 from benchmarks import common
+from colorize import color
 from colorize import hints as hints_lib
 from colorize import metrics
 from colorize.colouring import predict
@@ -69,6 +70,13 @@ flags.DEFINE_list(
   "A hints model (model.hints): a row with each number of points read off the real val photos (the same for every "
   "model: nested, seeded by the photo's place).",
 )
+flags.DEFINE_list(
+  "vividness", [], "A row at each vividness of the model (0: its most faithful colour, 1: its boldest)."
+)
+flags.DEFINE_list(
+  "saturation", [], "The saturation line: beside the model's row, its outputs with a,b scaled by each factor."
+)
+flags.DEFINE_bool("judge", True, "Each row's classifier agreement (EfficientNet-Lite2, colorize/measuring/judge.py).")
 flags.DEFINE_bool("quick", False, "CI smoke run: the tests' tiny networks, 3 steps, 4 val photos at 64 px.")
 FLAGS = flags.FLAGS
 
@@ -85,6 +93,10 @@ def _counts(values: list) -> bool:
 
 
 flags.register_validator("temperatures", _positive_numbers, "--temperatures takes numbers above 0, e.g. 1,0.5,0.38.")
+flags.register_validator("saturation", _positive_numbers, "--saturation takes factors above 0, e.g. 1.25,1.5,2.")
+flags.register_validator(
+  "vividness", lambda v: all(0 <= float(x) <= 1 for x in v), "--vividness takes values in [0, 1], e.g. 0,0.5,1."
+)
 flags.register_validator("hints", _counts, "--hints takes point counts of 0 or more, e.g. 0,1,2,5,10.")
 HINT_SEED = 2017  # The val photos' simulated points (Zhang et al. 2017), one stream per photo.
 SHOWABLE_LICENCES = ("public domain", "cc0")  # Lower case, '-' as ' ': "public-domain", "CC0-1.0".
@@ -208,18 +220,56 @@ def train_run(config, workdir: str) -> float:
   return (time.perf_counter() - start) / 60
 
 
-def temperature_configs(config, temperatures: list) -> list:
-  """[(row suffix, config)]: `config` itself, or for a bins head one copy per annealed-mean temperature."""
-  if not temperatures:
-    return [("", config)]
-  if config.model.colour_head != "bins":
+def variant_configs(config, temperatures: list, vividness: list) -> list:
+  """[(row suffix, config)]: `config` itself, or one copy per annealed-mean temperature (a bins
+  head) and per vividness."""
+  if temperatures and config.model.colour_head != "bins":
     raise SystemExit("--temperatures needs a model with a bins head (model.colour_head='bins').")
   copies = []
-  for temperature in map(float, temperatures):
-    copy = ml_collections.ConfigDict(config.to_dict())
-    copy.model.temperature = temperature
-    copies.append((f"@T{temperature:g}", copy))
+  for temperature in temperatures or [None]:
+    for level in vividness or [None]:
+      copy = ml_collections.ConfigDict(config.to_dict())
+      if temperature is not None:
+        copy.model.temperature = float(temperature)
+      if level is not None:
+        copy.model.vividness = float(level)
+      suffix = (f"@T{float(temperature):g}" if temperature is not None else "") + (
+        f"@V{float(level):g}" if level is not None else ""
+      )
+      copies.append((suffix, copy))
   return copies
+
+
+def saturated(outputs: np.ndarray, factor: float) -> np.ndarray:
+  """uint8 RGB photos with their a,b scaled by `factor` (the saturation slider every colorizer is judged against)."""
+  lab = color.rgb_to_lab(outputs.astype(np.float32) / 255.0, np)
+  lab[..., 1:] *= factor
+  return color.lab_to_uint8_rgb(lab, np)
+
+
+def saturation_rows(row: dict, outputs: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray) -> list:
+  """[(row, outputs)] of `row`'s outputs at each --saturation factor."""
+  scored = []
+  for factor in map(float, FLAGS.saturation):
+    more = saturated(outputs, factor)
+    scores = summary_row(f"{row['row']}@sat{factor:g}", per_image_scores(more, real), gray_psnr)
+    scored.append((scores | {"saturation": factor, "steps": row.get("steps", "-")}, more))
+  return scored
+
+
+def with_agreement(scored: list, real: np.ndarray) -> list:
+  """Each row with the share of photos whose ImageNet top-1 class (the judge's) is the real photo's, with its
+  95% interval."""
+  from colorize.measuring import judge  # Reads EfficientNet-Lite2's weights: only when asked.
+
+  classifier = judge.ImageNetJudge()
+  real_classes = classifier.top1_classes(real)
+  out = []
+  for scores, outputs in scored:
+    agree = (classifier.top1_classes(outputs) == real_classes).astype(np.float64)
+    low, high = metrics.bootstrap_interval(agree)
+    out.append((scores | {"agreement": float(agree.mean()), "agreement_low": low, "agreement_high": high}, outputs))
+  return out
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -263,16 +313,17 @@ def rows_of(rows: list, data: str, eval_size: int) -> list:
 
 def markdown_table(rows: list) -> str:
   lines = [
-    "| row | PSNR | vs gray [95% CI] | SSIM | MAE | acc@2 | colourfulness gap | steps | train min |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| row | PSNR | vs gray [95% CI] | SSIM | MAE | acc@2 | colourfulness gap | agreement | steps | train min |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ]
   for r in rows:
     interval = f"{r['psnr_vs_gray']:+.2f} [{r['psnr_vs_gray_low']:+.2f}, {r['psnr_vs_gray_high']:+.2f}]"
     steps = r.get("steps", "-")
     minutes = f"{r['train_minutes']:.1f}" if "train_minutes" in r else "-"
+    agreement = f"{r['agreement']:.2f}" if "agreement" in r else "-"
     lines.append(
       f"| {r['row']} | {r['psnr']:.2f} | {interval} | {r['ssim']:.3f} | {r['mae_rgb']:.2f} | {r['accuracy']:.3f} "
-      f"| {r['delta_colorfulness']:.1f} | {steps} | {minutes} |"
+      f"| {r['delta_colorfulness']:.1f} | {agreement} | {steps} | {minutes} |"
     )
   return "\n".join(lines)
 
@@ -339,8 +390,8 @@ def hint_rows(config, real: np.ndarray) -> list:
 def score_model(config, source: str, row: str, gray: np.ndarray, real: np.ndarray, gray_psnr: np.ndarray) -> list:
   """[(row, outputs)] of a run or an exported generator: at its temperature, or at each of
   --temperatures; for a hints model with each number of --hints (and the PSNR gain over none)."""
-  scored = []
-  for suffix, scored_config in temperature_configs(config, FLAGS.temperatures):
+  scored, first = [], True
+  for suffix, scored_config in variant_configs(config, FLAGS.temperatures, FLAGS.vividness):
     automatic_psnr = None
     for hint_suffix, points in hint_rows(scored_config, real):
       outputs, step = colorize_gray(scored_config, source, gray, points)
@@ -352,7 +403,12 @@ def score_model(config, source: str, row: str, gray: np.ndarray, real: np.ndarra
         scores["hints"] = len(points[0])
         automatic_psnr = per_image["psnr"] if automatic_psnr is None else automatic_psnr  # 0 points come first.
         scores |= gain_over(per_image["psnr"], automatic_psnr, "psnr_vs_no_hints")
+      if scored_config.model.get("vividness", 0.0):
+        scores["vividness"] = scored_config.model.vividness
       scored.append((scores, outputs))
+      if first and (points is None or not len(points[0])):  # The saturation line starts at the first variant's colours.
+        scored += saturation_rows(scores, outputs, real, gray_psnr)
+        first = False
   return scored
 
 
@@ -400,6 +456,8 @@ def run(data_dir: str, data: str, size: int) -> None:
     config = benchmark_config(FLAGS.config, data_dir, FLAGS.steps, FLAGS.quick)
     row = FLAGS.row or ("quick" if FLAGS.quick else "model")
     scored += score_training(config, os.path.join(FLAGS.out_dir, "runs", row), row, gray, real, gray_psnr)
+  if FLAGS.judge:
+    scored = with_agreement(scored, real)
   for scores, outputs in scored:
     save_outputs(outputs_folder(FLAGS.out_dir, scores["row"], data, size), names, outputs)
   new_rows = [common.emit(scores | context) for scores, _ in scored]

@@ -8,6 +8,8 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 # Each subpackage and the floor it stands on: a module may import from its own subpackage, from
 # the package's root modules (floor 0) and from lower floors, never from a higher or equal one.
+# The package's root modules are the foundations (floor 0), but for the program itself, `cli`, the top.
+TOP = "cli"
 FLOORS = {"": 0, "runs": 1, "data": 2, "networks": 2, "training": 3, "colouring": 3, "measuring": 4, "exporting": 4}
 
 
@@ -43,6 +45,10 @@ def subpackage(module: str) -> str:
   return module.rpartition(".")[0]
 
 
+def floor(module: str) -> int:
+  return max(FLOORS.values()) + 1 if module == TOP else FLOORS[subpackage(module)]
+
+
 def find_cycle(graph: dict) -> list | None:
   """One cycle of `graph` as a list of modules, or None (depth-first search, colouring nodes)."""
   state, trail = {}, []
@@ -71,7 +77,7 @@ def upward_imports(graph: dict) -> list:
     (module, other)
     for module, others in graph.items()
     for other in others
-    if subpackage(other) != subpackage(module) and FLOORS[subpackage(other)] >= FLOORS[subpackage(module)]
+    if subpackage(other) != subpackage(module) and floor(other) >= floor(module)
   )
 
 

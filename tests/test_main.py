@@ -241,3 +241,26 @@ def test_a_misspelt_nested_field_gets_its_sections_closest_name_or_its_fields():
   assert command_line.nested_field_hint("model.encodr") == "did you mean model.encoder?"
   assert "optim.g_learning_rate" in command_line.nested_field_hint("optim.lr")  # Read as "learning rate".
   assert command_line.nested_field_hint("optim.foo").startswith("optim has beta1, beta2, d_learning_rate")
+
+
+def test_the_installed_colorize_command_is_main_py_from_any_folder(tmp_path):
+  """`pip install -e .` gives a `colorize` command (pyproject.toml): the same program, whose configs
+  still find the ones they build on (`from configs import photos`) when started outside the checkout."""
+  command = os.path.join(os.path.dirname(sys.executable), "colorize")
+  assert os.path.exists(command), f"no {command}: install the project with `pip install -e .` (README)"
+  config = os.path.join(REPO, "configs", "photos_vivid.py")  # Imports photos_pretrained, which imports photos.
+  out = subprocess.run(
+    [command, f"--config={config}", "--config.no_such_field=1"],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert out.returncode == 2
+  assert out.stderr.splitlines() == [
+    "colorize: error: --config.no_such_field: the config has no field no_such_field; configs/default.py lists "
+    "every field.",
+    "Run `colorize --help` for the modes, their flags and an example of each.",
+  ]
+  out = subprocess.run([command, "--mode=colorize", "--vividness=2"], cwd=tmp_path, capture_output=True, text=True)
+  assert out.stderr.splitlines()[0].startswith("colorize: error: --vividness=2.0 must lie in [0, 1]")

@@ -12,18 +12,27 @@ import colorize
 
 FLAGS = flags.FLAGS
 
-HINT = "Run `python main.py --help` for the modes, their flags and an example of each."
+
+
+def program() -> str:
+  """How the user started the program: `main.py` (python main.py) or `colorize` (the installed command)."""
+  return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "main.py"
+
+
+def hint() -> str:
+  started = "python main.py" if program() == "main.py" else program()
+  return f"Run `{started} --help` for the modes, their flags and an example of each."
 
 
 def exit_with_usage_error(message: str):
   """A command-line mistake: one line saying what and how to fix it, one hint line, exit 2."""
-  print(f"main.py: error: {message}\n{HINT}", file=sys.stderr, flush=True)
+  print(f"{program()}: error: {message}\n{hint()}", file=sys.stderr, flush=True)
   sys.exit(2)
 
 
 def exit_with_error(message: str):
   """A problem outside the command line (the dataset): one line saying what and how to fix it, exit 1."""
-  print(f"main.py: error: {message}", file=sys.stderr, flush=True)
+  print(f"{program()}: error: {message}", file=sys.stderr, flush=True)
   sys.exit(1)
 
 
