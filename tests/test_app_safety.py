@@ -26,16 +26,29 @@ def photo_bytes(width=64, height=48, image_format="PNG") -> bytes:
   return buffer.getvalue()
 
 
+class StandInGenerator:
+  """A generator's face to the app: its vividness, and clones at another (as flax modules give)."""
+
+  def __init__(self, vividness: float = 0.5):
+    self.vividness = vividness
+
+  def clone(self, vividness: float):
+    return StandInGenerator(vividness)
+
+
 @pytest.fixture
 def served(monkeypatch):
-  """(colorizer, port) of an app whose generator paints the photo's own pixels back."""
+  """(colorizer, port) of an app whose generator paints the photo's own pixels back; the generators
+  it was called with are in `colorizer.called`."""
 
   def colour_group(generator, variables, group, size, multiple):
-    del generator, variables, size, multiple
+    del variables, size, multiple
+    colorizer.called.append(generator)
     return [photo.rgb for photo in group]
 
   monkeypatch.setattr(predict, "colorize_group", colour_group)
-  colorizer = app.Colorizer(None, {}, 32, 8, max_pixels=1_000_000)
+  colorizer = app.Colorizer(StandInGenerator(), {}, 32, 8, max_pixels=1_000_000)
+  colorizer.called = []
   server = app.http.server.ThreadingHTTPServer(("127.0.0.1", 0), app.handler_for(colorizer, b"<html>the page</html>"))
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
@@ -254,3 +267,18 @@ def test_port_80_and_big_or_trickled_bodies(served, monkeypatch):
   assert closed and time.perf_counter() - start < 5
   connection.close()
   assert ask(port, "GET", "/")[0] == 200
+
+
+def test_the_vividness_slider_reaches_the_generator_and_only_its_stops_are_taken(served):
+  colorizer, port = served
+  status, opened = open_photo(port, photo_bytes())
+  assert status == 200 and opened["vividness"] == 0.5  # The model's own, for the slider's start.
+  for vividness in (0.0, 1.0, None):
+    request = {"id": opened["id"], "points": [], **({} if vividness is None else {"vividness": vividness})}
+    assert ask(port, "POST", "/colorize", json.dumps(request).encode())[0] == 200
+  assert [generator.vividness for generator in colorizer.called] == [0.0, 1.0, 0.5]
+  for wrong in (0.3, "1", True, -0.25, [1]):
+    request = json.dumps({"id": opened["id"], "points": [], "vividness": wrong}).encode()
+    status, _, body = ask(port, "POST", "/colorize", request)
+    assert status == 400 and json.loads(body)["error"].startswith("vividness is one of 0, 0.25, 0.5, 0.75, 1, not")
+  assert len(colorizer.called) == 3  # Refused before any colouring.

@@ -43,6 +43,7 @@ DECODES_AT_ONCE = 2  # Uploads read and decoded at once; more get 503 "busy".
 COLOURINGS_WAITING = 4  # Colour requests admitted at once (one runs, the others wait); more get 503 "busy".
 SOCKET_SECONDS = 60  # A client silent this long is dropped (a slow upload must not hold a thread forever).
 # The page's own header: a cross-site form or fetch cannot send it without a CORS preflight, which the app refuses.
+VIVIDNESS_STOPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # The page's slider (docs/quality.md).
 REQUEST_HEADER = "X-Colorize-App"
 POINTS_FORMAT = 'a /colorize request is {"id": "<photo id>", "points": [...], "full": false}.'
 
@@ -90,7 +91,7 @@ class Colorizer:
       self.photos[photo_id] = entry
       forget_least_recent(self.photos, KEPT_PHOTOS, KEPT_PIXELS)
     height, width = photo.rgb.shape[:2]
-    return {"id": photo_id, "width": width, "height": height}
+    return {"id": photo_id, "width": width, "height": height, "vividness": self.generator.vividness}
 
   def opened(self, photo_id: str) -> tuple:
     """(photo, preview) of an open photo, now the most recently used."""
@@ -101,10 +102,12 @@ class Colorizer:
       self.photos.move_to_end(photo_id)
       return entry
 
-  def colorize(self, photo_id: str, points: list, full: bool) -> tuple:
-    """(PNG bytes, seconds): the photo with the points' colours, a preview or at full resolution."""
+  def colorize(self, photo_id: str, points: list, full: bool, vividness=None) -> tuple:
+    """(PNG bytes, seconds): the photo with the points' colours, a preview or at full resolution,
+    at one of the slider's `VIVIDNESS_STOPS` (None: the model's own)."""
     if not isinstance(photo_id, str) or not isinstance(points, list):
       raise AppError(POINTS_FORMAT)
+    generator = self.generator if vividness is None else self.generator.clone(vividness=slider_stop(vividness))
     photo, small = self.opened(photo_id)
     try:
       height, width = photo.rgb.shape[:2]
@@ -115,10 +118,17 @@ class Colorizer:
     shown = photo if full else small
     shown = dataclasses.replace(shown, hints=scaled_points(user_points, photo, shown))
     with self.generator_lock:
-      (result,) = predict.colorize_group(self.generator, self.variables, [shown], self.size, self.multiple)
+      (result,) = predict.colorize_group(generator, self.variables, [shown], self.size, self.multiple)
     buffer = io.BytesIO()
     Image.fromarray(result).save(buffer, "PNG", compress_level=1)
     return buffer.getvalue(), time.perf_counter() - start
+
+
+def slider_stop(vividness) -> float:
+  """The page's vividness, one of VIVIDNESS_STOPS (each compiles the generator once: a few seconds)."""
+  if isinstance(vividness, bool) or not isinstance(vividness, (int, float)) or float(vividness) not in VIVIDNESS_STOPS:
+    raise AppError(f"vividness is one of {', '.join(f'{v:g}' for v in VIVIDNESS_STOPS)}, not {vividness!r}.")
+  return float(vividness)
 
 
 def forget_least_recent(store: collections.OrderedDict, max_photos: int, max_pixels: int) -> None:
@@ -295,7 +305,9 @@ def handler_for(colorizer: Colorizer, page: bytes):
           if not isinstance(request, dict):
             raise AppError(POINTS_FORMAT)
           with slot(colorizer.colourings, "colouring other requests"):
-            png, seconds = colorizer.colorize(request.get("id"), request.get("points", []), bool(request.get("full")))
+            png, seconds = colorizer.colorize(
+              request.get("id"), request.get("points", []), bool(request.get("full")), request.get("vividness")
+            )
           self.send(200, png, "image/png", {"X-Seconds": f"{seconds:.3f}"})
         else:
           self.send_json(404, {"error": f"nothing to post at {self.path}"})
