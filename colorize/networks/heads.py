@@ -115,3 +115,12 @@ def colour_output(generator, x, gray, with_logits: bool):
     return (lab, None) if with_logits else saturated_lab(lab, vividness)
   logits, log_weights = VividHead()(x)
   return (lab, logits) if with_logits else vivid_lab(lab, logits, log_weights, vividness)
+
+
+def trunk_output(generator, x, gray, with_logits: bool):
+  """`colour_output`, but for a generator training its vivid head alone (`frozen_trunk`): no
+  gradient reaches the decoder's features or the regression's colour."""
+  if not generator.frozen_trunk:
+    return colour_output(generator, x, gray, with_logits)
+  lab, logits = colour_output(generator, jax.lax.stop_gradient(x), gray, True)
+  return (jax.lax.stop_gradient(lab), logits) if with_logits else jax.lax.stop_gradient(lab)

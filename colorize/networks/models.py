@@ -42,6 +42,7 @@ class Generator(nn.Module):
   hints: bool = False  # True: the user's colour hints (`colorize.hints`) enter beside L.
   vivid_head: bool = False  # A regression head's companion distribution over bins (`VividHead`).
   vividness: float = 0.0  # Inference: 0 the faithful colour, 1 the boldest (`heads.colour_output`).
+  frozen_trunk: bool = False  # Training the vivid head alone: everything else in inference mode, no gradient.
 
   @nn.compact
   def __call__(self, gray, train: bool = True, with_logits: bool = False, hints=None):
@@ -51,13 +52,15 @@ class Generator(nn.Module):
     x = layers.with_hint_channels(self, gray, hints).astype(self.dtype)
     widths = [self.base_width * 2**i for i in range(self.depth)]
     skips = []
+    trunk_trains = train and not self.frozen_trunk
     for i, width in enumerate(widths):
-      x = layers.ConvNormAct(width, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(x, train)
+      x = layers.ConvNormAct(width, "leaky_relu", i > 0, self.bn_momentum, self.axis_name, self.dtype)(x, trunk_trains)
       skips.append(x)
       x = cpu_kernels.max_pool_2x2(x)
     for width, skip in zip(reversed(widths), reversed(skips), strict=True):
-      x = layers.DecoderUnit(width // 2, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, train)
-    return heads.colour_output(self, x, gray, with_logits)
+      unit = layers.DecoderUnit(width // 2, self.upsample, self.bn_momentum, self.axis_name, self.dtype)
+      x = unit(x, skip, trunk_trains)
+    return heads.trunk_output(self, x, gray, with_logits)
 
 
 class PretrainedEncoderGenerator(nn.Module):
@@ -114,12 +117,7 @@ class PretrainedEncoderGenerator(nn.Module):
     trunk_trains = train and not self.frozen_trunk
     for width, skip in levels:
       x = layers.DecoderUnit(width, self.upsample, self.bn_momentum, self.axis_name, self.dtype)(x, skip, trunk_trains)
-    if self.frozen_trunk:
-      x = jax.lax.stop_gradient(x)
-      lab, logits = heads.colour_output(self, x, gray, True)
-      lab = jax.lax.stop_gradient(lab)
-      return (lab, logits) if with_logits else lab
-    return heads.colour_output(self, x, gray, with_logits)
+    return heads.trunk_output(self, x, gray, with_logits)
 
 
 def with_pretrained_encoder(model_config, variables: dict) -> dict:

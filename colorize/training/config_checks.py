@@ -57,11 +57,8 @@ def check_model_config(config) -> None:
     )
   if config.model.hints:
     check_hint_simulation(config.hints, config.image_size)
-  if config.get("vivid_head_only", False) and not (config.model.vivid_head and config.model.encoder != "unet"):
-    raise ValueError(
-      "config.vivid_head_only=True trains a pretrained-encoder generator's vivid head alone: set "
-      "model.vivid_head=True and model.encoder='efficientnet_lite0'."
-    )
+  if config.get("vivid_head_only", False) and not config.model.vivid_head:
+    raise ValueError("config.vivid_head_only=True trains the generator's vivid head alone: set model.vivid_head=True.")
   models.check_model_options(config.model)
 
 

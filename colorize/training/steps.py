@@ -260,7 +260,8 @@ def train_step(
   metrics["g_learning_rate"] = g_rate
   if config.adversarial:  # A run without a discriminator has no rate of its to log.
     metrics["d_learning_rate"] = d_rate
-  new_state = TrainState(state.step + 1, g, d, _moving_average(config.ema_decay, state, g))
+  average = _moving_average(config.ema_decay, state, g, keep_unchanged=config.get("vivid_head_only", False))
+  new_state = TrainState(state.step + 1, g, d, average)
   if config.skip_nonfinite:
     new_state, metrics["nonfinite_skipped"] = _keep_old_if_nonfinite(state, new_state, metrics)
   return new_state, metrics
@@ -273,13 +274,21 @@ def training_hints(config, rng, real):
   return hints_lib.simulate_batch(keys, real, config.hints)
 
 
-def _moving_average(decay: float, state: TrainState, g: NetworkState):
+def _moving_average(decay: float, state: TrainState, g: NetworkState, keep_unchanged: bool = False):
   """G's new weight average; the decay ramps up from 0.1 (TF's ExponentialMovingAverage with
-  num_updates), so the average is not dominated by the initial weights in short runs."""
+  num_updates), so the average is not dominated by the initial weights in short runs.
+
+  `keep_unchanged`: a weight equal to its average keeps it exactly (the blend would round it by an
+  ulp or so): a frozen trunk (`vivid_head_only`) then stays bit for bit the weights it started from."""
   if state.generator_ema is None:
     return None
   decay = jnp.minimum(decay, (1.0 + state.step) / (10.0 + state.step))
-  return jax.tree.map(lambda avg, new: decay * avg + (1.0 - decay) * new, state.generator_ema, g.variables())
+
+  def blend(avg, new):
+    blended = decay * avg + (1.0 - decay) * new
+    return jnp.where(new == avg, avg, blended) if keep_unchanged else blended
+
+  return jax.tree.map(blend, state.generator_ema, g.variables())
 
 
 def all_finite(tree) -> jax.Array:
