@@ -46,6 +46,7 @@ from colorize.colouring import predict
 from colorize.data import input_pipeline
 from colorize.data import photos
 from colorize.measuring import baselines
+from colorize.networks import heads
 from colorize.networks import inference
 from colorize.networks import models
 from colorize.runs import bundle
@@ -76,6 +77,7 @@ flags.DEFINE_list(
 flags.DEFINE_list(
   "saturation", [], "The saturation line: beside the model's row, its outputs with a,b scaled by each factor."
 )
+flags.DEFINE_float("max_tilt", None, "Tuning: the vivid head's tilt at vividness 1 (networks/heads.py MAX_TILT).")
 flags.DEFINE_bool("judge", True, "Each row's classifier agreement (EfficientNet-Lite2, colorize/measuring/judge.py).")
 flags.DEFINE_bool("quick", False, "CI smoke run: the tests' tiny networks, 3 steps, 4 val photos at 64 px.")
 FLAGS = flags.FLAGS
@@ -467,6 +469,8 @@ def run(data_dir: str, data: str, size: int) -> None:
 
 def main(argv):
   del argv
+  if FLAGS.max_tilt is not None:
+    heads.MAX_TILT = FLAGS.max_tilt  # Read when the generator is traced: before any compilation.
   logging.set_verbosity(logging.WARNING)
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   if FLAGS.quick:  # Bundled photos in a folder of its own, removed afterwards.

@@ -11,6 +11,8 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   config.seed = 0  # Drives parameter init, dropout and the order of the training data.
+  # Evaluate: also the share of images whose ImageNet class (EfficientNet-Lite2's top-1) the colours keep.
+  config.judge = True
   config.init_from = ""  # Another run's workdir or a bundle folder: start from its weights, fresh optimiser.
   # True: train only the vivid head (model.vivid_head) of a generator from init_from; the rest keeps its weights.
   config.vivid_head_only = False

@@ -19,6 +19,7 @@ def get_config():
   config.eval_every_steps = 2
   config.sample_every_steps = 2
   config.checkpoint_every_steps = 2
+  config.judge = False  # The judge compiles EfficientNet-Lite2 at 260 px: the tests that need it turn it on.
   config.data_workers = 0  # Threads: worker processes would cost each test seconds to start.
   config.model.base_width = 4
   config.model.depth = 2

@@ -103,3 +103,20 @@ def test_intervals_are_bootstraps_of_the_real_images_alone():
   assert spread["psnr_vs_gray"] == list(metrics_lib.bootstrap_interval(real - gray))
   assert spread["mae_rgb"] == [0.0, 0.0]  # The padding's 1000s left out.
   assert "l1" not in spread  # Only the report's metrics.
+
+
+@pytest.mark.slow  # The judge compiles EfficientNet-Lite2 at 260 px (about 10 s).
+def test_evaluate_reports_the_judges_agreement_for_the_model_and_gray(trained_run, tmp_path):
+  from colorize.measuring import judge
+
+  config = tiny_config(num_train_steps=2, judge=True)
+  metrics = evaluate.evaluate_run(config, trained_run, num_images=5, output_dir=str(tmp_path))
+  generator, variables, _ = inference.load_generator(config, trained_run)
+  real = np.stack(list(input_pipeline.eval_dataset(config, num_images=5).images()))
+  colorized = np.asarray(inference.colorize_images(generator, variables, real))
+  classifier = judge.ImageNetJudge()
+  assert metrics["agreement"] == pytest.approx(classifier.agreement(real, colorized).mean())
+  gray = classifier.agreement(real, inference.gray_version(real)).mean()
+  assert metrics["baselines"]["gray"]["agreement"] == pytest.approx(gray)
+  report = open(tmp_path / "report.md").read()
+  assert "Classifier agreement (EfficientNet-Lite2's ImageNet top-1 class the same as for the real image): " in report

@@ -203,7 +203,9 @@ class PathFinderWithoutTensorFlow(importlib.machinery.PathFinder):
     return None if name.split(".")[0] == "tensorflow" else super().find_spec(name, path, target)
 
 sys.meta_path = [PathFinderWithoutTensorFlow if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
-from colorize.measuring import evaluate, predict, train
+from colorize.colouring import predict
+from colorize.measuring import evaluate
+from colorize.training import train
 from tests.conftest import tiny_config
 
 workdir, photos, out = sys.argv[1:]

@@ -123,7 +123,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
 # A run that SIGKILLs itself right after starting the save of step 6: the save is in flight.
 KILLED_IN_SAVE = """
 import os, signal, sys
-from colorize.runs import checkpoint, train
+from colorize.runs import checkpoint
+from colorize.training import train
 from tests.conftest import assert_trees_equal
 from tests.conftest import params_of
 from tests.conftest import tiny_config

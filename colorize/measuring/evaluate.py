@@ -84,6 +84,26 @@ def classic_baselines(config, eval_batches) -> dict:
   }
 
 
+def judged_agreement(generator, variables, eval_batches) -> dict:
+  """{'model': share, 'gray': share} of the evaluation images whose ImageNet top-1 class (the
+  judge's, `judge.py`) is the same for the colorized (or gray) image as for the real one."""
+  from colorize.measuring import judge  # EfficientNet-Lite2's weights are read only when asked.
+
+  classifier = judge.ImageNetJudge()
+  agreed, count = {"model": 0, "gray": 0}, 0
+  for batch in eval_batches:
+    real = batch["image"][batch["mask"] > 0]
+    if len(real):
+      truth = classifier.top1_classes(real)
+      colorized = np.asarray(inference.colorize_images(generator, variables, real))
+      agreed["model"] += int(np.sum(classifier.top1_classes(colorized) == truth))
+      agreed["gray"] += int(np.sum(classifier.top1_classes(inference.gray_version(real)) == truth))
+      count += len(real)
+  if jax.process_count() > 1:  # Each process judged its own rows of every batch.
+    agreed, count = jax.tree.map(lambda x: int(np.sum(multihost_utils.process_allgather(np.int64(x)))), (agreed, count))
+  return {name: value / max(count, 1) for name, value in agreed.items()}
+
+
 def metrics_json(results: dict, step: int, classic: dict | None = None, spread: dict | None = None) -> dict:
   """The evaluation averages in the layout of DESIGN section 5.
 
@@ -147,6 +167,12 @@ def report_markdown(metrics: dict, name: str, data: str) -> str:
     for baseline, scores in metrics["baselines"].items():
       values.append(with_interval(scores[key], spread.get(f"{baseline}/{key}")))
     lines.append(f"| {label} | " + " | ".join(values) + " |")
+  if "agreement" in metrics:
+    lines += [
+      "",
+      f"Classifier agreement (EfficientNet-Lite2's ImageNet top-1 class the same as for the real image): "
+      f"{metrics['agreement']:.3f}; the gray input's {metrics['baselines']['gray']['agreement']:.3f}.",
+    ]
   if "psnr_vs_gray" in spread:
     low, high = spread["psnr_vs_gray"]
     gain = metrics["psnr"] - metrics["baselines"]["gray"]["psnr"]
@@ -207,6 +233,9 @@ def evaluate_run(config, workdir: str, num_images: int = -1, output_dir: str | N
   if config.model.colour_head == "bins":
     metrics["temperature"] = config.model.temperature
   metrics["vividness"] = float(config.model.get("vividness", 0.0))
+  if config.get("judge", True):  # Older runs and bundles lack the field: judged too.
+    agreement = judged_agreement(generator, state.inference_variables(), data.batches())
+    metrics["agreement"], metrics["baselines"]["gray"]["agreement"] = agreement["model"], agreement["gray"]
 
   out_dir = output_dir or default_output(workdir, config.image_size, trained)
   if jax.process_index() == 0:
