@@ -7,6 +7,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from colorize.colouring import full_size
 from colorize.colouring import hint_points
 from colorize.colouring import predict
 from colorize.networks import inference
@@ -38,7 +39,7 @@ def test_a_mirrored_photo_gets_the_mirrored_colours_in_every_corner(bundled, wit
   # Photos on which the blob was 98-133 a,b units from the mirror's colour in the top-right corner.
   photos = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.immunohistochemistry()]
   photos = [np.asarray(Image.fromarray(photo).resize((256, 192), Image.BILINEAR)) for photo in photos]
-  batch = predict.network_planes([predict.lightness(photo) for photo in photos], config.image_size, multiple)
+  batch = full_size.network_planes([full_size.lightness(photo) for photo in photos], config.image_size, multiple)
   height, width = batch.shape[1:]
   hints = mirrored_hints = None
   if with_hints:  # A point on the left and its mirror image on the right.

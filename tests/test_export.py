@@ -14,6 +14,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from colorize.colouring import full_size
 from colorize.colouring import hint_points
 from colorize.colouring import predict
 from colorize.exporting import export
@@ -34,7 +35,7 @@ PHOTOS = (skimage.data.coffee, skimage.data.astronaut, skimage.data.chelsea)
 def network_inputs(batch: int, height: int, width: int, with_hints: bool):
   """L* of `batch` real photos resized to height x width, and hint channels with a few points (or None)."""
   planes = [
-    predict.lightness(np.asarray(Image.fromarray(PHOTOS[i % 3]()).resize((width, height), Image.BILINEAR)))
+    full_size.lightness(np.asarray(Image.fromarray(PHOTOS[i % 3]()).resize((width, height), Image.BILINEAR)))
     for i in range(batch)
   ]
   if not with_hints:

@@ -12,6 +12,7 @@ from PIL import Image
 from PIL import ImageCms
 from skimage import color as skcolor
 
+from colorize.colouring import full_size
 from colorize.colouring import predict
 from colorize.data import photos
 from colorize.runs import run_setup
@@ -144,7 +145,7 @@ def test_a_tall_photo_gets_its_own_lightness_and_the_generators_colour_in_every_
   config = tiny_config()
   generator, variables, _ = inference.load_generator(config, run_dir)
   source_lightness = skcolor.rgb2lab(source)[..., 0].astype(np.float32)
-  height, width = predict.network_shape(600, 70, config.image_size, 2**config.model.depth)
+  height, width = full_size.network_shape(600, 70, config.image_size, 2**config.model.depth)
   small = resized(source_lightness, height, width)
   gray = np.asarray(color.normalize_lightness(small), np.float32)[None, ..., None]
   ab_small = np.asarray(color.denormalize_lab(generator.apply(variables, gray, train=False)))[0, ..., 1:]
@@ -265,9 +266,9 @@ def test_an_output_folder_is_not_left_behind_when_every_input_failed(run_dir, tm
 
 
 def test_network_shape_keeps_the_aspect_in_multiples():
-  assert predict.network_shape(600, 800, 256, 32) == (256, 352)
-  assert predict.network_shape(4000, 6000, 64, 16) == (64, 96)
-  assert predict.network_shape(100, 10_000, 64, 16) == (64, 256)  # Panoramas are capped at 4:1.
+  assert full_size.network_shape(600, 800, 256, 32) == (256, 352)
+  assert full_size.network_shape(4000, 6000, 64, 16) == (64, 96)
+  assert full_size.network_shape(100, 10_000, 64, 16) == (64, 256)  # Panoramas are capped at 4:1.
 
 
 def test_command_line_exit_statuses(run_dir, tmp_path):

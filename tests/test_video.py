@@ -10,6 +10,7 @@ import skimage.data
 from benchmarks import clips
 from colorize import color
 from colorize import metrics
+from colorize.colouring import full_size
 from colorize.colouring import predict
 from colorize.colouring import steadying
 from colorize.colouring import video
@@ -45,7 +46,7 @@ def test_flicker_is_the_colour_change_over_pixels_whose_lightness_stayed():
 
 def test_a_pan_is_one_scene_and_a_cut_is_another():
   frames = clips.panning_clip([skimage.data.coffee(), skimage.data.astronaut()], 6, 48, 64)
-  planes = [predict.lightness(frame) for frame in frames]
+  planes = [full_size.lightness(frame) for frame in frames]
   cuts = [i for i in range(1, len(planes)) if steadying.is_cut(planes[i - 1], planes[i])]
   assert cuts == [6]
 

@@ -216,7 +216,10 @@ def allowed_host(header: str | None, port: int) -> bool:
 
 
 def handler_for(colorizer: Colorizer, page: bytes):
-  """The request handler class of one app: it answers only its own page."""
+  """The request handler class of one app: it answers only its own page.
+
+  Long as a whole, short in its parts: a class made per app (http.server builds one handler per
+  request from a class, so the colorizer and page are bound here), whose methods are each a few lines."""
 
   class Handler(http.server.BaseHTTPRequestHandler):
     timeout = SOCKET_SECONDS  # Sets the socket's timeout: a stalled client is dropped, its thread freed.

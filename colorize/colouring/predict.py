@@ -16,9 +16,9 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from colorize import color
+from colorize.colouring import full_size
 from colorize.colouring import hint_points
 from colorize.colouring import propagate
 from colorize.colouring import steadying
@@ -29,44 +29,10 @@ from colorize.networks import models
 from colorize.runs import run_setup
 from colorize.runs.run_setup import UsageError
 
-_ROWS_PER_CHUNK = 256  # Full-resolution colour maths runs in row chunks: bounded memory.
 _PIXELS_PER_GROUP = 40_000_000  # Photos decoded ahead of the generator, at most (about 0.5 GB).
 
 
 # ----------------------------------------------------------------------------- colour maths
-
-
-def lightness(rgb: np.ndarray) -> np.ndarray:
-  """CIE L* in [0, 100] of uint8 sRGB [H, W, 3], as float32 [H, W]; row chunks bound the memory."""
-  out = np.empty(rgb.shape[:2], np.float32)
-  for top in range(0, rgb.shape[0], _ROWS_PER_CHUNK):
-    out[top : top + _ROWS_PER_CHUNK] = color.lightness(rgb[top : top + _ROWS_PER_CHUNK])
-  return out
-
-
-def lab_to_uint8(lightness_plane: np.ndarray, ab: np.ndarray) -> np.ndarray:
-  """Full-resolution L [H, W] and a,b [H, W, 2] -> uint8 sRGB [H, W, 3], in row chunks."""
-  out = np.empty((*lightness_plane.shape, 3), np.uint8)
-  for top in range(0, lightness_plane.shape[0], _ROWS_PER_CHUNK):
-    rows = slice(top, top + _ROWS_PER_CHUNK)
-    lab = np.concatenate([lightness_plane[rows, :, None], ab[rows]], axis=-1)
-    out[rows] = color.lab_to_uint8_rgb(lab, np)
-  return out
-
-
-def resize_plane(plane: np.ndarray, height: int, width: int) -> np.ndarray:
-  """Bilinear resize of a float32 plane (antialiased when shrinking)."""
-  return np.asarray(Image.fromarray(plane, "F").resize((width, height), Image.BILINEAR))
-
-
-def network_shape(height: int, width: int, size: int, multiple: int, max_aspect: float = 4.0):
-  """The generator's input: short side `size`, aspect kept (at most `max_aspect`), multiples of `multiple`."""
-  scale = size / min(height, width)
-
-  def side(length):
-    return int(max(multiple, round(min(length * scale, size * max_aspect) / multiple) * multiple))
-
-  return side(height), side(width)
 
 
 # ----------------------------------------------------------------------------- the generator
@@ -101,19 +67,6 @@ def hint_channels(group: list, planes: list, height: int, width: int) -> np.ndar
   )
 
 
-def network_planes(planes: list, size: int, multiple: int) -> np.ndarray:
-  """Full-size L planes of one shape -> the generator's input batch [B, h, w] (`network_shape`)."""
-  height, width = network_shape(*planes[0].shape, size, multiple)
-  return np.stack([resize_plane(plane, height, width) for plane in planes])
-
-
-def full_size_colour(plane: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
-  """The photo's own L [H, W] with the network's a,b [h, w, 2] resized to it -> uint8 RGB [H, W, 3]."""
-  full_h, full_w = plane.shape
-  ab_full = np.stack([resize_plane(ab_small[..., i], full_h, full_w) for i in range(2)], axis=-1)
-  return lab_to_uint8(plane, ab_full)
-
-
 def colorize_group(
   generator,
   variables,
@@ -129,8 +82,8 @@ def colorize_group(
   and, with `learned_channels`, reach a hints generator's hint channels too: off by default, as
   on val/ they took 0.3-1.4 dB off the spread's gain (docs/hints.md). Photos without points are
   coloured automatically, bit for bit."""
-  planes = [lightness(photo.rgb) for photo in group]
-  small = network_planes(planes, size, multiple)
+  planes = [full_size.lightness(photo.rgb) for photo in group]
+  small = full_size.network_planes(planes, size, multiple)
   channels = hint_channels(group, planes, *small.shape[1:])
   given = channels if channels is not None and learned_channels and getattr(generator, "hints", False) else None
   ab_small = np.asarray(predict_ab(generator, variables, small, given))
@@ -140,7 +93,7 @@ def colorize_group(
     )
   results = []
   for photo, plane, ab in zip(group, planes, ab_small, strict=True):
-    rgb = full_size_colour(plane, ab)
+    rgb = full_size.full_size_colour(plane, ab)
     results.append(rgb if photo.alpha is None else np.concatenate([rgb, photo.alpha[..., None]], axis=-1))
   return results
 
@@ -166,13 +119,13 @@ class FrameColourer:
 
   def __call__(self, frames: list) -> list:
     """uint8 RGB frames [H, W, 3] (one size, at most `batch_size`) -> the coloured frames, uint8 RGB."""
-    planes = [lightness(frame) for frame in frames]
-    small = network_planes(planes, self.size, self.multiple)
+    planes = [full_size.lightness(frame) for frame in frames]
+    small = full_size.network_planes(planes, self.size, self.multiple)
     # The last batch padded to the others' size: one compiled generator per video.
     padded = np.concatenate([small, np.repeat(small[-1:], self.batch_size - len(small), axis=0)])
     ab_small = np.asarray(predict_ab(self.generator, self.variables, padded))[: len(small)]
     return [
-      full_size_colour(plane, self.steadier(small_plane, ab))
+      full_size.full_size_colour(plane, self.steadier(small_plane, ab))
       for plane, small_plane, ab in zip(planes, small, ab_small, strict=True)
     ]
 
@@ -256,7 +209,7 @@ def _groups(decoded: Iterator[photos.Photo], batch_size: int, size: int, multipl
   """Consecutive photos batched by network shape, up to `batch_size` photos and a pixel budget."""
   pending, pixels = {}, 0
   for photo in decoded:
-    shape = network_shape(*photo.rgb.shape[:2], size, multiple)
+    shape = full_size.network_shape(*photo.rgb.shape[:2], size, multiple)
     pending.setdefault(shape, []).append(photo)
     pixels += photo.rgb.shape[0] * photo.rgb.shape[1]
     if len(pending[shape]) >= batch_size:
@@ -364,22 +317,8 @@ def check_hints(hints: str, num_photos: int) -> None:
     )
 
 
-def run(
-  config,
-  workdir: str,
-  *,
-  input_pattern: str,
-  output_dir: str,
-  recursive: bool = False,
-  overwrite: bool = False,
-  image_format: str = "png",
-  size: int = 0,
-  batch_size: int = 8,
-  max_pixels: int = photos.MAX_PIXELS,
-  hints: str = "",
-  steadiness: float | None = None,
-) -> int:
-  """The colorize mode, for photos and videos. Returns the exit status: 0 all done, 1 some failed."""
+def checked_flags(input_pattern: str, output_dir: str, image_format: str, batch_size: int, steadiness) -> float:
+  """Refuses the colorize mode's flags that cannot work, one line each; the steadiness to use."""
   if not input_pattern or not output_dir:
     raise UsageError("--mode=colorize needs --input=PATH (a file, a folder or a glob) and --output=DIR.")
   if image_format not in photos.FORMATS:
@@ -393,6 +332,11 @@ def run(
     steadying.check_steadiness(steadiness)
   except ValueError as error:
     raise UsageError(f"--{error}") from None
+  return steadiness
+
+
+def found_inputs(input_pattern: str, recursive: bool, hints: str) -> tuple:
+  """(photos, videos, {photo: its hint file}) found at --input, as (path, name) pairs."""
   found = photos.find_photos(input_pattern, recursive, photos.PHOTO_EXTENSIONS + video.VIDEO_EXTENSIONS)
   if not found:
     extensions = ", ".join(photos.PHOTO_EXTENSIONS + video.VIDEO_EXTENSIONS)
@@ -412,6 +356,27 @@ def run(
       f"{os.path.join(hints, 'a', 'img.json')}): every photo is coloured automatically.",
       file=sys.stderr,
     )
+  return found_photos, found_videos, hint_files
+
+
+def run(
+  config,
+  workdir: str,
+  *,
+  input_pattern: str,
+  output_dir: str,
+  recursive: bool = False,
+  overwrite: bool = False,
+  image_format: str = "png",
+  size: int = 0,
+  batch_size: int = 8,
+  max_pixels: int = photos.MAX_PIXELS,
+  hints: str = "",
+  steadiness: float | None = None,
+) -> int:
+  """The colorize mode, for photos and videos. Returns the exit status: 0 all done, 1 some failed."""
+  steadiness = checked_flags(input_pattern, output_dir, image_format, batch_size, steadiness)
+  found_photos, found_videos, hint_files = found_inputs(input_pattern, recursive, hints)
   output_existed = os.path.isdir(output_dir)
   run_setup.make_writable_folder(output_dir, "--output")
   photo_targets = photos.output_paths([name for _, name in found_photos], output_dir, image_format)

@@ -147,7 +147,11 @@ def warn_about_the_schedule(config) -> None:
 
 def train_and_evaluate(config, workdir: str, invocation: dict | None = None) -> steps.TrainState:
   """Trains (or resumes) the run in `workdir`; returns the final state. `invocation`: the command
-  line recorded in the run's history (`run_record.invocation`)."""
+  line recorded in the run's history (`run_record.invocation`).
+
+  One function, as the Flax examples' `train_and_evaluate`: it reads top to bottom in the order
+  a run happens (record, model, resume, input, loop), each part a few calls; split, the state it
+  threads (the step, the data position, pending metrics) would be passed around instead."""
   # ---- The run's record (nothing written if the config cannot resume it), devices, data (a
   # missing dataset is told before anything compiles), the run folder.
   trained = checkpoint.newest_step(workdir) is not None
