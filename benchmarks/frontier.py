@@ -34,6 +34,9 @@ def read_rows(paths: list) -> list:
     with open(path) as f:
       for line in f:
         row = json.loads(line)
+        row["row"] = row["row"].replace("@0hints", "")  # A hints model's automatic rows: the plot's subject.
+        if "hints" in row and row["hints"]:
+          continue  # Rows with colour points are another question (docs/hints.md).
         rows[row["row"]] = row  # The newest line of a name wins.
   return list(rows.values())
 

@@ -1,5 +1,6 @@
 """Shared test settings: tiny configs that train in seconds on a CPU, a compilation cache."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -78,12 +79,24 @@ def config():
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-  """One tiny GAN run (2 steps at 16 px) shared by the tests that only read a trained run."""
+  """One tiny GAN run (2 steps at 16 px) shared by the tests that only read a trained run.
+
+  Trained once per session, by whichever xdist worker asks first (the others wait on a lock),
+  and copied for each worker: tests of two workers never write into the same folder."""
   from colorize.training import train
 
-  workdir = str(tmp_path_factory.mktemp("trained_run"))
-  train.train_and_evaluate(tiny_config(num_train_steps=2), workdir)
-  return workdir
+  session = tmp_path_factory.getbasetemp()
+  session = session.parent if os.environ.get("PYTEST_XDIST_WORKER") else session  # The workers' common folder.
+  shared = session / "trained_run_shared"
+  with open(session / "trained_run.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (shared / "trained").exists():
+      shutil.rmtree(shared, ignore_errors=True)  # A half-made run of a worker that failed.
+      train.train_and_evaluate(tiny_config(num_train_steps=2), str(shared))
+      (shared / "trained").touch()
+  workdir = tmp_path_factory.mktemp("trained_run")
+  shutil.copytree(shared, workdir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("trained"))
+  return str(workdir)
 
 
 def params_of(workdir):
