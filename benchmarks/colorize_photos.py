@@ -27,6 +27,7 @@ from absl import flags
 from benchmarks import common
 from colorize.colouring import app as hint_app
 from colorize.colouring import predict
+from colorize.data import photos
 from colorize.networks import inference
 from colorize.networks import models
 from colorize.runs import bundle
@@ -70,7 +71,7 @@ def timed_colorize(
     size=config.image_size,
     multiple=models.input_multiple(config.model),
     batch_size=8,
-    max_pixels=200_000_000,
+    max_pixels=photos.MAX_PIXELS,
     image_format="png",
     hint_files=hint_files,
   )

@@ -4,7 +4,7 @@
     python -m benchmarks.input_pipeline --quick             # 64 px only, fewer batches (CI smoke run)
     python -m benchmarks.input_pipeline --data_dir=PHOTOS --size=128 --workers=0 --workers=2
 
-The folder source of `colorize/data/input_pipeline.py` (the same as `--config.dataset=folder`), through
+The folder source of `colorize/data/sources.py` (the same as `--config.dataset=folder`), through
 Grain as in training, each batch made a sharded `jax.Array` with `steps.global_batch`, as the
 train loop does; once per `--workers` setting (0: decoding threads in this process; N: N worker
 processes). Without ../shared the photos are scikit-image's bundled ones, resized and saved as JPEG.

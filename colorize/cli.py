@@ -144,8 +144,8 @@ def with_colour_flags(config) -> None:
   from colorize.runs import run_setup
 
   if FLAGS.colorize_temperature is not None:
+    run_setup.set_temperature(config, FLAGS.colorize_temperature)  # Refused first for a model without bins.
     colour_bins.check_temperature(FLAGS.colorize_temperature, "--colorize_temperature")
-    run_setup.set_temperature(config, FLAGS.colorize_temperature)
   if FLAGS.vividness is not None:
     heads.check_vividness(FLAGS.vividness, "--vividness")
     with config.unlocked():

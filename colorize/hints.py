@@ -5,8 +5,8 @@ A hint is a square patch: its top-left pixel, its side and one a,b colour. The g
 three extra channels: a/110 and b/110 over the hinted pixels and a mask of them, zero elsewhere
 (where patches overlap, the later point wins). Training draws hints from the real photo: per
 photo a geometric number of points (sometimes none), each the mean a,b of a patch 1 to
-`max_size` pixels square at a random place. Users give points in their photo's own pixels
-(`from_user_points`), which are mapped onto the generator's smaller input.
+`max_size` pixels square at a random place. Users give points in their photo's own pixels,
+which `colouring/hint_points.py` checks and maps onto the generator's smaller input.
 """
 
 import jax
@@ -128,6 +128,3 @@ def points_from_photo(rgb: np.ndarray, count: int, rng: np.random.Generator, max
     a, b = ab[top : top + size, left : left + size].reshape(-1, 2).mean(axis=0)
     rows.append([left + size // 2, top + size // 2, size, a, b])
   return np.asarray(rows, np.float32).reshape(-1, 5)
-
-
-# ----------------------------------------------------------------------------- the user's points

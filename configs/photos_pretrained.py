@@ -20,7 +20,9 @@ def get_config():
   config.model.encoder = "efficientnet_lite0"
   config.model.base_width = 16  # Decoder widths 16 (full resolution) to 128 (stride 16).
   config.image_size = 96
-  config.model.border = 16  # Its decoder learnt a blob at its top-right corner: keep photos off it (models.py).
+  config.model.border = (
+    16  # Its decoder learnt a blob at its top-right corner: keep photos off it (networks/layers.py, with_border).
+  )
   config.num_train_steps = 1_200
   config.freeze_encoder_steps = 1_200
   config.optim.encoder_lr_scale = 0.1

@@ -152,7 +152,8 @@ def test_an_op_without_a_writer_is_named_in_one_line():
   assert refusal(jnp.sort, spec(4)) == "the op sort (no ONNX writer for it)"
   assert issubclass(onnx_export.UnsupportedOp, ValueError)
   # What the export mode tells its user.
-  with pytest.raises(UsageError, match=r"--format=onnx cannot write the op sort \(no ONNX writer for it\) of this"):
+  expected = r"--format=onnx cannot write this generator: the op sort \(no ONNX writer for it\); use"
+  with pytest.raises(UsageError, match=expected):
     export.onnx_bytes(jnp.sort, [spec(4)])
 
 

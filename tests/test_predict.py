@@ -196,7 +196,7 @@ def test_each_bad_file_gets_one_line_and_the_rest_are_colorized(run_dir, tmp_pat
       raise PermissionError(13, "Permission denied")
     return real_open(path, *args, **kwargs)
 
-  monkeypatch.setattr(predict.Image, "open", open_refusing_locked)
+  monkeypatch.setattr(Image, "open", open_refusing_locked)
   expected["locked.png"] = "permission denied"
   status = colorize(run_dir, folder, tmp_path / "out", max_pixels=4_000_000)
   err = capsys.readouterr().err

@@ -32,9 +32,6 @@ from colorize.runs.run_setup import UsageError
 _PIXELS_PER_GROUP = 40_000_000  # Photos decoded ahead of the generator, at most (about 0.5 GB).
 
 
-# ----------------------------------------------------------------------------- colour maths
-
-
 # ----------------------------------------------------------------------------- the generator
 
 

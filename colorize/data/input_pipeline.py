@@ -1,10 +1,7 @@
 """Input pipelines with Grain, no TensorFlow: photos -> uint8 RGB batches for this process.
 
-Sources (`config.dataset`), each a random-access sequence of photos: a tensorflow-datasets name
-(`cifar10`, `places365_small`, any tfds image dataset with an `image` feature) read through
-`tfds.data_source` (ArrayRecord files, decoded to NumPy), `folder` (the user's photos under
-`config.data_dir`, decoded by the colorize mode's Pillow loader) or `demo` (the colour photos
-bundled in scikit-image's wheel; works offline).
+The photos come from a source of `sources.py` (a tfds dataset, a folder, the demo), as a
+random-access sequence; which of a folder's are usable is `usable.py`'s.
 
 The training stream is a pure function of (seed, position). Position p of the global stream is
 example `p % n` of epoch `p // n`, i.e. record `permutation_e[p % n]` of a seeded permutation
@@ -13,7 +10,7 @@ first batch). Global batch b holds the next `batch_size` positions and each proc
 own contiguous slice of them, so every topology (1 process x 4 devices, 2 x 2, ...) trains on
 the same global batches. A gray photo (or, in a folder, one that fails to decode) is replaced
 by a seeded stand-in record and counted, which keeps the positions topology-free too: a folder's
-(and the demo's) usable photos are counted once at the start (cached in the run folder) and the
+(and the demo's) usable photos are counted once at the start (`usable.py`) and the
 stand-ins are drawn from them, so a mostly-gray folder trains; a tfds dataset's are drawn from
 the whole split until one is usable. The data position saved with a checkpoint is the (epoch,
 index) after the last batch trained on.

@@ -99,7 +99,7 @@ def onnx_bytes(function, specs: list) -> bytes:
     try:
       model = onnx_export.to_onnx(function, specs, names, ["ab"], doc="L* (and hints) -> a*,b*; export.json")
     except onnx_export.UnsupportedOp as error:
-      raise UsageError(f"--format=onnx cannot write {error} of this generator: use --format=stablehlo.") from None
+      raise UsageError(f"--format=onnx cannot write this generator: {error}; use --format=stablehlo.") from None
   return model.SerializeToString()
 
 

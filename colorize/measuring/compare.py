@@ -209,7 +209,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """The alias's own flags; main.py defines its own (the two must not both be defined)."""
+  """The alias's own flags; colorize/cli.py defines its own (the two must not both be defined)."""
   flags.DEFINE_string("output", None, "Folder for comparison.md, comparison.json and comparison.png.")
   flags.DEFINE_integer("num_images", 8, "Validation images in the grid.")
   flags.DEFINE_integer("eval_images", -1, "For runs not yet evaluated: images of the eval split; -1 = all.")

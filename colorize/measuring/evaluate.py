@@ -61,7 +61,7 @@ def classic_baselines(config, eval_batches) -> dict:
   images) on the evaluation images, scored like the model; {} without training images."""
   try:
     fit_images = input_pipeline.first_training_images(config, CLASSIC_FIT_IMAGES)
-  except input_pipeline.DatasetUnavailableError as error:
+  except run_setup.DatasetUnavailableError as error:
     logging.warning("No classic colorizers in the report: no training images to fit them (%s).", error)
     return {}
   if jax.process_count() > 1:  # Every process fits the same tables: on every process's images.

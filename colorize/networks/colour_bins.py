@@ -99,6 +99,6 @@ def annealed_mean(logits, temperature: float):
   """The colour of each predicted distribution: logits [..., Q] -> normalised a,b [..., 2].
 
   softmax(logits / T) is the distribution sharpened (T < 1) or the distribution itself (T = 1)."""
-  check_temperature(temperature, "the annealed-mean temperature")
+  check_temperature(temperature, "temperature")
   probabilities = jax.nn.softmax(logits.astype(jnp.float32) / temperature, axis=-1)
   return probabilities @ jnp.asarray(gamut_bin_centres() / color.LAB_SCALE[1:])

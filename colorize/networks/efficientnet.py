@@ -86,7 +86,7 @@ VARIANTS = {
     weights_file=os.path.join("models", "efficientnet-lite2-9656183e.pth"),
     weights_file_sha256=LITE2_WEIGHTS_FILE_SHA256,
     weights_sha256=LITE2_WEIGHTS_SHA256,
-    need="the ImageNet judge (colorize/judge.py) classifies with EfficientNet-Lite2's ImageNet weights",
+    need="the ImageNet judge (colorize/measuring/judge.py) classifies with EfficientNet-Lite2's ImageNet weights",
   ),
 }
 

@@ -21,7 +21,7 @@ def lab_output(predicted, gray, output: str):
 
 
 class BinsHead(nn.Module):
-  """The vividness head: logits over the gamut's a,b bins (`colour_bins`), and Lab at the input's
+  """The bins head: logits over the gamut's a,b bins (`colour_bins`), and Lab at the input's
   size from their annealed mean at `temperature` (a,b resized bilinearly, the input's L kept).
 
   Computed in float32 whatever the network's dtype: 1/T magnifies the logits' rounding."""

@@ -70,7 +70,7 @@ class PretrainedEncoderGenerator(nn.Module):
   32; the decoder climbs back with a `layers.DecoderUnit` per level, its skips the encoder's features
   and, last, the full-resolution L. Decoder widths: `base_width` at full resolution, doubling
   per level to 8x. The encoder's BatchNorm keeps its ImageNet statistics (inference mode); its
-  parameters are the subtree 'encoder' (frozen, then fine-tuned slower: `steps.py`).
+  parameters are the subtree 'encoder' (frozen, then fine-tuned slower: `training/optim.py`).
   """
 
   base_width: int = 32

@@ -11,7 +11,7 @@ class UsageError(ValueError):
 
 
 class DatasetUnavailableError(RuntimeError):
-  """The dataset is not on disk and cannot be fetched (main.py: one line, exit status 1).
+  """The dataset is not on disk and cannot be fetched (the command line: one line, exit status 1).
 
   Here rather than in input_pipeline.py so that every mode can catch it without importing Grain.
   """

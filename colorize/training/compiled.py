@@ -134,5 +134,5 @@ class PhasedStep:
     return state, metrics
 
   def lower(self, *args, **kwargs):
-    """The last (main) phase's, for cost analyses (benchmarks/steps.train_step.py)."""
+    """The last (main) phase's, for cost analyses (benchmarks/train_step.py)."""
     return self.phases[-1][1].lower(*args, **kwargs)

@@ -1,4 +1,6 @@
-"""Config checks at the start of every mode: each refusal names the field and the fix."""
+"""Config checks at the start of every mode: each refusal names the field and the fix. The
+networks' own options are checked where they are built (`networks/models.check_model_options`,
+called from here)."""
 
 from colorize.networks import models
 

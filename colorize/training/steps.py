@@ -1,13 +1,14 @@
-"""The data-parallel training and evaluation steps, their state and optimisers.
+"""The train state and the per-device train step (the jitted, phased whole: `compiled.py`).
 
 One step = 1 discriminator update, then `generator_steps_per_batch` generator updates, all in
 one jit-compiled function written per device under `jax.shard_map` over the 1-D mesh axis
 `data`. Gradients are averaged with `lax.pmean`; BatchNorm averages its batch statistics over
 the same axis; so N devices compute what one device computes on the whole global batch.
 
-The quality recipe's switches live here too: L1-only pretraining (`pretrain_steps`, a second
-compiled step for the first batches), the moving average of G's weights (`ema_decay`, used by
-every inference) and class-rebalancing weights of the L1 term (`loss.rebalance`).
+The quality recipe's switches act here too: the moving average of G's weights (`ema_decay`, used
+by every inference) and class-rebalancing weights of the L1 term (`loss.rebalance`); L1-only
+pretraining (`pretrain_steps`) is a step of its own, compiled by `compiled.py`. The optimisers
+are in `optim.py`, the eval step in `validation.py`, the config checks in `config_checks.py`.
 
 Needs only jax, flax and optax (no TensorFlow), so benchmarks run it on bare accelerator machines.
 """

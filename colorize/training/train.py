@@ -1,6 +1,7 @@
 """The training loop: resume, input, steps, logging, validation, samples, checkpoints, faults.
 
-The step itself (state, optimisers, the jitted data-parallel functions) is in `steps.py`.
+The step itself is in `steps.py` (state, the per-device step), `optim.py` (optimisers) and
+`compiled.py` (the jitted data-parallel functions of each phase).
 """
 
 import dataclasses
