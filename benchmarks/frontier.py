@@ -20,6 +20,7 @@ from PIL import ImageDraw
 flags.DEFINE_list("rows", ["runs/quality/rows.jsonl"], "The quality benchmark's rows.jsonl files.")
 flags.DEFINE_string("out", "docs/frontier.png", "The picture.")
 flags.DEFINE_string("title", "", "A line above the plot (the photo set).")
+flags.DEFINE_list("labels", [], "BASE=TEXT: the label of a row's curve (default: the row and the knob's name).")
 flags.DEFINE_list("only", [], "Rows (their names before '@') to draw; default all.")
 FLAGS = flags.FLAGS
 
@@ -55,7 +56,7 @@ def curves(rows: list) -> dict:
   return out
 
 
-def plot(rows: list, title: str) -> Image.Image:
+def plot(rows: list, title: str, labels: dict | None = None) -> Image.Image:
   image = Image.new("RGB", SIZE, "white")
   draw = ImageDraw.Draw(image)
   left, top, right, bottom = MARGIN[0], MARGIN[1], SIZE[0] - MARGIN[2], SIZE[1] - MARGIN[3]
@@ -96,7 +97,8 @@ def plot(rows: list, title: str) -> Image.Image:
       draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
       on_curve.add(row["row"])
     x, y = points[-1]
-    draw.text((x + 5, y - 12), f"{base} ({'vividness' if kind == 'V' else 'saturation x1-x2'})", fill=colour)
+    label = (labels or {}).get(base, f"{base} ({'vividness' if kind == 'V' else 'saturation x1-x2'})")
+    draw.text((x + 5, y - 12), label, fill=colour)
   for row in rows:
     if row["row"] not in on_curve:
       x, y = at(row)
@@ -110,7 +112,8 @@ def main(argv):
   rows = read_rows(FLAGS.rows)
   if FLAGS.only:
     rows = [r for r in rows if r["row"].split("@")[0] in FLAGS.only]
-  plot(rows, FLAGS.title).save(FLAGS.out)
+  labels = dict(label.split("=", 1) for label in FLAGS.labels)
+  plot(rows, FLAGS.title, labels).save(FLAGS.out)
   print(f"{len(rows)} rows -> {FLAGS.out}")
 
 
