@@ -21,6 +21,7 @@ flags.DEFINE_list("rows", ["runs/quality/rows.jsonl"], "The quality benchmark's 
 flags.DEFINE_string("out", "docs/frontier.png", "The picture.")
 flags.DEFINE_string("title", "", "A line above the plot (the photo set).")
 flags.DEFINE_list("labels", [], "BASE=TEXT: the label of a row's curve (default: the row and the knob's name).")
+flags.DEFINE_string("data", "", "The photo set to draw (part of the rows' `data`), when the files hold several.")
 flags.DEFINE_list("only", [], "Rows (their names before '@') to draw; default all.")
 FLAGS = flags.FLAGS
 
@@ -29,7 +30,8 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 CURVE = re.compile(r"^(?P<base>.+?)@(?P<kind>V|sat)(?P<value>[0-9.]+)$")
 
 
-def read_rows(paths: list) -> list:
+def read_rows(paths: list, data: str = "") -> list:
+  """The rows of one photo set (one `data` and `eval_size`), the newest line of each name."""
   rows = {}
   for path in paths:
     with open(path) as f:
@@ -38,7 +40,11 @@ def read_rows(paths: list) -> list:
         row["row"] = row["row"].replace("@0hints", "")  # A hints model's automatic rows: the plot's subject.
         if "hints" in row and row["hints"]:
           continue  # Rows with colour points are another question (docs/hints.md).
-        rows[row["row"]] = row  # The newest line of a name wins.
+        if data in row["data"]:
+          rows[row["data"], row["eval_size"], row["row"]] = row  # The newest line of a name wins.
+  sets = sorted({key[:2] for key in rows})
+  if len(sets) > 1:
+    raise SystemExit(f"the rows hold {len(sets)} photo sets ({', '.join(str(s) for s in sets)}): pick one with --data.")
   return list(rows.values())
 
 
@@ -109,7 +115,7 @@ def plot(rows: list, title: str, labels: dict | None = None) -> Image.Image:
 
 def main(argv):
   del argv
-  rows = read_rows(FLAGS.rows)
+  rows = read_rows(FLAGS.rows, FLAGS.data)
   if FLAGS.only:
     rows = [r for r in rows if r["row"].split("@")[0] in FLAGS.only]
   labels = dict(label.split("=", 1) for label in FLAGS.labels)

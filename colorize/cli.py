@@ -94,7 +94,7 @@ flags.DEFINE_float(
   "vividness",
   None,
   "colorize, evaluate, turing, app, export: how bold the colours are, in [0, 1]: 0 the model's most faithful colour, "
-  "1 its boldest (docs/quality.md); default the model's own (the bundled model's: its manifest's model.vividness).",
+  "1 its boldest (docs/quality.md); default the model's own (config model.vividness; 0 for the bundled model).",
 )
 flags.DEFINE_integer("port", 8000, "app: the port of the local web page.")
 flags.DEFINE_string("host", "127.0.0.1", "app: the address to listen on (0.0.0.0: every network, unprotected).")

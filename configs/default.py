@@ -81,7 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
   # from the decoder's features, and `vividness` tilts it towards rare colours (heads.VividHead).
   config.model.vivid_head = False
   # Inference, --vividness: 0 the model's most faithful colour, 1 its boldest (a vivid head's full
-  # tilt; a bins head's temperature down to 0.38; otherwise a,b scaled x2, plain saturation).
+  # tilt; a bins head's temperature times 0.38; otherwise a,b scaled x2, plain saturation).
   config.model.vividness = 0.0
   # True: three more input channels carry the user's colour hints (a, b and a mask: Zhang et al. 2017);
   # training draws them from the real photos as `config.hints` says. Without hints G colours automatically.

@@ -13,6 +13,8 @@ from colorize.networks import heads
 from colorize.networks import inference
 from colorize.networks import models
 from colorize.runs import bundle
+from colorize.training import config_checks
+from colorize.training import steps
 from colorize.training import train
 from tests.conftest import assert_trees_equal
 from tests.conftest import tiny_config
@@ -75,8 +77,9 @@ def test_vividness_zero_is_the_regression_bit_for_bit_and_one_is_bolder():
   assert chroma(bold) > chroma(faithful) + 1e-3
 
 
-def test_a_generator_without_a_distribution_is_saturated_by_vividness():
-  plain, _ = models.create_models(tiny_config().model)
+@pytest.mark.parametrize("kind", ["paper", "pix2pix"])
+def test_a_generator_without_a_distribution_is_saturated_by_vividness(kind):
+  plain, _ = models.create_models(tiny_config(**{"model.generator": kind, "model.depth": 4}).model)
   gray = jnp.linspace(-1.0, 1.0, 16 * 16).reshape(1, 16, 16, 1)
   variables = plain.init(jax.random.key(0), gray, train=False)
   faithful = plain.apply(variables, gray, train=False)
@@ -116,3 +119,36 @@ def test_the_vivid_head_trains_alone_from_a_bundle_and_the_rest_stays_bit_for_bi
   log_weights = np.asarray(head["log_weights"])  # From the training photos' colours, then kept.
   saturated = np.hypot(*colour_bins.gamut_bin_centres().T) > 60
   assert np.all(np.isfinite(log_weights)) and log_weights[saturated].mean() > log_weights[bin_index(0, 0)] + 1.0
+
+
+def test_a_bins_head_sharpens_from_its_own_temperature_by_the_same_factor_at_full_vividness():
+  assert heads.bins_temperature(1.0, 0.0) == 1.0 and heads.bins_temperature(1.0, 1.0) == pytest.approx(0.38)
+  assert heads.bins_temperature(0.38, 1.0) == pytest.approx(0.38 * 0.38)  # A cold model still gets bolder.
+  assert heads.bins_temperature(0.5, 0.5) == pytest.approx(0.5 * 0.38**0.5)
+
+
+def test_training_reads_the_faithful_colour_whatever_the_vividness():
+  config = tiny_config()
+  generator, _ = models.create_models(config.model)
+  gray = jnp.linspace(-1.0, 1.0, 2 * 16 * 16).reshape(2, 16, 16, 1)
+  variables = generator.init(jax.random.key(0), gray, train=False)
+  network = steps.NetworkState(variables["params"], variables["batch_stats"], None)
+
+  mesh = steps.make_mesh(jax.devices()[:1])
+  data = jax.sharding.PartitionSpec(steps.AXIS)
+
+  def trained_on(vividness):
+    forward = jax.shard_map(
+      lambda g: steps.generator_forward(generator.clone(vividness=vividness), network, g, jax.random.key(1))[0][0],
+      mesh=mesh,
+      in_specs=data,
+      out_specs=data,
+    )
+    return jax.jit(forward)(jax.device_put(gray, jax.sharding.NamedSharding(mesh, data)))
+
+  np.testing.assert_array_equal(trained_on(1.0), trained_on(0.0))
+
+
+def test_training_the_vivid_head_alone_needs_a_trained_generator_to_start_from():
+  with pytest.raises(ValueError, match="config.vivid_head_only=True trains the vivid head alone beside a trained"):
+    config_checks.check_model_config(tiny_config(**VIVID, vivid_head_only=True))

@@ -49,7 +49,7 @@ VIVID_HEAD_WIDTH = 64
 MAX_TILT = 1.0  # The vivid head's tilt at vividness 1 (`colour_bins.tilted_mean`), chosen on the tuning photos.
 
 
-BINS_COLDEST = 0.38  # A bins head's temperature at vividness 1 (Zhang et al.'s).
+BINS_COLDEST = 0.38  # A bins head's temperature at vividness 1 is its own times this (Zhang et al.'s 0.38 from 1).
 
 
 class VividHead(nn.Module):
@@ -95,8 +95,9 @@ def saturated_lab(lab, vividness: float):
 
 
 def bins_temperature(temperature: float, vividness: float) -> float:
-  """A bins head's annealed-mean temperature at `vividness`: its own at 0, BINS_COLDEST at 1."""
-  return temperature + vividness * (min(BINS_COLDEST, temperature) - temperature)
+  """A bins head's annealed-mean temperature at `vividness`: its own at 0, its own times
+  BINS_COLDEST at 1 (geometrically between: each step sharpens alike, whatever the model's own)."""
+  return temperature * BINS_COLDEST**vividness
 
 
 def colour_output(generator, x, gray, with_logits: bool):

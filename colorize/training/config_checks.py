@@ -59,8 +59,11 @@ def check_model_config(config) -> None:
     )
   if config.model.hints:
     check_hint_simulation(config.hints, config.image_size)
-  if config.get("vivid_head_only", False) and not config.model.vivid_head:
-    raise ValueError("config.vivid_head_only=True trains the generator's vivid head alone: set model.vivid_head=True.")
+  if config.get("vivid_head_only", False) and not (config.model.vivid_head and config.init_from):
+    raise ValueError(
+      "config.vivid_head_only=True trains the vivid head alone beside a trained generator: set "
+      "model.vivid_head=True and config.init_from=BUNDLE (e.g. weights)."
+    )
   models.check_model_options(config.model)
 
 

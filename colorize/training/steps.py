@@ -113,9 +113,10 @@ def generator_forward(generator, g: NetworkState, gray, rng, hints=None):
   loss gradients to d(loss)/d(G's parameters). `hints`: the hint channels of a hints generator.
 
   A bins head trains on its distribution's mean (temperature 1): `model.temperature` is the
-  colour inference writes, not what the regression term reads."""
+  colour inference writes, not what the regression term reads; likewise `model.vividness`."""
   bins = _has_bins(generator)
   generator = generator.clone(temperature=1.0) if bins else generator
+  generator = generator.clone(vividness=0.0)
 
   def forward(params):
     variables = {"params": params, "batch_stats": g.batch_stats}

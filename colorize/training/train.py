@@ -24,6 +24,7 @@ from colorize.runs import bundle
 from colorize.runs import checkpoint
 from colorize.runs import reporting
 from colorize.runs import run_record
+from colorize.runs import run_setup
 from colorize.training import compiled
 from colorize.training import config_checks
 from colorize.training import losses
@@ -110,6 +111,11 @@ def with_start_weights(config, state: steps.TrainState, mesh, photos) -> steps.T
   rebalancing weights from the training photos (fixed for the run's life: `heads.VividHead`)."""
   if config.init_from and bundle.is_bundle(config.init_from):
     variables, source_step, added = bundle.weights_into(config.init_from, jax.device_get(state.generator.variables()))
+    if config.get("vivid_head_only", False) and (frozen_new := [p for p in added if "/VividHead_0/" not in p]):
+      raise run_setup.UsageError(
+        f"config.init_from={config.init_from} lacks {frozen_new[0]}, which config.vivid_head_only=True would keep "
+        "frozen at its random start: start from a bundle of the same networks."
+      )
     state = compiled.with_generator_variables(state, variables, NamedSharding(mesh, P()))
     logging.info("Starting from the bundle %s (step %d); new: %s.", config.init_from, source_step, added or "nothing")
   elif config.init_from:
