@@ -208,6 +208,13 @@ def test_export_mode_writes_an_onnx_file_whose_script_colours_a_photo_like_the_c
   lightness, hint_batch = network_inputs(1, 96, 128, with_hints=True)
   session = onnx_session(str(tmp_path / "onnx" / "generator.onnx"))
   np.testing.assert_allclose(reloaded.call(lightness, hint_batch), run_onnx(session, lightness, hint_batch), atol=1e-3)
+  # At a vividness of 0.5 the bundled model's a*,b* are scaled by 1.5 (and clipped to the gamut's box), recorded.
+  assert facts["vividness"] == 0.0
+  assert run_main("--mode=export", f"--output={tmp_path / 'vivid'}", "--format=onnx", "--vividness=0.5").returncode == 0
+  assert json.loads((tmp_path / "vivid" / "export.json").read_text())["vividness"] == 0.5
+  bold = run_onnx(onnx_session(str(tmp_path / "vivid" / "generator.onnx")), lightness, hint_batch)
+  plain = run_onnx(session, lightness, hint_batch)
+  np.testing.assert_allclose(bold, np.clip(1.5 * plain, -110.0, 110.0), atol=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -293,6 +300,7 @@ def test_the_onnx_script_refuses_a_missing_photo_or_a_broken_export_in_one_line(
     (["--weights=weights"], "--weights=weights is a bundle already: copy the folder, or pick --format=onnx."),
     (["--format=stablehlo"], "--mode=export --format=stablehlo needs --output=DIR"),
     (["--colorize_temperature=0.5"], "--colorize_temperature is for --format=onnx or stablehlo"),
+    (["--vividness=0.5"], "--vividness is for --format=onnx or stablehlo"),
   ],
 )
 def test_export_mode_refuses_what_it_cannot_do_in_one_line(tmp_path, args, message):

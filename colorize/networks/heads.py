@@ -75,6 +75,11 @@ def check_vividness(vividness: float, name: str) -> None:
     raise ValueError(f"{name}={vividness} must lie in [0, 1] (0: the model's most faithful colour, 1: its boldest).")
 
 
+def split_lab(lab) -> tuple:
+  """(L [..., 1], a,b [..., 2]) by lax slices: with symbolic sizes (jax.export) indexing becomes a gather."""
+  return jax.lax.slice_in_dim(lab, 0, 1, axis=-1), jax.lax.slice_in_dim(lab, 1, 3, axis=-1)
+
+
 def vivid_lab(lab, logits, log_weights, vividness: float):
   """The regression's Lab with its a,b moved as far as tilting the bins' distribution by
   `vividness` * MAX_TILT moves their mean: where the distribution has a bolder mode, towards it;
@@ -84,14 +89,16 @@ def vivid_lab(lab, logits, log_weights, vividness: float):
   shift = colour_bins.tilted_mean(logits, log_weights, vividness * MAX_TILT) - colour_bins.tilted_mean(
     logits, log_weights, 0.0
   )
-  return jnp.concatenate([lab[..., :1], jnp.clip(lab[..., 1:] + shift, -1.0, 1.0)], axis=-1)
+  lightness, ab = split_lab(lab)
+  return jnp.concatenate([lightness, jnp.clip(ab + shift, -1.0, 1.0)], axis=-1)
 
 
 def saturated_lab(lab, vividness: float):
   """A generator with no colour distribution: its a,b scaled by 1 + vividness (plain saturation)."""
   if not vividness:
     return lab
-  return jnp.concatenate([lab[..., :1], jnp.clip(lab[..., 1:] * (1.0 + vividness), -1.0, 1.0)], axis=-1)
+  lightness, ab = split_lab(lab)
+  return jnp.concatenate([lightness, jnp.clip(ab * (1.0 + vividness), -1.0, 1.0)], axis=-1)
 
 
 def bins_temperature(temperature: float, vividness: float) -> float:
