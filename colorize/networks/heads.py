@@ -43,12 +43,8 @@ class BinsHead(nn.Module):
     return jnp.concatenate([gray.astype(jnp.float32), ab], axis=-1), logits
 
 
-VIVID_HEAD_WIDTH = 64
-
-
-MAX_TILT = 1.0  # The vivid head's tilt at vividness 1 (`colour_bins.tilted_mean`), chosen on the tuning photos.
-
-
+VIVID_HEAD_WIDTH = 64  # Channels of the vivid head's 3x3 convolution.
+MAX_TILT = 1.0  # The vivid head's tilt at vividness 1 (`colour_bins.tilted_mean`); 2 measured worse (docs/quality.md).
 BINS_COLDEST = 0.38  # A bins head's temperature at vividness 1 is its own times this (Zhang et al.'s 0.38 from 1).
 
 
