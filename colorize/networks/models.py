@@ -7,8 +7,6 @@ axis, so BatchNorm statistics are averaged over the whole global batch and dropo
 on the global example index. Both make a step on N devices compute what one device would.
 """
 
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -20,7 +18,7 @@ from colorize.networks import efficientnet
 from colorize.networks import heads
 from colorize.networks import layers
 
-Dtype = Any
+Dtype = layers.Dtype
 
 
 class Generator(nn.Module):
