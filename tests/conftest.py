@@ -10,6 +10,8 @@ import tempfile
 # Tests compile far more than they run (tiny networks, a few steps): XLA:CPU without LLVM's
 # optimisations compiles a training step in half the time. Set before JAX starts its backend;
 # subprocesses inherit it. Results stay XLA's own: no test compares against a stored number.
+# (XLA:CPU's older loop emitters, --xla_cpu_use_fusion_emitters=false, compile a third faster but
+# round differently on one device than on eight: the multi-device tests then fail.)
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 # The tests run on the CPU: JAX then skips probing for accelerator plugins, 0.4 s of every one of
 # the ~35 `main.py` subprocesses the tests start (they inherit it).
@@ -24,6 +26,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 
+from colorize import REPO
 from colorize.runs import checkpoint
 from configs import test as test_preset
 
@@ -39,6 +42,10 @@ _OWN_CACHE = _CACHE_VARIABLE not in os.environ  # False in a subprocess of a tes
 
 def _use_cache(folder: str) -> None:
   os.environ[_CACHE_VARIABLE] = folder
+  # Subprocesses (`main.py` runs, multi-process tests) read JAX's settings from the environment.
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
   jax.config.update("jax_compilation_cache_dir", folder)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -120,6 +127,15 @@ def train_losses(workdir):
 
 def assert_trees_equal(a, b):
   jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def subprocess_env(devices: int | None = None) -> dict:
+  """The environment of a test's subprocess: the checkout importable, the tests' XLA flags and
+  compilation cache, and `devices` CPU devices if given."""
+  xla_flags = os.environ["XLA_FLAGS"]
+  if devices is not None:
+    xla_flags = f"{xla_flags} --xla_force_host_platform_device_count={devices}"
+  return dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS=xla_flags)
 
 
 def free_port() -> int:

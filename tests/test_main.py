@@ -9,6 +9,7 @@ import pytest
 
 from colorize.colouring import predict
 from tests.conftest import free_port
+from tests.conftest import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HINT = "Run `python main.py --help` for the modes, their flags and an example of each."
@@ -161,7 +162,7 @@ def test_the_colorize_rate_counts_written_photos_only(monkeypatch):
 
 
 def start_main(workdir, devices: int, *flags: str) -> subprocess.Popen:
-  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  env = subprocess_env(devices)
   command = [sys.executable, os.path.join(REPO, "main.py"), "--config=configs/test.py", f"--workdir={workdir}", *flags]
   return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

@@ -15,6 +15,7 @@ from colorize.training import config_checks
 from colorize.training import optim
 from colorize.training import steps
 from tests.conftest import free_port
+from tests.conftest import subprocess_env
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -219,7 +220,7 @@ def test_evaluation_scores_the_discriminator_on_real_and_generated_images_in_eva
 
 
 def losses_subprocess(devices_per_process: int, *args: str) -> subprocess.Popen:
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}", PYTHONPATH=REPO)
+  env = subprocess_env(devices_per_process)
   return subprocess.Popen(
     [sys.executable, "-m", "tests.multidevice_losses", *args],
     cwd=REPO,
