@@ -152,4 +152,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quality.define_flags()
   app.run(main)

@@ -53,33 +53,6 @@ from colorize.runs import bundle
 from colorize.training import train
 from configs import test as test_config
 
-config_flags.DEFINE_config_file("config", None, "The config to train; none: the classic colorizers only.")
-flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(common.SHARED_PHOTOS)), "Folder with train/ and val/.")
-flags.DEFINE_string("row", None, "The row's name in the table (default: the config file's name).")
-flags.DEFINE_integer("steps", None, "Training batches; default: the config's num_train_steps.")
-flags.DEFINE_integer("eval_size", 256, "Side of the val photos that are colorized and scored.")
-flags.DEFINE_string("out_dir", "runs/quality", "Runs, rows.jsonl, outputs and the grid.")
-flags.DEFINE_integer("grid_photos", 8, "Val photos in the grid: the first that may be shown (public domain, CC0).")
-flags.DEFINE_string("weights", None, "Score an exported generator (e.g. weights/, the bundled one): no training.")
-flags.DEFINE_list("grid_rows", [], "Grid rows after gray | real; default: the best classic, every model.")
-flags.DEFINE_list(
-  "temperatures", [], "A bins-head model (model.colour_head='bins'): a row at each annealed-mean temperature."
-)
-flags.DEFINE_list(
-  "hints",
-  ["0", "1", "2", "5", "10"],
-  "A hints model (model.hints): a row with each number of points read off the real val photos (the same for every "
-  "model: nested, seeded by the photo's place).",
-)
-flags.DEFINE_list(
-  "vividness", [], "A row at each vividness of the model (0: its most faithful colour, 1: its boldest)."
-)
-flags.DEFINE_list(
-  "saturation", [], "The saturation line: beside the model's row, its outputs with a,b scaled by each factor."
-)
-flags.DEFINE_float("max_tilt", None, "Tuning: the vivid head's tilt at vividness 1 (networks/heads.py MAX_TILT).")
-flags.DEFINE_bool("judge", True, "Each row's classifier agreement (EfficientNet-Lite2, colorize/measuring/judge.py).")
-flags.DEFINE_bool("quick", False, "CI smoke run: the tests' tiny networks, 3 steps, 4 val photos at 64 px.")
 FLAGS = flags.FLAGS
 
 
@@ -94,12 +67,44 @@ def _counts(values: list) -> bool:
   return all(value.isdigit() for value in values) and bool(values)
 
 
-flags.register_validator("temperatures", _positive_numbers, "--temperatures takes numbers above 0, e.g. 1,0.5,0.38.")
-flags.register_validator("saturation", _positive_numbers, "--saturation takes factors above 0, e.g. 1.25,1.5,2.")
-flags.register_validator(
-  "vividness", lambda v: all(0 <= float(x) <= 1 for x in v), "--vividness takes values in [0, 1], e.g. 0,0.5,1."
-)
-flags.register_validator("hints", _counts, "--hints takes point counts of 0 or more, e.g. 0,1,2,5,10.")
+def define_flags() -> None:
+  """The benchmark's flags, defined when it (or a benchmark built on it) runs as the program:
+  importing the module defines none, so its pieces can be tested beside the program's own flags."""
+  config_flags.DEFINE_config_file("config", None, "The config to train; none: the classic colorizers only.")
+  flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(common.SHARED_PHOTOS)), "Folder with train/ and val/.")
+  flags.DEFINE_string("row", None, "The row's name in the table (default: the config file's name).")
+  flags.DEFINE_integer("steps", None, "Training batches; default: the config's num_train_steps.")
+  flags.DEFINE_integer("eval_size", 256, "Side of the val photos that are colorized and scored.")
+  flags.DEFINE_string("out_dir", "runs/quality", "Runs, rows.jsonl, outputs and the grid.")
+  flags.DEFINE_integer("grid_photos", 8, "Val photos in the grid: the first that may be shown (public domain, CC0).")
+  flags.DEFINE_string("weights", None, "Score an exported generator (e.g. weights/, the bundled one): no training.")
+  flags.DEFINE_list("grid_rows", [], "Grid rows after gray | real; default: the best classic, every model.")
+  flags.DEFINE_list(
+    "temperatures", [], "A bins-head model (model.colour_head='bins'): a row at each annealed-mean temperature."
+  )
+  flags.DEFINE_list(
+    "hints",
+    ["0", "1", "2", "5", "10"],
+    "A hints model (model.hints): a row with each number of points read off the real val photos (the same for every "
+    "model: nested, seeded by the photo's place).",
+  )
+  flags.DEFINE_list(
+    "vividness", [], "A row at each vividness of the model (0: its most faithful colour, 1: its boldest)."
+  )
+  flags.DEFINE_list(
+    "saturation", [], "The saturation line: beside the model's row, its outputs with a,b scaled by each factor."
+  )
+  flags.DEFINE_float("max_tilt", None, "Tuning: the vivid head's tilt at vividness 1 (networks/heads.py MAX_TILT).")
+  flags.DEFINE_bool("judge", True, "Each row's classifier agreement (EfficientNet-Lite2, colorize/measuring/judge.py).")
+  flags.DEFINE_bool("quick", False, "CI smoke run: the tests' tiny networks, 3 steps, 4 val photos at 64 px.")
+  flags.register_validator("temperatures", _positive_numbers, "--temperatures takes numbers above 0, e.g. 1,0.5,0.38.")
+  flags.register_validator("saturation", _positive_numbers, "--saturation takes factors above 0, e.g. 1.25,1.5,2.")
+  flags.register_validator(
+    "vividness", lambda v: all(0 <= float(x) <= 1 for x in v), "--vividness takes values in [0, 1], e.g. 0,0.5,1."
+  )
+  flags.register_validator("hints", _counts, "--hints takes point counts of 0 or more, e.g. 0,1,2,5,10.")
+
+
 HINT_SEED = 2017  # The val photos' simulated points (Zhang et al. 2017), one stream per photo.
 SHOWABLE_LICENCES = ("public domain", "cc0")  # Lower case, '-' as ' ': "public-domain", "CC0-1.0".
 QUICK_DATA = "quick: scikit-image's bundled photos at 64 px"  # The photo set of --quick rows.
@@ -481,4 +486,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -1,11 +1,17 @@
 """Shared test settings: tiny configs that train in seconds on a CPU, a compilation cache."""
 
+import contextlib
+import dataclasses
 import fcntl
+import io
 import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
+import traceback
+import types
 
 # Tests compile far more than they run (tiny networks, a few steps): XLA:CPU without LLVM's
 # optimisations compiles a training step in half the time. Set before JAX starts its backend;
@@ -136,6 +142,46 @@ def subprocess_env(devices: int | None = None) -> dict:
   if devices is not None:
     xla_flags = f"{xla_flags} --xla_force_host_platform_device_count={devices}"
   return dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS=xla_flags)
+
+
+@dataclasses.dataclass
+class Ran:
+  """What a run of the program left: its exit status and output, as `subprocess.run` gives them."""
+
+  returncode: int
+  stdout: str
+  stderr: str
+
+
+def run_main(*args: str) -> Ran:
+  """`python main.py ARGS` from the checkout, run in this process: a subprocess would spend seconds
+  importing JAX and the program for each of the many command-line tests. The program's flags are
+  global: each run starts them from their defaults."""
+  from colorize import cli
+
+  out, err, argv, cwd, launcher = io.StringIO(), io.StringIO(), sys.argv, os.getcwd(), sys.modules["__main__"]
+  flags.FLAGS.unparse_flags()
+  for name in [name for name in flags.FLAGS if name.startswith("config.")]:
+    delattr(flags.FLAGS, name)  # The last run's config overrides: the config file defines its own.
+  sys.argv = ["main.py", *args]  # The program names itself by it.
+  sys.modules["__main__"] = types.ModuleType("__main__")  # Not pytest's: --help shows the program's examples.
+  os.chdir(REPO)
+  try:
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+      try:
+        cli.run()
+        code = 0
+      except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+        if isinstance(exit_.code, str):
+          print(exit_.code, file=sys.stderr)  # As Python does for sys.exit("message").
+      except Exception:  # As an uncaught exception ends a process: its traceback, status 1.
+        traceback.print_exc()
+        code = 1
+  finally:
+    sys.argv, sys.modules["__main__"] = argv, launcher
+    os.chdir(cwd)
+  return Ran(code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:

@@ -17,9 +17,9 @@ from colorize.networks import inference
 from colorize.runs import bundle
 from colorize.runs import run_setup
 from colorize.runs.run_setup import UsageError
+from tests.conftest import run_main
 from tests.conftest import tiny_config
 from tests.test_main import HINT
-from tests.test_main import run_main
 
 
 @pytest.fixture(scope="module")

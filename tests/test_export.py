@@ -23,9 +23,9 @@ from colorize.networks import inference
 from colorize.networks import models
 from colorize.runs import bundle
 from configs import photos_pretrained_bins
+from tests.conftest import run_main
 from tests.conftest import tiny_config
 from tests.test_main import HINT
-from tests.test_main import run_main
 
 # (batch, height, width): landscape and portrait at the bundle's stride 32, one photo and three.
 SIZES = ((1, 64, 96), (3, 96, 64))

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +16,7 @@ from colorize.colouring import hint_points
 from colorize.networks import layers
 from colorize.networks import models
 from colorize.training import steps
+from tests.conftest import run_main
 from tests.conftest import tiny_config
 from tests.test_steps import smooth_colour_images
 from tests.test_steps import steps_on_fixed_batch
@@ -217,13 +216,7 @@ def test_training_with_hints_draws_them_per_photo_and_learns():
 
 # ----------------------------------------------------------------------------- the command line
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GREEN = [30, 170, 60]
-
-
-def run_main(*args):
-  command = [sys.executable, os.path.join(REPO, "main.py"), *args]
-  return subprocess.run(command, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=300)
 
 
 def coffee(width=192, height=128):

@@ -9,21 +9,11 @@ import pytest
 
 from colorize.colouring import predict
 from tests.conftest import free_port
+from tests.conftest import run_main
 from tests.conftest import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HINT = "Run `python main.py --help` for the modes, their flags and an example of each."
-
-
-def run_main(*args):
-  return subprocess.run(
-    [sys.executable, os.path.join(REPO, "main.py"), *args],
-    cwd=REPO,
-    env=dict(os.environ, PYTHONPATH=REPO),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,6 @@
 
 import io
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,9 +14,8 @@ from colorize.colouring import full_size
 from colorize.colouring import predict
 from colorize.data import photos
 from colorize.runs import run_setup
+from tests.conftest import run_main
 from tests.conftest import tiny_config
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -274,18 +271,11 @@ def test_network_shape_keeps_the_aspect_in_multiples():
 def test_command_line_exit_statuses(run_dir, tmp_path):
   save(Image.fromarray(photo()), str(tmp_path / "in" / "a.png"))
   (tmp_path / "in" / "b.jpg").write_bytes(b"")
-  base = [sys.executable, os.path.join(REPO, "main.py"), f"--workdir={run_dir}", "--mode=colorize"]
-  env = dict(os.environ, PYTHONPATH=REPO)
-  mixed = subprocess.run(
-    [*base, f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}"],
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  base = [f"--workdir={run_dir}", "--mode=colorize"]
+  mixed = run_main(*base, f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}")
   assert mixed.returncode == 1, mixed.stderr[-2000:]
   assert os.listdir(tmp_path / "out") == ["a.png"]
-  usage = subprocess.run([*base, f"--input={tmp_path / 'in'}"], env=env, capture_output=True, text=True, timeout=300)
+  usage = run_main(*base, f"--input={tmp_path / 'in'}")
   assert usage.returncode == 2 and "--output" in usage.stderr
 
 

