@@ -6,12 +6,13 @@ import fcntl
 import io
 import json
 import os
+import runpy
 import shutil
 import socket
 import sys
 import tempfile
 import traceback
-import types
+import warnings
 
 # Tests compile far more than they run (tiny networks, a few steps): XLA:CPU without LLVM's
 # optimisations compiles a training step in half the time. Set before JAX starts its backend;
@@ -19,8 +20,8 @@ import types
 # (XLA:CPU's older loop emitters, --xla_cpu_use_fusion_emitters=false, compile a third faster but
 # round differently on one device than on eight: the multi-device tests then fail.)
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
-# The tests run on the CPU: JAX then skips probing for accelerator plugins, 0.4 s of every one of
-# the ~35 `main.py` subprocesses the tests start (they inherit it).
+# The tests run on the CPU: JAX then skips probing for accelerator plugins, 0.4 s of every
+# subprocess the tests start (they inherit it).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
@@ -155,21 +156,24 @@ class Ran:
 
 def run_main(*args: str) -> Ran:
   """`python main.py ARGS` from the checkout, run in this process: a subprocess would spend seconds
-  importing JAX and the program for each of the many command-line tests. The program's flags are
-  global: each run starts them from their defaults."""
-  from colorize import cli
+  importing JAX and the program for each of the many command-line tests. The program's flags,
+  log settings and JAX's collectives setting are global: each run starts from the flags'
+  defaults, and what it changed is put back (the flags left parsed, as Grain needs them)."""
+  from absl import logging as absl_logging
 
-  out, err, argv, cwd, launcher = io.StringIO(), io.StringIO(), sys.argv, os.getcwd(), sys.modules["__main__"]
+  out, err, cwd, argv = io.StringIO(), io.StringIO(), os.getcwd(), sys.argv
+  handler = absl_logging.get_absl_handler().python_handler
+  saved = handler.stream, absl_logging.get_verbosity(), jax.config.jax_cpu_collectives_implementation
   flags.FLAGS.unparse_flags()
   for name in [name for name in flags.FLAGS if name.startswith("config.")]:
     delattr(flags.FLAGS, name)  # The last run's config overrides: the config file defines its own.
-  sys.argv = ["main.py", *args]  # The program names itself by it.
-  sys.modules["__main__"] = types.ModuleType("__main__")  # Not pytest's: --help shows the program's examples.
+  sys.argv = ["main.py", *args]  # runpy replaces argv[0] alone.
   os.chdir(REPO)
   try:
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _python_warnings_to(err):
+      handler.stream = err  # The program's log lines, where a process's stderr would have them.
       try:
-        cli.run()
+        runpy.run_path(os.path.join(REPO, "main.py"), run_name="__main__")  # Its own __main__ and argv[0].
         code = 0
       except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
@@ -179,9 +183,27 @@ def run_main(*args: str) -> Ran:
         traceback.print_exc()
         code = 1
   finally:
-    sys.argv, sys.modules["__main__"] = argv, launcher
+    sys.argv = argv
     os.chdir(cwd)
+    handler.stream = saved[0]
+    absl_logging.set_verbosity(saved[1])
+    jax.config.update("jax_cpu_collectives_implementation", saved[2])
+    if not flags.FLAGS.is_parsed():  # A run that stopped while parsing (--help, a flag mistake).
+      flags.FLAGS.mark_as_parsed()
   return Ran(code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _python_warnings_to(stream):
+  """Warnings shown as a fresh `python` process shows them (its default filters), on `stream`."""
+  with warnings.catch_warnings():
+    warnings.resetwarnings()
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+      warnings.simplefilter("ignore", category)
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: stream.write(
+      warnings.formatwarning(message, category, filename, lineno, line)
+    )
+    yield
 
 
 def free_port() -> int:

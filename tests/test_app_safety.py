@@ -247,12 +247,12 @@ def test_port_80_and_big_or_trickled_bodies(served, monkeypatch):
   colorizer, port = served
   assert app.allowed_host("localhost", 80) and app.allowed_host("127.0.0.1:80", 80)  # Browsers drop ":80".
   assert not app.allowed_host("localhost", 8000)
-  # Refused from its header, before the body is read: only the header and a first byte are sent
-  # (sending the whole body would race the server's closing the connection: a broken pipe).
+  # Refused from its header, before the body is read: only the header is sent (sending the body
+  # would race the server's closing the connection: a broken pipe).
   with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
     head = (
       f"POST /colorize HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{app.REQUEST_HEADER}: 1\r\n"
-      f"Content-Type: application/json\r\nContent-Length: {app.MAX_REQUEST + 10}\r\n\r\n["
+      f"Content-Type: application/json\r\nContent-Length: {app.MAX_REQUEST + 10}\r\n\r\n"
     )
     connection.sendall(head.encode())
     response = http.client.HTTPResponse(connection)

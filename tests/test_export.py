@@ -182,7 +182,7 @@ def test_an_op_the_converter_does_not_know_is_named():
     onnx_export.to_onnx(jnp.sort, [jax.ShapeDtypeStruct((4,), jnp.float32)], ["x"], ["y"])
 
 
-@pytest.mark.slow  # Six runs of main.py.
+@pytest.mark.slow  # Five runs of the program and one of the script.
 def test_export_mode_writes_an_onnx_file_whose_script_colours_a_photo_like_the_colorize_mode(trained_run, tmp_path):
   # The command line's export on a tiny run (the bundled model's ONNX and StableHLO are checked above).
   photo = tmp_path / "coffee.png"
@@ -234,6 +234,28 @@ def onnx_folder(tmp_path_factory):
   (folder / "export.json").write_text(json.dumps({"short_side": 16, "multiple": 4}))
   shutil.copy(export.ONNX_SCRIPT, folder)
   return folder
+
+
+def test_the_onnx_script_feeds_a_hints_model_no_hints(tmp_path):
+  # A stand-in with the bundled model's two inputs that colours only where the hint mask is 0:
+  # a missing hints input would be refused by onnxruntime, a mask of ones would leave gray.
+  folder, photo = tmp_path / "onnx", tmp_path / "photo.png"
+  folder.mkdir()
+  batch, height, width = jax.export.symbolic_shape("batch, height, width")
+  specs = [jax.ShapeDtypeStruct((batch, 4 * height, 4 * width, channels), jnp.float32) for channels in (1, 3)]
+
+  def colours(lightness, hints):
+    mask = jax.lax.slice_in_dim(hints, 2, 3, axis=3)
+    return jnp.concatenate([lightness - 50.0, 50.0 - lightness], -1) * 0.4 * (1.0 - mask)
+
+  model = onnx_export.to_onnx(colours, specs, ["lightness", "hints"], ["ab"])
+  (folder / "generator.onnx").write_bytes(model.SerializeToString())
+  (folder / "export.json").write_text(json.dumps({"short_side": 16, "multiple": 4}))
+  shutil.copy(export.ONNX_SCRIPT, folder)
+  Image.fromarray(skimage.data.coffee()[::8, ::8]).save(photo)
+  code, lines = run_script(folder / "colorize_onnx.py", photo, tmp_path / "out.png", cwd=tmp_path)
+  assert code == 0, lines
+  assert np.ptp(np.asarray(Image.open(tmp_path / "out.png")).astype(int), axis=-1).max() > 10  # Coloured.
 
 
 def run_script(script, *args, cwd):

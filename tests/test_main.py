@@ -79,8 +79,26 @@ def test_flag_mistakes_are_one_line_and_one_hint(args, message):
 def test_mode_mistakes_are_one_line_and_one_hint(args, message, tmp_path):
   out = run_main(f"--workdir={tmp_path}", *args)
   assert out.returncode == 2
-  error, hint = out.stderr.splitlines()  # Nothing else: no help text, no TensorFlow start-up lines.
+  error, hint = out.stderr.splitlines()  # Nothing else: no help text, no log or warning lines.
   assert error.startswith(f"main.py: error: {message.format(tmp=tmp_path)}") and hint == HINT
+
+
+@pytest.mark.parametrize(
+  "args",
+  [
+    ["--config=configs/demo.py", "--wokdir=x"],
+    ["--mode=colorize", "--config=configs/demo.py", "--colorize_temperature=0.5", "--input=x", "--output=y"],
+  ],
+  ids=["flag", "temperature-regression"],
+)
+def test_a_real_process_says_a_mistake_in_the_same_two_lines(args, tmp_path):
+  # The tests above run the program in-process; a process of its own would also show what
+  # libraries write as they start (TensorFlow, XLA): nothing, beside a mistake's two lines.
+  command = [sys.executable, os.path.join(REPO, "main.py"), f"--workdir={tmp_path}", *args]
+  done = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  in_process = run_main(f"--workdir={tmp_path}", *args)
+  assert done.returncode == in_process.returncode == 2
+  assert done.stderr.splitlines() == in_process.stderr.splitlines() and len(done.stderr.splitlines()) == 2
 
 
 def test_help_names_every_mode_and_the_config_overrides_and_succeeds():

@@ -10,6 +10,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from colorize.networks import heads
 from colorize.networks import models
 from colorize.training import optim
 from colorize.training import steps
@@ -33,7 +34,9 @@ def _jitted(config, mesh, colour_weights):
   """(jitted init, train step phases, jitted eval step) of `config` on `mesh`: made once per key,
   from a copy of `config` (the caller may change its own afterwards)."""
   weights = None if colour_weights is None else np.asarray(colour_weights, np.float32)
-  key = (config.to_json_best_effort(sort_keys=True), mesh, None if weights is None else weights.tobytes())
+  weights_key = None if weights is None else (weights.shape, weights.tobytes())
+  # heads.MAX_TILT is read as the vivid head is traced (the quality benchmark's --max_tilt sets it).
+  key = (config.to_json_best_effort(sort_keys=True), mesh, weights_key, heads.MAX_TILT)
   if key not in _JITTED:
     config = config.copy_and_resolve_references()
     init, optimizers = _init_function(config)
