@@ -222,17 +222,28 @@ def test_export_mode_writes_an_onnx_file_whose_script_colours_a_photo_like_the_c
   np.testing.assert_allclose(bold, np.clip(1.5 * plain, -110.0, 110.0), atol=1e-3)
 
 
-@pytest.fixture(scope="module")
-def onnx_folder(tmp_path_factory):
-  """What --format=onnx writes (generator.onnx, export.json, the script) for a stand-in generator:
-  a*,b* from L* alone, exported in a second instead of EfficientNet's minutes of runs."""
-  folder = tmp_path_factory.mktemp("onnx")
+def stand_in_colours(lightness):
+  return jnp.concatenate([lightness - 50.0, 50.0 - lightness], -1) * 0.4
+
+
+def write_onnx_folder(folder, function, input_names: list) -> None:
+  """What --format=onnx writes (generator.onnx, export.json, the script) for a stand-in generator
+  of inputs `input_names` (1 channel for lightness, 3 for hints), exported in a second instead of
+  EfficientNet's minutes of runs."""
   batch, height, width = jax.export.symbolic_shape("batch, height, width")
-  spec = jax.ShapeDtypeStruct((batch, 4 * height, 4 * width, 1), jnp.float32)
-  model = onnx_export.to_onnx(lambda x: jnp.concatenate([x - 50.0, 50.0 - x], -1) * 0.4, [spec], ["lightness"], ["ab"])
+  channels = {"lightness": 1, "hints": 3}
+  specs = [jax.ShapeDtypeStruct((batch, 4 * height, 4 * width, channels[name]), jnp.float32) for name in input_names]
+  model = onnx_export.to_onnx(function, specs, input_names, ["ab"])
   (folder / "generator.onnx").write_bytes(model.SerializeToString())
   (folder / "export.json").write_text(json.dumps({"short_side": 16, "multiple": 4}))
   shutil.copy(export.ONNX_SCRIPT, folder)
+
+
+@pytest.fixture(scope="module")
+def onnx_folder(tmp_path_factory):
+  """An ONNX export of a stand-in generator: a*,b* from L* alone."""
+  folder = tmp_path_factory.mktemp("onnx")
+  write_onnx_folder(folder, stand_in_colours, ["lightness"])
   return folder
 
 
@@ -241,17 +252,11 @@ def test_the_onnx_script_feeds_a_hints_model_no_hints(tmp_path):
   # a missing hints input would be refused by onnxruntime, a mask of ones would leave gray.
   folder, photo = tmp_path / "onnx", tmp_path / "photo.png"
   folder.mkdir()
-  batch, height, width = jax.export.symbolic_shape("batch, height, width")
-  specs = [jax.ShapeDtypeStruct((batch, 4 * height, 4 * width, channels), jnp.float32) for channels in (1, 3)]
 
   def colours(lightness, hints):
-    mask = jax.lax.slice_in_dim(hints, 2, 3, axis=3)
-    return jnp.concatenate([lightness - 50.0, 50.0 - lightness], -1) * 0.4 * (1.0 - mask)
+    return stand_in_colours(lightness) * (1.0 - jax.lax.slice_in_dim(hints, 2, 3, axis=3))
 
-  model = onnx_export.to_onnx(colours, specs, ["lightness", "hints"], ["ab"])
-  (folder / "generator.onnx").write_bytes(model.SerializeToString())
-  (folder / "export.json").write_text(json.dumps({"short_side": 16, "multiple": 4}))
-  shutil.copy(export.ONNX_SCRIPT, folder)
+  write_onnx_folder(folder, colours, ["lightness", "hints"])
   Image.fromarray(skimage.data.coffee()[::8, ::8]).save(photo)
   code, lines = run_script(folder / "colorize_onnx.py", photo, tmp_path / "out.png", cwd=tmp_path)
   assert code == 0, lines

@@ -241,7 +241,7 @@ def test_training_evaluating_and_colorizing_need_no_tensorflow(tmp_path):
     str(tmp_path / "photos"),
     str(tmp_path / "out"),
   ]
-  done = subprocess.run(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True)
+  done = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True)
   assert done.returncode == 0, done.stderr[-3000:]
 
 

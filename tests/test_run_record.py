@@ -14,6 +14,7 @@ from colorize.runs import run_record
 from colorize.runs import run_setup
 from colorize.training import train
 from configs import from_run
+from tests.conftest import subprocess_env
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,7 +98,7 @@ def test_overrides_without_config_take_the_runs_own_config_as_their_base(run_cop
 @pytest.mark.slow  # A subprocess that imports JAX and parses the command line: about 8 s.
 def test_main_applies_overrides_to_an_existing_run_without_config(run_copy):
   command = [sys.executable, os.path.join(REPO, "main.py"), f"--workdir={run_copy}", "--config.num_train_steps=2"]
-  out = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=REPO))
+  out = subprocess.run(command, capture_output=True, text=True, timeout=300, env=subprocess_env())
   assert out.returncode == 0, out.stderr[-2000:]
   assert "Nothing to do: the run" in out.stderr and "is at step 2 already" in out.stderr
   missing = subprocess.run(

@@ -15,6 +15,7 @@ from colorize.training import steps
 from colorize.training import train
 from tests.conftest import assert_trees_equal
 from tests.conftest import params_of
+from tests.conftest import subprocess_env
 from tests.conftest import tiny_config
 from tests.conftest import train_losses
 
@@ -106,7 +107,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
     "import sys; from tests.conftest import tiny_config; from colorize.training import train; "
     f"train.train_and_evaluate(tiny_config(num_train_steps=100000, checkpoint_every_steps=100000), {str(tmp_path)!r})"
   )
-  env = dict(os.environ, PYTHONPATH=REPO)
+  env = subprocess_env()
   process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
   metrics = tmp_path / "metrics.jsonl"
   deadline = time.time() + 240
@@ -150,7 +151,7 @@ def logged_rows(workdir):
 
 
 def start_run(script, overrides, workdir):
-  env = dict(os.environ, PYTHONPATH=REPO)
+  env = subprocess_env()
   command = [sys.executable, "-c", script, repr(overrides), workdir]
   return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
