@@ -1,7 +1,6 @@
 """Shared test settings: tiny configs that train in seconds on a CPU, a compilation cache."""
 
 import contextlib
-import dataclasses
 import fcntl
 import io
 import json
@@ -9,6 +8,7 @@ import os
 import runpy
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -145,16 +145,7 @@ def subprocess_env(devices: int | None = None) -> dict:
   return dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS=xla_flags)
 
 
-@dataclasses.dataclass
-class Ran:
-  """What a run of the program left: its exit status and output, as `subprocess.run` gives them."""
-
-  returncode: int
-  stdout: str
-  stderr: str
-
-
-def run_main(*args: str) -> Ran:
+def run_main(*args: str) -> subprocess.CompletedProcess:
   """`python main.py ARGS` from the checkout, run in this process: a subprocess would spend seconds
   importing JAX and the program for each of the many command-line tests. The program's flags,
   log settings and JAX's collectives setting are global: each run starts from the flags'
@@ -190,7 +181,7 @@ def run_main(*args: str) -> Ran:
     jax.config.update("jax_cpu_collectives_implementation", saved[2])
     if not flags.FLAGS.is_parsed():  # A run that stopped while parsing (--help, a flag mistake).
       flags.FLAGS.mark_as_parsed()
-  return Ran(code, out.getvalue(), err.getvalue())
+  return subprocess.CompletedProcess(["main.py", *args], code, out.getvalue(), err.getvalue())
 
 
 @contextlib.contextmanager
